@@ -1,0 +1,73 @@
+/*
+ * base: what every layer of bvtool shares and nothing else.
+ *
+ * Error reporting follows libgit2 and SQLite: a function returns 0 or a
+ * negative BV_E* code, and leaves a one-line message (lowercase, no full stop,
+ * the subject quoted) in a per-thread buffer that the CLI prints as
+ * "bvtool: <message>". Also here: atomic file writes (temp file + rename) and
+ * a monotonic clock, used by nn, train, db and cli alike.
+ */
+#ifndef BV_BASE_H
+#define BV_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Error codes. The CLI maps each to a documented exit status (docs/cli.md). */
+enum {
+	BV_OK = 0,
+	BV_EINVAL = -1,    /* a bad argument or option value */
+	BV_EIO = -2,       /* a file cannot be opened, read or written */
+	BV_EFORMAT = -3,   /* a file is not what it should be (magic, size, range) */
+	BV_ENOMEM = -4,    /* out of memory */
+	BV_EDIVERGED = -5, /* training produced NaN or Inf */
+	BV_EDB = -6,       /* the database refused an operation */
+	BV_EMISMATCH = -7, /* two things that must agree do not (spec, classes, config) */
+	BV_EINTR = -8,     /* interrupted by a signal */
+	BV_EPARTIAL = -9,  /* done in part (e.g. plot scripts written, gnuplot missing) */
+	BV_ESTATE = -10,   /* the operation needs a step that has not run yet */
+};
+
+/* Set the calling thread's error message (printf-style); returns `code` so that
+ * callers can write `return bv_error_set(BV_EIO, "cannot open '%s'", path);`. */
+int bv_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix the calling thread's message: "<prefix>: <old message>"; returns code. */
+int bv_error_prefix(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The calling thread's last message ("" when none). */
+const char *bv_error_last(void);
+/* The last code passed to bv_error_set on this thread. */
+int bv_error_code(void);
+void bv_error_clear(void);
+
+/* Write `size` bytes to `path` atomically: a temporary file in the same
+ * directory, fsync, then rename over `path`. On failure `path` is untouched. */
+int bv_write_file_atomic(const char *path, const void *data, size_t size);
+
+/* A growable byte buffer, for building a file in memory before an atomic write. */
+typedef struct bv_buf {
+	unsigned char *data;
+	size_t len, cap;
+	int failed; /* set once an allocation failed; later appends do nothing */
+} bv_buf;
+void bv_buf_init(bv_buf *b);
+void bv_buf_release(bv_buf *b);
+void bv_buf_append(bv_buf *b, const void *data, size_t n);
+void bv_buf_u32(bv_buf *b, uint32_t v); /* little-endian */
+void bv_buf_u64(bv_buf *b, uint64_t v); /* little-endian */
+void bv_buf_f32(bv_buf *b, const float *v, size_t n); /* little-endian */
+
+/* Read a whole file into memory (caller frees *out). */
+int bv_read_file(unsigned char **out, size_t *out_len, const char *path);
+
+/* Seconds from a monotonic clock. */
+double bv_now(void);
+
+/* Number parsing with end-pointer and range checks, for flags and spec strings.
+ * `what` names the flag or field in the error message. */
+int bv_parse_double(double *out, const char *s, double lo, double hi, const char *what);
+int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what);
+
+#define BV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

@@ -1,0 +1,193 @@
+/*
+ * Small helpers shared by every layer: atomic writes, a byte buffer, whole-file
+ * reads, a monotonic clock and checked number parsing.
+ */
+#include "base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int bv_write_file_atomic(const char *path, const void *data, size_t size)
+{
+	size_t plen = strlen(path);
+	char *tmp = malloc(plen + 16);
+	int fd = -1, rc = 0;
+	if (!tmp)
+		return bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
+	snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) {
+		rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+		goto done;
+	}
+	const unsigned char *p = data;
+	size_t left = size;
+	while (left > 0) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+			goto done;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+		goto done;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+		goto done;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+		goto done;
+	}
+done:
+	if (fd >= 0)
+		close(fd);
+	if (rc != 0)
+		unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+void bv_buf_init(bv_buf *b)
+{
+	memset(b, 0, sizeof *b);
+}
+
+void bv_buf_release(bv_buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof *b);
+}
+
+void bv_buf_append(bv_buf *b, const void *data, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		unsigned char *d = realloc(b->data, cap);
+		if (!d) {
+			b->failed = 1;
+			return;
+		}
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, n);
+	b->len += n;
+}
+
+void bv_buf_u32(bv_buf *b, uint32_t v)
+{
+	unsigned char x[4] = {v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff};
+	bv_buf_append(b, x, 4);
+}
+
+void bv_buf_u64(bv_buf *b, uint64_t v)
+{
+	bv_buf_u32(b, (uint32_t)(v & 0xffffffffu));
+	bv_buf_u32(b, (uint32_t)(v >> 32));
+}
+
+void bv_buf_f32(bv_buf *b, const float *v, size_t n)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	bv_buf_append(b, v, n * sizeof(float));
+#else
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &v[i], 4);
+		bv_buf_u32(b, u);
+	}
+#endif
+}
+
+int bv_read_file(unsigned char **out, size_t *out_len, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *data = NULL;
+	size_t len = 0, cap = 0;
+	int rc = 0;
+	*out = NULL;
+	*out_len = 0;
+	if (!f)
+		return bv_error_set(BV_EIO, "cannot open '%s': %s", path, strerror(errno));
+	for (;;) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 1 << 16;
+			unsigned char *d = realloc(data, cap);
+			if (!d) {
+				rc = bv_error_set(BV_ENOMEM, "out of memory reading '%s'", path);
+				goto done;
+			}
+			data = d;
+		}
+		size_t r = fread(data + len, 1, cap - len, f);
+		len += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		rc = bv_error_set(BV_EIO, "cannot read '%s': %s", path, strerror(errno));
+		goto done;
+	}
+	*out = data;
+	*out_len = len;
+	data = NULL;
+done:
+	free(data);
+	fclose(f);
+	return rc;
+}
+
+double bv_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int bv_parse_double(double *out, const char *s, double lo, double hi, const char *what)
+{
+	char *end;
+	if (!s || !*s)
+		return bv_error_set(BV_EINVAL, "%s: expected a number, got ''", what);
+	errno = 0;
+	double v = strtod(s, &end);
+	if (*end != '\0' || errno == ERANGE || !isfinite(v))
+		return bv_error_set(BV_EINVAL, "%s: expected a number, got '%s'", what, s);
+	if (v < lo || v > hi)
+		return bv_error_set(BV_EINVAL, "%s: %s is out of range (%g to %g)", what, s, lo, hi);
+	*out = v;
+	return 0;
+}
+
+int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what)
+{
+	char *end;
+	if (!s || !*s)
+		return bv_error_set(BV_EINVAL, "%s: expected a whole number, got ''", what);
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (*end != '\0' || errno == ERANGE)
+		return bv_error_set(BV_EINVAL, "%s: expected a whole number, got '%s'", what, s);
+	if (v < lo || v > hi)
+		return bv_error_set(BV_EINVAL, "%s: %s is out of range (%ld to %ld)", what, s, lo, hi);
+	*out = v;
+	return 0;
+}
