@@ -1,0 +1,118 @@
+/*
+ * Checkpoints: a model's spec, shapes and parameters in one versioned binary
+ * file (layout in nn.h), written atomically and checked with a CRC-32 on load.
+ */
+#include "nn.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+static const unsigned char ckpt_magic[8] = {'B', 'V', 'C', 'K', 'P', 'T', 0, 0};
+
+int bv_ckpt_save(const bv_model *m, const char *path)
+{
+	bv_buf b;
+	int rc;
+	bv_buf_init(&b);
+	bv_buf_append(&b, ckpt_magic, sizeof ckpt_magic);
+	bv_buf_u32(&b, BV_CKPT_VERSION);
+	bv_buf_u32(&b, (uint32_t)strlen(m->spec));
+	bv_buf_append(&b, m->spec, strlen(m->spec));
+	bv_buf_u32(&b, (uint32_t)m->in_shape.c);
+	bv_buf_u32(&b, (uint32_t)m->in_shape.h);
+	bv_buf_u32(&b, (uint32_t)m->in_shape.w);
+	bv_buf_u32(&b, (uint32_t)m->n_classes);
+	bv_buf_u64(&b, (uint64_t)m->n_params);
+	bv_buf_f32(&b, m->params, m->n_params);
+	if (b.failed) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
+		goto done;
+	}
+	bv_buf_u32(&b, (uint32_t)crc32(0L, b.data, (uInt)b.len));
+	rc = b.failed ? bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path)
+		      : bv_write_file_atomic(path, b.data, b.len);
+done:
+	bv_buf_release(&b);
+	return rc;
+}
+
+static uint32_t rd_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
+		 int expect_classes)
+{
+	unsigned char *data = NULL;
+	size_t len = 0, pos = 0;
+	bv_model *m = NULL;
+	char spec[128];
+	int rc;
+	*out = NULL;
+	if ((rc = bv_read_file(&data, &len, path)) != 0)
+		goto done;
+	if (len < 8 + 8 || memcmp(data, ckpt_magic, 8) != 0) {
+		rc = bv_error_set(BV_EFORMAT, "'%s' is not a bvtool checkpoint (bad magic)", path);
+		goto done;
+	}
+	pos = 8;
+	uint32_t version = rd_u32(data + pos);
+	pos += 4;
+	if (version != BV_CKPT_VERSION) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': checkpoint version %u (this bvtool reads %d)", path,
+				  version, BV_CKPT_VERSION);
+		goto done;
+	}
+	uint32_t spec_len = rd_u32(data + pos);
+	pos += 4;
+	if (spec_len >= sizeof spec || pos + spec_len + 16 + 8 + 4 > len) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': truncated checkpoint", path);
+		goto done;
+	}
+	memcpy(spec, data + pos, spec_len);
+	spec[spec_len] = '\0';
+	pos += spec_len;
+	bv_shape in = {(int)rd_u32(data + pos), (int)rd_u32(data + pos + 4),
+		       (int)rd_u32(data + pos + 8)};
+	int n_classes = (int)rd_u32(data + pos + 12);
+	pos += 16;
+	uint64_t n_params = (uint64_t)rd_u32(data + pos) | (uint64_t)rd_u32(data + pos + 4) << 32;
+	pos += 8;
+	if (n_params > (len - pos) / 4 || pos + n_params * 4 + 4 != len) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': truncated checkpoint", path);
+		goto done;
+	}
+	if (rd_u32(data + len - 4) != (uint32_t)crc32(0L, data, (uInt)(len - 4))) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': checkpoint is corrupt (CRC mismatch)", path);
+		goto done;
+	}
+	if (expect_classes > 0 && n_classes != expect_classes) {
+		rc = bv_error_set(BV_EMISMATCH, "checkpoint '%s' has %d classes, the data has %d", path,
+				  n_classes, expect_classes);
+		goto done;
+	}
+	if (expect_in && (in.c != expect_in->c || in.h != expect_in->h || in.w != expect_in->w)) {
+		rc = bv_error_set(BV_EMISMATCH,
+				  "checkpoint '%s' takes %dx%dx%d inputs, the data has %dx%dx%d", path,
+				  in.c, in.h, in.w, expect_in->c, expect_in->h, expect_in->w);
+		goto done;
+	}
+	if ((rc = bv_model_new(&m, spec, in, n_classes)) != 0) {
+		rc = bv_error_prefix(BV_EFORMAT, "'%s'", path);
+		goto done;
+	}
+	if (m->n_params != n_params) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': %llu parameters stored, spec '%s' has %zu", path,
+				  (unsigned long long)n_params, spec, m->n_params);
+		goto done;
+	}
+	memcpy(m->params, data + pos, n_params * 4); /* little-endian hosts only, checked in CMake */
+	*out = m;
+	m = NULL;
+done:
+	bv_model_free(m);
+	free(data);
+	return rc;
+}
