@@ -1,0 +1,111 @@
+/*
+ * train: data sets, bootstrap replicas and the training loop.
+ *
+ * A data set is loaded once into normalised float32 rows; training reads rows
+ * by index, so a bootstrap replica is just an index list (with repeats). The
+ * teacher's logits on the training set are computed once (eval mode) and then
+ * gathered per batch, since the teacher is fixed and deterministic.
+ */
+#ifndef BV_TRAIN_H
+#define BV_TRAIN_H
+
+#include <stdint.h>
+
+#include "nn.h"
+
+/* ---- data -------------------------------------------------------------- */
+
+typedef struct bv_split {
+	int n;          /* samples */
+	float *x;       /* (n, c*h*w) normalised inputs */
+	int *y;         /* (n) labels in [0, n_classes) */
+} bv_split;
+
+typedef struct bv_data {
+	char name[32];      /* "fashion-mnist", "mnist", "idx", later "cifar10", "cifar100" */
+	char dir[512];      /* the directory the files were read from */
+	bv_shape shape;     /* per sample */
+	int n_classes;
+	float mean[3], std[3]; /* per channel, of the training set in [0,1] units */
+	bv_split train, test;
+} bv_data;
+
+/* The default directory of the Debian package dataset-fashion-mnist. */
+#define BV_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/*
+ * Load a data set named "NAME[:DIR]":
+ *   fashion-mnist[:DIR]  DIR defaults to BV_FASHION_MNIST_DIR
+ *   mnist:DIR, idx:DIR   IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,
+ *                        t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or
+ *                        with a .gz suffix (gzip).
+ * Pixels are scaled to [0,1], then normalised with the training set's mean and
+ * standard deviation. Errors name the file: a missing directory or file (BV_EIO),
+ * a truncated or corrupt gzip, a wrong magic, image and label counts that differ,
+ * a label outside [0, n_classes) (BV_EFORMAT). n_classes is 10 for IDX data.
+ */
+int bv_data_load(bv_data *out, const char *spec);
+void bv_data_release(bv_data *d);
+/* Keep only the first n training samples (n <= train.n). */
+void bv_data_truncate_train(bv_data *d, int n);
+
+/* Read one IDX file (raw or gzip by content, not by name): dims and the payload
+ * bytes (caller frees *out). magic_type is 0x08 (unsigned byte) only. */
+int bv_idx_read(unsigned char **out, int *out_ndims, int dims[4], const char *path);
+
+/* ---- bootstrap ---------------------------------------------------------- */
+
+/* Draw n indices with replacement from [0, n) with GSL mt19937 seeded with
+ * `seed`; idx (n) receives them, counts (n, may be NULL) the in-bag counts. */
+void bv_bootstrap_draw(int *idx, int *counts, int n, unsigned long seed);
+
+/* ---- training ----------------------------------------------------------- */
+
+typedef struct bv_train_cfg {
+	bv_loss_cfg loss;
+	float lr, momentum, wd;
+	int nesterov;
+	bv_schedule schedule;
+	int epochs;
+	int batch;
+	unsigned long seed;   /* weight init, batch order and dropout */
+	int threads;          /* BLAS threads; <= 0 leaves the default */
+} bv_train_cfg;
+
+/* Defaults: ce, T 4, alpha 2.25, gamma 1, lr 0.05, momentum 0.9, wd 5e-4,
+ * cosine, 10 epochs, batch 128, seed 1, threads 1. */
+void bv_train_cfg_default(bv_train_cfg *cfg);
+
+/* What the training loop reports after each epoch. */
+typedef struct bv_epoch_stats {
+	int epoch;              /* 1-based */
+	int n_epochs;
+	float lr;
+	double loss;            /* mean training loss */
+	double train_acc;       /* share of the epoch's training samples predicted right */
+	double test_acc;        /* eval mode, whole test split */
+	double wsl_weight;      /* mean w_i over the epoch (WSL), else 0 */
+	double filtered;        /* share of soft terms dropped (kd-filter), else 0 */
+	double seconds;         /* wall time of the epoch, evaluation included */
+	const float *test_logits; /* (test.n, n_classes) eval-mode logits, valid during the callback */
+} bv_epoch_stats;
+
+/* Called after every epoch; a non-zero return stops training with that code. */
+typedef int (*bv_epoch_fn)(void *ctx, const bv_epoch_stats *st, bv_model *m);
+
+/*
+ * Train `m` (already built and initialised) on the rows `idx` (n_idx, with
+ * repeats for a bootstrap replica; NULL = all training rows in order) of
+ * d->train. teacher_logits (d->train.n, n_classes) are the teacher's eval-mode
+ * logits on the whole training split, required for kd/wsl/kd-filter.
+ * Each epoch shuffles the rows with mt19937 seeded from (cfg->seed, epoch), so a
+ * given seed gives the same batch order whatever the method.
+ * A NaN/Inf loss stops with BV_EDIVERGED naming the epoch and step.
+ */
+int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const int *idx,
+		 int n_idx, const float *teacher_logits, bv_epoch_fn on_epoch, void *ctx);
+
+/* Share of rows of logits (n, k) whose argmax is y. */
+double bv_accuracy(const float *logits, const int *y, int n, int k);
+
+#endif
