@@ -1,0 +1,67 @@
+/*
+ * cli: the `bvtool` command line. One table of commands (main.c) drives
+ * dispatch and help; one file per command (cmd_<name>.c); one option table per
+ * command, parsed by cli_parse (opts.c), which also prints the help with the
+ * defaults read from the variables themselves.
+ *
+ * Exit statuses (docs/cli.md):
+ *   0 success          1 internal error, out of memory
+ *   2 usage: an unknown flag or a bad value
+ *   3 a file cannot be read or written
+ *   4 bad input: corrupt or malformed data, a mismatched checkpoint or database
+ *   5 training diverged (NaN/Inf loss)
+ *   6 database error    7 partial result    8 an earlier step has not run
+ *   130 interrupted
+ */
+#ifndef BV_CLI_H
+#define BV_CLI_H
+
+#include <stdio.h>
+
+enum {
+	BV_EXIT_OK = 0,
+	BV_EXIT_INTERNAL = 1,
+	BV_EXIT_USAGE = 2,
+	BV_EXIT_IO = 3,
+	BV_EXIT_INPUT = 4,
+	BV_EXIT_DIVERGED = 5,
+	BV_EXIT_DB = 6,
+	BV_EXIT_PARTIAL = 7,
+	BV_EXIT_STATE = 8,
+	BV_EXIT_INTERRUPTED = 130,
+};
+
+typedef struct cli_cmd {
+	const char *name;
+	int (*fn)(const struct cli_cmd *cmd, int argc, char **argv);
+	const char *summary;
+	const char *usage; /* after "bvtool NAME " */
+	const struct cli_opt *opts;
+} cli_cmd;
+
+typedef enum { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_FLAG } cli_opt_type;
+
+typedef struct cli_opt {
+	const char *name;    /* "--lr" */
+	cli_opt_type type;
+	void *ptr;           /* const char **, int *, double *, int * */
+	const char *metavar; /* "X" in "--lr X" */
+	const char *help;
+	double lo, hi;       /* range for numbers (inclusive) */
+	int positive;        /* numbers: must be > 0 (lo is then ignored) */
+} cli_opt;
+
+/* Parse argv[1..] against opts (terminated by a NULL name). Returns 0 to go on,
+ * -1 after printing --help (the command then exits 0), or BV_EXIT_USAGE after
+ * printing "bvtool: ..." and the short usage to stderr. */
+int cli_parse(const cli_cmd *cmd, int argc, char **argv);
+void cli_help(FILE *f, const cli_cmd *cmd);
+/* "bvtool: <message>" to stderr, then the exit status for a BV_E* code. */
+int cli_fail(int code);
+int cli_exit_code(int code);
+
+const cli_cmd *cli_commands(int *n);
+
+int cmd_train(const cli_cmd *cmd, int argc, char **argv);
+
+#endif

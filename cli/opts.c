@@ -1,0 +1,153 @@
+/*
+ * Option tables: parsing (--name VALUE or --name=VALUE, numbers checked with
+ * strtol/strtod end pointers and ranges), help printing with the defaults read
+ * from the variables, and the mapping of BV_E* codes to exit statuses.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+
+static void short_usage(const cli_cmd *cmd)
+{
+	fprintf(stderr, "usage: bvtool %s %s\n       (bvtool %s --help for the options)\n",
+		cmd->name, cmd->usage, cmd->name);
+}
+
+static const cli_opt *find_opt(const cli_opt *opts, const char *name, size_t len)
+{
+	for (const cli_opt *o = opts; o && o->name; o++)
+		if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+			return o;
+	return NULL;
+}
+
+static int set_value(const cli_opt *o, const char *v)
+{
+	if (o->type == OPT_STR) {
+		*(const char **)o->ptr = v;
+		return 0;
+	}
+	if (o->type == OPT_INT) {
+		long x;
+		if (bv_parse_long(&x, v, o->positive ? 1 : (long)o->lo, (long)o->hi, o->name) != 0)
+			return -1;
+		*(int *)o->ptr = (int)x;
+		return 0;
+	}
+	double x;
+	if (bv_parse_double(&x, v, o->positive ? -1e308 : o->lo, o->hi, o->name) != 0)
+		return -1;
+	if (o->positive && !(x > 0)) {
+		bv_error_set(BV_EINVAL, "%s: must be greater than 0, got '%s'", o->name, v);
+		return -1;
+	}
+	*(double *)o->ptr = x;
+	return 0;
+}
+
+int cli_parse(const cli_cmd *cmd, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			cli_help(stdout, cmd);
+			return -1;
+		}
+		if (strncmp(a, "--", 2) != 0) {
+			fprintf(stderr, "bvtool %s: unexpected argument '%s'\n", cmd->name, a);
+			short_usage(cmd);
+			return BV_EXIT_USAGE;
+		}
+		const char *eq = strchr(a, '=');
+		size_t len = eq ? (size_t)(eq - a) : strlen(a);
+		const cli_opt *o = find_opt(cmd->opts, a, len);
+		if (!o) {
+			fprintf(stderr, "bvtool %s: unknown option '%.*s'\n", cmd->name, (int)len, a);
+			short_usage(cmd);
+			return BV_EXIT_USAGE;
+		}
+		if (o->type == OPT_FLAG) {
+			if (eq) {
+				fprintf(stderr, "bvtool %s: %s takes no value\n", cmd->name, o->name);
+				return BV_EXIT_USAGE;
+			}
+			*(int *)o->ptr = 1;
+			continue;
+		}
+		const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+		if (!v) {
+			fprintf(stderr, "bvtool %s: %s needs a value (%s)\n", cmd->name, o->name,
+				o->metavar ? o->metavar : "VALUE");
+			return BV_EXIT_USAGE;
+		}
+		if (set_value(o, v) != 0) {
+			fprintf(stderr, "bvtool %s: %s\n", cmd->name, bv_error_last());
+			return BV_EXIT_USAGE;
+		}
+	}
+	return 0;
+}
+
+void cli_help(FILE *f, const cli_cmd *cmd)
+{
+	fprintf(f, "usage: bvtool %s %s\n\n%s\n", cmd->name, cmd->usage, cmd->summary);
+	if (!cmd->opts || !cmd->opts->name)
+		return;
+	fprintf(f, "\noptions:\n");
+	for (const cli_opt *o = cmd->opts; o->name; o++) {
+		char left[64], def[160] = "";
+		snprintf(left, sizeof left, "%s%s%s", o->name, o->metavar ? " " : "",
+			 o->metavar ? o->metavar : "");
+		switch (o->type) {
+		case OPT_STR:
+			if (*(const char **)o->ptr)
+				snprintf(def, sizeof def, " (default: %s)", *(const char **)o->ptr);
+			break;
+		case OPT_INT:
+			snprintf(def, sizeof def, " (default: %d)", *(int *)o->ptr);
+			break;
+		case OPT_DOUBLE:
+			snprintf(def, sizeof def, " (default: %g)", *(double *)o->ptr);
+			break;
+		case OPT_FLAG:
+			break;
+		}
+		fprintf(f, "  %-22s %s%s\n", left, o->help, def);
+	}
+}
+
+int cli_exit_code(int code)
+{
+	switch (code) {
+	case BV_OK:
+		return BV_EXIT_OK;
+	case BV_EINVAL:
+		return BV_EXIT_USAGE;
+	case BV_EIO:
+		return BV_EXIT_IO;
+	case BV_EFORMAT:
+	case BV_EMISMATCH:
+		return BV_EXIT_INPUT;
+	case BV_EDIVERGED:
+		return BV_EXIT_DIVERGED;
+	case BV_EDB:
+		return BV_EXIT_DB;
+	case BV_EPARTIAL:
+		return BV_EXIT_PARTIAL;
+	case BV_ESTATE:
+		return BV_EXIT_STATE;
+	case BV_EINTR:
+		return BV_EXIT_INTERRUPTED;
+	default:
+		return BV_EXIT_INTERNAL;
+	}
+}
+
+int cli_fail(int code)
+{
+	fprintf(stderr, "bvtool: %s\n", bv_error_last()[0] ? bv_error_last() : "unknown error");
+	return cli_exit_code(code);
+}
