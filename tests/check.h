@@ -1,0 +1,50 @@
+/*
+ * A minimal test harness: CHECK records a failure with file:line and a message
+ * and goes on; bv_check_done() prints "check: N passed, N failed" and returns
+ * the exit status (non-zero on any failure), so `return bv_check_done();` ends
+ * every test's main.
+ */
+#ifndef BV_CHECK_H
+#define BV_CHECK_H
+
+#include <math.h>
+#include <stdio.h>
+
+static int bv_check_pass_, bv_check_fail_;
+
+#define CHECK(cond, ...)                                                        \
+	do {                                                                    \
+		if (cond) {                                                     \
+			bv_check_pass_++;                                       \
+		} else {                                                        \
+			bv_check_fail_++;                                       \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);    \
+			fprintf(stderr, __VA_ARGS__);                           \
+			fprintf(stderr, "\n");                                  \
+		}                                                               \
+	} while (0)
+
+/* |got - want| <= tol, printed with the difference either way when verbose */
+#define CHECK_NEAR(got, want, tol, what)                                        \
+	do {                                                                    \
+		double g_ = (double)(got), w_ = (double)(want);                 \
+		CHECK(fabs(g_ - w_) <= (tol) && !isnan(g_),                     \
+		      "%s: got %.9g want %.9g (diff %.3g > tol %.3g)", (what), g_, \
+		      w_, fabs(g_ - w_), (double)(tol));                        \
+	} while (0)
+
+/* Expect a library call to fail with `code`; prints the message it left. */
+#define CHECK_ERR(call, code)                                                   \
+	do {                                                                    \
+		int rc_ = (call);                                               \
+		CHECK(rc_ == (code), "%s: got rc %d want %d (%s)", #call, rc_,  \
+		      (code), bv_error_last());                                 \
+	} while (0)
+
+static inline int bv_check_done(void)
+{
+	printf("check: %d passed, %d failed\n", bv_check_pass_, bv_check_fail_);
+	return bv_check_fail_ ? 1 : 0;
+}
+
+#endif

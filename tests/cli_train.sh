@@ -1,0 +1,102 @@
+#!/bin/sh
+# `bvtool train` and the help system end to end: real Fashion-MNIST subsets,
+# every bad input of issue 2 (exact stderr line, exit status, no output file),
+# and byte-identical checkpoints for the same command.
+# Needs BVTOOL, TOOL_CKPT, BV_TMP; Fashion-MNIST from the Debian package.
+set -eu
+. "$(dirname "$0")/lib.sh"
+bv=$BVTOOL
+fm=/usr/share/datasets/fashion-mnist
+t=$BV_TMP/cli_train.$$
+mkdir -p "$t"
+
+# --- help from one command table
+run "$bv" --help
+assert "--help exits 0" [ "$status" = 0 ]
+assert "--help lists train" grep -q "^  train " "$out"
+run "$bv" help train
+assert "help train exits 0" [ "$status" = 0 ]
+assert "help train lists --temp with its default" grep -q -- "--temp T .*(default: 4)" "$out"
+"$bv" train --help >"$t/h1"
+"$bv" help train >"$t/h2"
+assert "bvtool train --help == bvtool help train" cmp -s "$t/h1" "$t/h2"
+expect 2 "bvtool: no command 'frobnicate' (bvtool help lists them)" "$bv" frobnicate
+run "$bv"
+assert "no command: status 2" [ "$status" = 2 ]
+assert "no command: usage on stderr" grep -q "^usage: bvtool COMMAND" "$err"
+
+# --- flags
+expect 2 "bvtool train: unknown option '--frob'" "$bv" train --frob 1
+expect 2 "bvtool train: --temp: must be greater than 0, got '0'" "$bv" train --temp 0
+expect 2 "bvtool train: --temp: must be greater than 0, got '-1'" "$bv" train --temp -1
+expect 2 "bvtool train: --lr: expected a number, got 'abc'" "$bv" train --lr abc
+expect 2 "bvtool train: --epochs: expected a whole number, got '2.5'" "$bv" train --epochs 2.5
+expect 2 "bvtool train: --lr needs a value (LR)" "$bv" train --lr
+expect 2 "bvtool: --method: unknown method 'distill' (expected ce, kd, wsl or kd-filter)" "$bv" train --method distill
+expect 2 "bvtool: --method kd needs a teacher: --teacher CKPT" "$bv" train --method kd
+expect 2 "bvtool: --schedule: bad schedule 'step:5' (expected const, cosine or step:E1,E2,...:GAMMA with increasing epochs, e.g. step:150,180,210:0.1)" "$bv" train --schedule step:5
+
+# --- bad data
+expect 3 "bvtool: data directory '$t/nowhere' does not exist" "$bv" train --data "mnist:$t/nowhere" --out "$t/x.ckpt"
+expect_sub 2 "unknown data 'imagenet'" "$bv" train --data imagenet
+mkdir -p "$t/trunc" "$t/magic" "$t/count" "$t/label" "$t/corrupt"
+for d in trunc magic count label corrupt; do
+	cp "$fm"/t10k-*.gz "$t/$d/"
+	cp "$fm"/train-labels-idx1-ubyte.gz "$t/$d/"
+done
+head -c 100000 "$fm/train-images-idx3-ubyte.gz" >"$t/trunc/train-images-idx3-ubyte.gz"
+expect 4 "bvtool: cannot read '$t/trunc/train-images-idx3-ubyte.gz': truncated gzip stream" "$bv" train --data "idx:$t/trunc" --out "$t/x.ckpt"
+cp "$fm/train-images-idx3-ubyte.gz" "$t/corrupt/"
+# overwrite 64 bytes in the middle of the deflate stream
+printf 'corruptcorruptcorruptcorruptcorruptcorruptcorruptcorruptcorrupt!' |
+	dd of="$t/corrupt/train-images-idx3-ubyte.gz" bs=1 seek=5000000 conv=notrunc 2>/dev/null
+expect_sub 4 "cannot read '$t/corrupt/train-images-idx3-ubyte.gz': corrupt gzip stream" "$bv" train --data "idx:$t/corrupt"
+# a labels file where the images file should be
+cp "$fm/train-labels-idx1-ubyte.gz" "$t/magic/train-images-idx3-ubyte.gz"
+expect_sub 4 "'$t/magic/train-images-idx3-ubyte.gz'" "$bv" train --data "idx:$t/magic"
+printf '\000\000\010\007\000\000\000\001\000' >"$t/magic/train-images-idx3-ubyte"
+rm "$t/magic/train-images-idx3-ubyte.gz"
+expect_sub 4 "'$t/magic/train-images-idx3-ubyte': bad magic 0x00000807" "$bv" train --data "idx:$t/magic"
+# 10000 labels for 60000 images
+cp "$fm/train-images-idx3-ubyte.gz" "$t/count/"
+cp "$fm/t10k-labels-idx1-ubyte.gz" "$t/count/train-labels-idx1-ubyte.gz"
+expect_sub 4 "$t/count/train-images-idx3-ubyte.gz" "$bv" train --data "idx:$t/count"
+# a label of 10 in a 10-class set: images and labels of 3 samples
+printf '\000\000\010\003\000\000\000\003\000\000\000\002\000\000\000\002' >"$t/label/train-images-idx3-ubyte"
+printf '\001\002\003\004\005\006\007\010\011\012\013\014' >>"$t/label/train-images-idx3-ubyte"
+printf '\000\000\010\001\000\000\000\003\001\012\002' >"$t/label/train-labels-idx1-ubyte"
+rm "$t/label/train-labels-idx1-ubyte.gz"
+expect_sub 4 "'$t/label/train-labels-idx1-ubyte'" "$bv" train --data "idx:$t/label"
+assert "no checkpoint written on bad data" [ ! -e "$t/x.ckpt" ]
+
+# --- bad model spec and teacher
+expect_sub 2 "bvtool: --model: unknown model spec 'mlp:12-x'" "$bv" train --model mlp:12-x --train-subset 100
+"$TOOL_CKPT" "$t/t100.ckpt" mlp:8 1 28 28 100
+expect 4 "bvtool: checkpoint '$t/t100.ckpt' has 100 classes, the data has 10" "$bv" train --model mlp:8 --method kd --teacher "$t/t100.ckpt" --train-subset 100 --out "$t/x.ckpt"
+expect_sub 3 "cannot open '$t/none.ckpt'" "$bv" train --model mlp:8 --method wsl --teacher "$t/none.ckpt" --train-subset 100
+assert "no checkpoint written on a bad teacher" [ ! -e "$t/x.ckpt" ]
+
+# --- divergence: stop, say where, suggest a lower --lr, write nothing
+expect_sub 5 "bvtool: training diverged at epoch 1 step" "$bv" train --model mlp:64 --lr 90 --momentum 0.99 --train-subset 2000 --epochs 1 --out "$t/x.ckpt"
+assert "diverged message suggests a lower --lr" grep -q "try a lower --lr" "$err"
+assert "no checkpoint written after divergence" [ ! -e "$t/x.ckpt" ]
+
+# --- a real short run: teacher, then kd and wsl students; determinism
+"$bv" train --model mlp:128 --train-subset 10000 --epochs 3 --seed 3 --out "$t/a.ckpt" >"$t/a.log"
+"$bv" train --model mlp:128 --train-subset 10000 --epochs 3 --seed 3 --out "$t/b.ckpt" >"$t/b.log"
+assert "same command, same seed: byte-identical checkpoints" cmp -s "$t/a.ckpt" "$t/b.ckpt"
+assert "last line is 'test accuracy: NN.NN%'" grep -q -E '^test accuracy: [0-9]+\.[0-9]{2}%$' "$t/a.log"
+assert "one line per epoch" [ "$(grep -c "^epoch " "$t/a.log")" = 3 ]
+acc=$(tail -n 1 "$t/a.log" | sed 's/test accuracy: \([0-9.]*\)%/\1/')
+assert "10000-sample mlp:128 reaches 80% in 3 epochs (got $acc)" awk "BEGIN { exit !($acc >= 80) }"
+for m in kd wsl kd-filter; do
+	run "$bv" train --model mlp:16 --method $m --teacher "$t/a.ckpt" --lr 0.01 --train-subset 3000 --epochs 1
+	assert "$m student trains (status $status)" [ "$status" = 0 ]
+	assert "$m student reports its accuracy" grep -q '^test accuracy: ' "$out"
+done
+run "$bv" train --model mlp:16 --method wsl --teacher "$t/a.ckpt" --lr 0.01 --train-subset 3000 --epochs 1
+assert "wsl epoch line shows the mean WSL weight" grep -q -E ' weight [0-9.]+ ' "$out"
+run "$bv" train --model mlp:16 --train-subset 3000 --epochs 1 --seed 4 --threads 2 --out "$t/c.ckpt"
+assert "--threads 2 runs" [ "$status" = 0 ]
+rm -rf "$t"
+finish

@@ -1,0 +1,62 @@
+# Shared by the CLI tests: run a command and check its exit status, its exact
+# first stderr line (or a substring), and optionally its last stdout line.
+#   expect STATUS 'stderr line' CMD...      stderr's first line must equal it
+#   expect_sub STATUS 'substring' CMD...    stderr's first line must contain it
+# Counts passes and failures; `finish` prints "cli: N passed, N failed" and
+# exits non-zero on any failure.
+pass=0
+fail=0
+out="$BV_TMP/cli.$$.out"
+err="$BV_TMP/cli.$$.err"
+
+run() {
+	set +e
+	"$@" >"$out" 2>"$err"
+	status=$?
+	set -e
+}
+
+ok() { pass=$((pass + 1)); }
+bad() {
+	fail=$((fail + 1))
+	echo "FAIL: $*" >&2
+	echo "  stdout: $(tail -n 3 "$out")" >&2
+	echo "  stderr: $(cat "$err")" >&2
+}
+
+expect() {
+	want_status=$1 want_err=$2
+	shift 2
+	run "$@"
+	got_err=$(head -n 1 "$err")
+	if [ "$status" = "$want_status" ] && [ "$got_err" = "$want_err" ]; then ok; else
+		bad "$* -> status $status (want $want_status), stderr '$got_err' (want '$want_err')"
+	fi
+}
+
+expect_sub() {
+	want_status=$1 want_err=$2
+	shift 2
+	run "$@"
+	got_err=$(head -n 1 "$err")
+	case "$got_err" in
+	*"$want_err"*) [ "$status" = "$want_status" ] && ok || bad "$* -> status $status (want $want_status)" ;;
+	*) bad "$* -> stderr '$got_err' lacks '$want_err' (status $status)" ;;
+	esac
+}
+
+# assert 'message' CMD...: CMD must succeed
+assert() {
+	msg=$1
+	shift
+	if "$@"; then ok; else
+		fail=$((fail + 1))
+		echo "FAIL: $msg" >&2
+	fi
+}
+
+finish() {
+	rm -f "$out" "$err"
+	echo "cli: $pass passed, $fail failed"
+	[ "$fail" -eq 0 ]
+}
