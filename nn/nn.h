@@ -174,7 +174,8 @@ const float *bv_model_forward(bv_model *m, const float *x, int n, int train, gsl
 void bv_model_backward(bv_model *m, const float *dlogits, int n);
 /* Eval-mode logits of n samples into out (n, n_classes), in batches of `batch`. */
 int bv_model_predict(bv_model *m, float *out, const float *x, int n, int batch);
-/* Multiply-adds of one forward pass of one sample (for GFLOP/s reports). */
+/* Floating-point operations (2 per multiply-add) of one forward pass of one
+ * sample, for GFLOP/s reports. */
 double bv_model_flops_per_sample(const bv_model *m);
 
 /* ---- optimisation ------------------------------------------------------ */
