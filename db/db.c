@@ -1,0 +1,976 @@
+/*
+ * The bvtool database: opening a file safely, and every read and write of
+ * db.h as a prepared statement with bound values.
+ *
+ * bv_db_open checks a file before it writes anything to it: the directory,
+ * the file's existence and write permission, then (through a read-only
+ * connection) that it is SQLite, that it is bvtool's (application_id) and
+ * that its schema is not newer than ours. Only then does a writer open it,
+ * switch it to WAL and, under the write lock, create or migrate the schema
+ * (schema.c) -- under the lock because several `collect --jobs` processes may
+ * create the same new file at once.
+ *
+ * Statements are prepared once per connection (SQLITE_PREPARE_PERSISTENT) and
+ * kept in db->stmt, so that the 60000-row inbag insert or a snapshot per epoch
+ * costs no parsing. Writes that belong together run in one transaction: their
+ * own BEGIN IMMEDIATE, or a savepoint inside the caller's transaction (so a
+ * failed call leaves the caller's earlier work intact and its own undone).
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "schema.h"
+
+enum stmt_id {
+	S_CONFIG_GET,
+	S_CONFIG_SET,
+	S_RUN_FIND,
+	S_RUN_INSERT,
+	S_RUN_GET,
+	S_RUNS_LIST,
+	S_RUN_EXISTS,
+	S_RUN_STATUS,
+	S_RUN_FINISH,
+	S_RESET_SNAPSHOTS,
+	S_RESET_METRICS,
+	S_RESET_RUN,
+	S_SAMPLES_COUNT,
+	S_SAMPLES_GET,
+	S_SAMPLES_INSERT,
+	S_INBAG_DELETE,
+	S_INBAG_INSERT,
+	S_INBAG_GET,
+	S_METRICS_PUT,
+	S_SNAPSHOT_PUT,
+	S_LOGITS_GET,
+	S_EPOCHS,
+	S_METRICS_GET,
+	N_STMT
+};
+
+#define RUN_COLUMNS                                                                         \
+	"SELECT r.id, r.method, r.temperature, r.alpha, r.gamma, r.seed, r.status, r.test_acc, " \
+	"r.epochs, (SELECT IFNULL(max(m.epoch), 0) FROM metrics m WHERE m.run_id = r.id), r.model, "         \
+	"r.checkpoint, r.seconds FROM runs r"
+#define NOW "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
+
+static const char *const stmt_sql[N_STMT] = {
+	[S_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
+	[S_CONFIG_SET] = "INSERT INTO config(key, value) VALUES(?1, ?2) "
+			 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	/* the expression of the runs_cell index, so that the index serves it */
+	[S_RUN_FIND] = "SELECT id FROM runs WHERE method = ?1 AND IFNULL(temperature, -1) = "
+		       "IFNULL(?2, -1) AND seed = ?3",
+	[S_RUN_INSERT] = "INSERT INTO runs(method, temperature, seed, alpha, gamma, model, epochs) "
+			 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_RUN_GET] = RUN_COLUMNS " WHERE r.id = ?1",
+	[S_RUNS_LIST] = RUN_COLUMNS " ORDER BY r.method, r.temperature NULLS FIRST, r.seed",
+	[S_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+	[S_RUN_STATUS] = "UPDATE runs SET status = ?2, started_at = CASE WHEN ?2 = 'running' "
+			 "THEN " NOW " ELSE started_at END WHERE id = ?1",
+	[S_RUN_FINISH] = "UPDATE runs SET status = 'done', test_acc = ?2, checkpoint = ?3, "
+			 "seconds = ?4, finished_at = " NOW " WHERE id = ?1",
+	[S_RESET_SNAPSHOTS] = "DELETE FROM snapshots WHERE run_id = ?1",
+	[S_RESET_METRICS] = "DELETE FROM metrics WHERE run_id = ?1",
+	[S_RESET_RUN] = "UPDATE runs SET status = 'pending', test_acc = NULL, checkpoint = NULL, "
+			"seconds = NULL, started_at = NULL, finished_at = NULL WHERE id = ?1",
+	[S_SAMPLES_COUNT] = "SELECT count(*) FROM samples WHERE split = ?1",
+	[S_SAMPLES_GET] = "SELECT sample_idx, label FROM samples WHERE split = ?1 ORDER BY sample_idx",
+	[S_SAMPLES_INSERT] = "INSERT INTO samples(split, sample_idx, label) VALUES(?1, ?2, ?3)",
+	[S_INBAG_DELETE] = "DELETE FROM inbag WHERE seed = ?1",
+	[S_INBAG_INSERT] = "INSERT INTO inbag(seed, sample_idx, count) VALUES(?1, ?2, ?3)",
+	[S_INBAG_GET] = "SELECT sample_idx, count FROM inbag WHERE seed = ?1 ORDER BY sample_idx",
+	[S_METRICS_PUT] = "INSERT OR REPLACE INTO metrics(run_id, epoch, lr, train_loss, train_acc, "
+			  "test_acc, wsl_weight, filtered, seconds) "
+			  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_SNAPSHOT_PUT] = "INSERT OR REPLACE INTO snapshots(run_id, epoch, split, n, k, logits) "
+			   "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_LOGITS_GET] = "SELECT n, k, logits FROM snapshots WHERE run_id = ?1 AND epoch = ?2 "
+			 "AND split = ?3",
+	[S_EPOCHS] = "SELECT epoch FROM snapshots WHERE run_id = ?1 AND split = ?2 ORDER BY epoch",
+	[S_METRICS_GET] = "SELECT epoch, lr, train_loss, train_acc, test_acc, wsl_weight, filtered, "
+			  "seconds FROM metrics WHERE run_id = ?1 ORDER BY epoch",
+};
+
+/* how long a connection waits for another process's lock */
+#define BUSY_TIMEOUT_MS 60000
+
+struct bv_db {
+	sqlite3 *h;
+	char *path;
+	sqlite3_stmt *stmt[N_STMT]; /* prepared on first use */
+};
+
+_Static_assert(sizeof(float) == 4, "logits BLOBs are float32");
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int dberr(bv_db *db)
+{
+	return bv_error_set(BV_EDB, "database '%s': %s", db->path, sqlite3_errmsg(db->h));
+}
+
+static int exec(bv_db *db, const char *sql)
+{
+	return sqlite3_exec(db->h, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : dberr(db);
+}
+
+/* The cached statement `id`, reset and unbound, ready to bind. */
+static int stmt(bv_db *db, enum stmt_id id, sqlite3_stmt **out)
+{
+	if (!db->stmt[id] && sqlite3_prepare_v3(db->h, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+						&db->stmt[id], NULL) != SQLITE_OK)
+		return dberr(db);
+	*out = db->stmt[id];
+	return 0;
+}
+
+/* Done with a cached statement: release its read lock and its bound pointers. */
+static void unstmt(sqlite3_stmt *st)
+{
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+/* 1 for a row, 0 when done, BV_EDB with the message on an error. */
+static int step(bv_db *db, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return dberr(db);
+}
+
+/* Step a statement that returns no rows. */
+static int run(bv_db *db, sqlite3_stmt *st)
+{
+	int rc = step(db, st);
+	return rc > 0 ? 0 : rc;
+}
+
+static int bind_real(sqlite3_stmt *st, int i, double v)
+{
+	return isnan(v) ? sqlite3_bind_null(st, i) : sqlite3_bind_double(st, i, v);
+}
+
+static double column_real(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static void column_text(char *out, size_t size, sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	snprintf(out, size, "%s", t ? (const char *)t : "");
+}
+
+static int bind_failed(bv_db *db, int rc)
+{
+	return rc == SQLITE_OK ? 0 : dberr(db);
+}
+
+/* Open the transaction of one call: BEGIN IMMEDIATE when none is open (*own =
+ * 1), else a savepoint inside the caller's transaction. */
+static int tx_open(bv_db *db, int *own)
+{
+	*own = sqlite3_get_autocommit(db->h) != 0;
+	return exec(db, *own ? "BEGIN IMMEDIATE" : "SAVEPOINT bv_call");
+}
+
+/* Close it: commit when rc is 0, else undo it and return rc (whose message
+ * was set at the failure, before the rollback could overwrite errmsg). */
+static int tx_close(bv_db *db, int own, int rc)
+{
+	if (rc == 0 && (rc = exec(db, own ? "COMMIT" : "RELEASE bv_call")) == 0)
+		return 0;
+	if (own) {
+		if (!sqlite3_get_autocommit(db->h)) /* SQLite rolls back by itself on some errors */
+			sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	} else {
+		sqlite3_exec(db->h, "ROLLBACK TO bv_call; RELEASE bv_call", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
+/* Grow *p (of *cap elements of `size` bytes) to hold at least n + 1. */
+static int grow(void **p, int *cap, int n, size_t size)
+{
+	if (n < *cap)
+		return 0;
+	int c = *cap ? 2 * *cap : 64;
+	void *q = realloc(*p, (size_t)c * size);
+	if (!q)
+		return bv_error_set(BV_ENOMEM, "out of memory reading the database");
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+static int valid_split(const char *split)
+{
+	return split && (strcmp(split, "test") == 0 || strcmp(split, "train") == 0);
+}
+
+static int no_run(bv_db *db, int64_t id)
+{
+	return bv_error_set(BV_EINVAL, "database '%s' has no run %lld", db->path, (long long)id);
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+/*
+ * Is the file behind connection h a bvtool database we can read? Sets *fresh
+ * when it has no schema at all (a new or empty file, or an empty SQLite file
+ * without an application_id) and *version to its user_version.
+ */
+static int check_file(sqlite3 *h, const char *path, int *version, int *fresh)
+{
+	/* one statement, so one read transaction: a process creating the schema
+	 * meanwhile is seen entirely or not at all; and the first read of the
+	 * header, where a non-SQLite file fails */
+	static const char sql[] = "SELECT (SELECT application_id FROM pragma_application_id), "
+				  "(SELECT user_version FROM pragma_user_version), "
+				  "(SELECT count(*) FROM sqlite_master)";
+	sqlite3_stmt *st = NULL;
+	int app = 0, objects = 0;
+	int rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		app = sqlite3_column_int(st, 0);
+		*version = sqlite3_column_int(st, 1);
+		objects = sqlite3_column_int(st, 2);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	if ((rc & 0xff) == SQLITE_NOTADB)
+		return bv_error_set(BV_EFORMAT, "'%s' is not a SQLite database", path);
+	if ((rc & 0xff) == SQLITE_CANTOPEN)
+		return bv_error_set(BV_EIO, "cannot open database '%s': %s", path, sqlite3_errmsg(h));
+	if (rc != SQLITE_OK)
+		return bv_error_set(BV_EDB, "database '%s': %s", path, sqlite3_errmsg(h));
+	if (app != BV_DB_APPLICATION_ID && (app != 0 || objects > 0))
+		return bv_error_set(BV_EFORMAT, "'%s' is not a bvtool database", path);
+	if (app == BV_DB_APPLICATION_ID && *version > BV_DB_SCHEMA_VERSION)
+		return bv_error_set(BV_EFORMAT,
+				    "'%s' has schema version %d, this bvtool reads up to %d: upgrade bvtool",
+				    path, *version, BV_DB_SCHEMA_VERSION);
+	*fresh = app != BV_DB_APPLICATION_ID;
+	return 0;
+}
+
+/* Switch to WAL (a no-op when the file is in WAL mode already). The switch
+ * takes an exclusive lock without calling the busy handler, so another
+ * process creating the same file at the same moment makes it fail with
+ * SQLITE_BUSY: retry for as long as the busy timeout would wait. */
+static int set_wal(bv_db *db)
+{
+	for (int ms = 0;; ms += 10) {
+		int rc = sqlite3_exec(db->h, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return 0;
+		if ((rc & 0xff) != SQLITE_BUSY || ms >= BUSY_TIMEOUT_MS)
+			return dberr(db);
+		sqlite3_sleep(10);
+	}
+}
+
+/* The settings of every connection, and for a writer WAL mode (which lets
+ * readers and one writer at a time work on the file together). */
+static int configure(bv_db *db, int writer)
+{
+	sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+	/* 16 KiB pages for a new file (a no-op on an existing one): a 400 kB
+	 * snapshot is 25 overflow pages rather than 98, which writes it in half
+	 * a millisecond instead of two (measured), for 3% more file size */
+	if (writer && (exec(db, "PRAGMA page_size = 16384") != 0 || set_wal(db) != 0))
+		return BV_EDB;
+	if (exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON") != 0)
+		return BV_EDB;
+	if (db_schema_functions(db->h) != SQLITE_OK)
+		return dberr(db);
+	return 0;
+}
+
+/* Create or migrate the schema under the write lock; checks the file again
+ * there, since another process may have created it since our first look. */
+static int migrate(bv_db *db)
+{
+	int version = 0, fresh = 0, rc;
+	if ((rc = exec(db, "BEGIN IMMEDIATE")) != 0)
+		return rc;
+	if ((rc = check_file(db->h, db->path, &version, &fresh)) == 0 &&
+	    (fresh || version < BV_DB_SCHEMA_VERSION) &&
+	    db_schema_migrate(db->h, fresh ? 0 : version) != SQLITE_OK)
+		rc = bv_error_prefix(dberr(db), "cannot upgrade the schema from version %d to %d",
+				     fresh ? 0 : version, BV_DB_SCHEMA_VERSION);
+	return tx_close(db, 1, rc);
+}
+
+static int read_only(const char *path)
+{
+	return bv_error_set(BV_EIO, "database '%s' is read-only", path);
+}
+
+static int open_checked(bv_db *db, const char *path, int flags)
+{
+	struct stat st, dst;
+	int rc, version = 0, fresh = 1, current = 0;
+
+	/* the directory first, so that its absence is not reported as the file's */
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else
+		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	if (stat(dir, &dst) != 0 || !S_ISDIR(dst.st_mode))
+		return bv_error_set(BV_EIO, "cannot open database '%s': directory '%s' does not exist",
+				    path, dir);
+
+	const int exists = stat(path, &st) == 0;
+	if (!exists && errno != ENOENT)
+		return bv_error_set(BV_EIO, "cannot open database '%s': %s", path, strerror(errno));
+	if (exists && S_ISDIR(st.st_mode))
+		return bv_error_set(BV_EIO, "cannot open database '%s': it is a directory", path);
+	if (flags == BV_DB_READONLY && !exists)
+		return bv_error_set(BV_EIO, "database '%s' does not exist", path);
+	/* the mode bits too: root passes access(W_OK) on a chmod 0444 file */
+	if (flags == BV_DB_CREATE && exists &&
+	    ((st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0 || access(path, W_OK) != 0))
+		return read_only(path);
+
+	/* look inside through a read-only connection before anything writes */
+	if (exists && (flags == BV_DB_READONLY || st.st_size > 0)) {
+		if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+		    SQLITE_OK)
+			return bv_error_set(BV_EIO, "cannot open database '%s': %s", path,
+					    db->h ? sqlite3_errmsg(db->h) : "out of memory");
+		sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
+		if ((rc = check_file(db->h, path, &version, &fresh)) != 0)
+			return rc;
+		if (flags == BV_DB_READONLY) {
+			if (fresh)
+				return bv_error_set(BV_EFORMAT, "'%s' is not a bvtool database (it is empty)",
+						    path);
+			if (version < BV_DB_SCHEMA_VERSION)
+				return bv_error_set(BV_EFORMAT,
+						    "'%s' has schema version %d, this bvtool reads %d: "
+						    "run a writing command (bvtool collect) on it first",
+						    path, version, BV_DB_SCHEMA_VERSION);
+			return configure(db, 0);
+		}
+		current = !fresh && version == BV_DB_SCHEMA_VERSION;
+		sqlite3_close(db->h);
+		db->h = NULL;
+	}
+
+	if (sqlite3_open_v2(path, &db->h,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK)
+		return bv_error_set(BV_EIO, "cannot open database '%s': %s", path,
+				    db->h ? sqlite3_errmsg(db->h) : "out of memory");
+	/* SQLite falls back to read-only when it cannot open for writing */
+	if (sqlite3_db_readonly(db->h, "main") == 1)
+		return read_only(path);
+	if ((rc = configure(db, 1)) != 0)
+		return rc;
+	/* a schema to create or upgrade: only then take the write lock */
+	return current ? 0 : migrate(db);
+}
+
+int bv_db_open(bv_db **out, const char *path, int flags)
+{
+	*out = NULL;
+	if (!path || !*path)
+		return bv_error_set(BV_EINVAL, "no database path given");
+	if (flags != BV_DB_READONLY && flags != BV_DB_CREATE)
+		return bv_error_set(BV_EINVAL, "bad database open flags %d", flags);
+	bv_db *db = calloc(1, sizeof *db);
+	if (!db || !(db->path = strdup(path))) {
+		free(db);
+		return bv_error_set(BV_ENOMEM, "out of memory opening '%s'", path);
+	}
+	int rc = open_checked(db, path, flags);
+	if (rc) {
+		bv_db_close(db);
+		return rc;
+	}
+	*out = db;
+	return 0;
+}
+
+void bv_db_close(bv_db *db)
+{
+	if (!db)
+		return;
+	for (int i = 0; i < N_STMT; i++)
+		sqlite3_finalize(db->stmt[i]);
+	sqlite3_close_v2(db->h); /* NULL is a no-op */
+	free(db->path);
+	free(db);
+}
+
+sqlite3 *bv_db_handle(bv_db *db)
+{
+	return db->h;
+}
+
+const char *bv_db_path(const bv_db *db)
+{
+	return db->path;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+int bv_db_begin(bv_db *db)
+{
+	return exec(db, "BEGIN IMMEDIATE");
+}
+
+int bv_db_commit(bv_db *db)
+{
+	int rc = exec(db, "COMMIT");
+	if (rc && !sqlite3_get_autocommit(db->h))
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+void bv_db_rollback(bv_db *db)
+{
+	if (!sqlite3_get_autocommit(db->h))
+		sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+int bv_db_config_get(bv_db *db, const char *key, char *out, size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if (!key)
+		return bv_error_set(BV_EINVAL, "no configuration key given");
+	if ((rc = stmt(db, S_CONFIG_GET, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC))) != 0 ||
+	    (rc = step(db, st)) <= 0)
+		goto done;
+	const char *v = (const char *)sqlite3_column_text(st, 0);
+	size_t len = (size_t)sqlite3_column_bytes(st, 0);
+	if (len >= size) {
+		rc = bv_error_set(BV_EINVAL, "database '%s': the value of '%s' is longer than %zu bytes",
+				  db->path, key, size ? size - 1 : 0);
+		goto done;
+	}
+	memcpy(out, v ? v : "", len + 1);
+	rc = 1;
+done:
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_config_set(bv_db *db, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if (!key || !value)
+		return bv_error_set(BV_EINVAL, "a configuration entry needs a key and a value");
+	if ((rc = stmt(db, S_CONFIG_SET, &st)) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) |
+					  sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC))) == 0)
+		rc = run(db, st);
+	unstmt(st);
+	return rc;
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
+static const char *const methods[] = {"teacher", "ce", "kd", "wsl", "kd-filter"};
+
+int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, const char *method,
+		     double temperature, int seed, double alpha, double gamma, const char *model,
+		     int epochs)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, own, created = 0, known = 0;
+	for (size_t i = 0; i < BV_ARRAY_LEN(methods) && method; i++)
+		known |= strcmp(method, methods[i]) == 0;
+	if (!known)
+		return bv_error_set(BV_EINVAL, "unknown method '%s' (teacher, ce, kd, wsl, kd-filter)",
+				    method ? method : "");
+	if ((rc = tx_open(db, &own)) != 0)
+		return rc;
+	if ((rc = stmt(db, S_RUN_FIND, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, method, -1, SQLITE_STATIC) |
+					  bind_real(st, 2, temperature) |
+					  sqlite3_bind_int(st, 3, seed))) != 0 ||
+	    (rc = step(db, st)) < 0)
+		goto done;
+	if (rc == 1) {
+		*out_id = sqlite3_column_int64(st, 0);
+		rc = 0;
+		goto done;
+	}
+	unstmt(st);
+	if ((rc = stmt(db, S_RUN_INSERT, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, method, -1, SQLITE_STATIC) |
+					  bind_real(st, 2, temperature) |
+					  sqlite3_bind_int(st, 3, seed) | bind_real(st, 4, alpha) |
+					  bind_real(st, 5, gamma) |
+					  sqlite3_bind_text(st, 6, model, -1, SQLITE_STATIC) |
+					  sqlite3_bind_int(st, 7, epochs))) != 0 ||
+	    (rc = run(db, st)) != 0)
+		goto done;
+	*out_id = sqlite3_last_insert_rowid(db->h);
+	created = 1;
+done:
+	unstmt(st);
+	rc = tx_close(db, own, rc);
+	if (rc == 0 && out_created)
+		*out_created = created;
+	return rc;
+}
+
+static void run_row(bv_run *r, sqlite3_stmt *st)
+{
+	memset(r, 0, sizeof *r);
+	r->id = sqlite3_column_int64(st, 0);
+	column_text(r->method, sizeof r->method, st, 1);
+	r->temperature = column_real(st, 2);
+	r->alpha = column_real(st, 3);
+	r->gamma = column_real(st, 4);
+	r->seed = sqlite3_column_int(st, 5);
+	column_text(r->status, sizeof r->status, st, 6);
+	r->test_acc = column_real(st, 7);
+	r->epochs = sqlite3_column_int(st, 8);
+	r->epochs_done = sqlite3_column_int(st, 9);
+	column_text(r->model, sizeof r->model, st, 10);
+	column_text(r->checkpoint, sizeof r->checkpoint, st, 11);
+	r->seconds = column_real(st, 12);
+}
+
+int bv_db_run_get(bv_db *db, bv_run *out, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_RUN_GET, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id))) != 0 ||
+	    (rc = step(db, st)) < 0)
+		goto done;
+	if (rc == 0) {
+		rc = no_run(db, id);
+		goto done;
+	}
+	run_row(out, st);
+	rc = 0;
+done:
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_runs_list(bv_db *db, bv_run **out, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	bv_run *runs = NULL;
+	int rc, count = 0, cap = 0;
+	*out = NULL;
+	*n = 0;
+	if ((rc = stmt(db, S_RUNS_LIST, &st)) != 0)
+		return rc;
+	while ((rc = step(db, st)) == 1) {
+		if ((rc = grow((void **)&runs, &cap, count, sizeof *runs)) != 0)
+			break;
+		run_row(&runs[count++], st);
+	}
+	unstmt(st);
+	if (rc) {
+		free(runs);
+		return rc;
+	}
+	*out = runs;
+	*n = count;
+	return 0;
+}
+
+int bv_db_run_set_status(bv_db *db, int64_t id, const char *status)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if (!status || (strcmp(status, "pending") != 0 && strcmp(status, "running") != 0))
+		return bv_error_set(BV_EINVAL, "bad run status '%s' (pending or running)",
+				    status ? status : "");
+	if ((rc = stmt(db, S_RUN_STATUS, &st)) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id) |
+					  sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = run(db, st)) == 0 && sqlite3_changes(db->h) == 0)
+		rc = no_run(db, id);
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_run_reset(bv_db *db, int64_t id)
+{
+	static const enum stmt_id steps[] = {S_RESET_RUN, S_RESET_SNAPSHOTS, S_RESET_METRICS};
+	sqlite3_stmt *st = NULL;
+	int rc, own;
+	if ((rc = tx_open(db, &own)) != 0)
+		return rc;
+	for (size_t i = 0; i < BV_ARRAY_LEN(steps) && rc == 0; i++) {
+		if ((rc = stmt(db, steps[i], &st)) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id))) == 0 &&
+		    (rc = run(db, st)) == 0 && steps[i] == S_RESET_RUN && sqlite3_changes(db->h) == 0)
+			rc = no_run(db, id);
+		unstmt(st);
+	}
+	return tx_close(db, own, rc);
+}
+
+int bv_db_run_finish(bv_db *db, int64_t id, double test_acc, const char *checkpoint,
+		     double seconds)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_RUN_FINISH, &st)) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id) | bind_real(st, 2, test_acc) |
+					  (checkpoint ? sqlite3_bind_text(st, 3, checkpoint, -1,
+									  SQLITE_STATIC)
+						      : sqlite3_bind_null(st, 3)) |
+					  bind_real(st, 4, seconds))) == 0 &&
+	    (rc = run(db, st)) == 0 && sqlite3_changes(db->h) == 0)
+		rc = no_run(db, id);
+	unstmt(st);
+	return rc;
+}
+
+/* ---- samples and bootstrap ---------------------------------------------- */
+
+static int count_samples(bv_db *db, const char *split, int *out_n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_SAMPLES_COUNT, &st)) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, split, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = step(db, st)) == 1) {
+		*out_n = sqlite3_column_int(st, 0);
+		rc = 0;
+	}
+	unstmt(st);
+	return rc;
+}
+
+/* The stored labels must be exactly `labels`: same count, same values. */
+static int verify_samples(bv_db *db, const char *split, const int *labels, int n, int stored)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, i = 0;
+	if (stored != n)
+		return bv_error_set(BV_EMISMATCH, "database '%s' holds %d %s samples, the data has %d",
+				    db->path, stored, split, n);
+	if ((rc = stmt(db, S_SAMPLES_GET, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, split, -1, SQLITE_STATIC))) != 0)
+		goto done;
+	for (; (rc = step(db, st)) == 1; i++) {
+		int idx = sqlite3_column_int(st, 0), label = sqlite3_column_int(st, 1);
+		if (idx != i || i >= n) {
+			rc = bv_error_set(BV_EFORMAT, "database '%s': the %s samples are not numbered 0..%d",
+					  db->path, split, n - 1);
+			goto done;
+		}
+		if (label != labels[i]) {
+			rc = bv_error_set(BV_EMISMATCH,
+					  "database '%s': %s sample %d has label %d in the database, "
+					  "%d in the data",
+					  db->path, split, i, label, labels[i]);
+			goto done;
+		}
+	}
+done:
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_samples_put(bv_db *db, const char *split, const int *labels, int n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, own, stored = 0;
+	if (!valid_split(split))
+		return bv_error_set(BV_EINVAL, "bad split '%s' (test or train)", split ? split : "");
+	if (n < 0 || (n > 0 && !labels))
+		return bv_error_set(BV_EINVAL, "bad sample count %d", n);
+	if ((rc = tx_open(db, &own)) != 0)
+		return rc;
+	if ((rc = count_samples(db, split, &stored)) != 0)
+		goto done;
+	if (stored > 0) {
+		rc = verify_samples(db, split, labels, n, stored);
+		goto done;
+	}
+	if ((rc = stmt(db, S_SAMPLES_INSERT, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, split, -1, SQLITE_STATIC))) != 0)
+		goto done;
+	for (int i = 0; i < n && rc == 0; i++) {
+		if ((rc = bind_failed(db, sqlite3_bind_int(st, 2, i) |
+						  sqlite3_bind_int(st, 3, labels[i]))) == 0)
+			rc = run(db, st);
+		sqlite3_reset(st); /* keeps the bindings: the split stays bound */
+	}
+done:
+	unstmt(st);
+	return tx_close(db, own, rc);
+}
+
+int bv_db_samples_get(bv_db *db, const char *split, int *labels, int cap, int *out_n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, i = 0;
+	*out_n = 0;
+	if (!valid_split(split))
+		return bv_error_set(BV_EINVAL, "bad split '%s' (test or train)", split ? split : "");
+	if (!labels)
+		return count_samples(db, split, out_n);
+	if ((rc = stmt(db, S_SAMPLES_GET, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, split, -1, SQLITE_STATIC))) != 0)
+		goto done;
+	for (; (rc = step(db, st)) == 1; i++) {
+		if (sqlite3_column_int(st, 0) != i) {
+			rc = bv_error_set(BV_EFORMAT, "database '%s': the %s samples are not numbered from 0",
+					  db->path, split);
+			goto done;
+		}
+		if (i < cap)
+			labels[i] = sqlite3_column_int(st, 1);
+	}
+	if (rc == 0 && i > cap)
+		rc = bv_error_set(BV_EINVAL, "database '%s' holds %d %s samples, more than the %d expected",
+				  db->path, i, split, cap);
+	if (rc == 0)
+		*out_n = i;
+done:
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_inbag_put(bv_db *db, int seed, const int *counts, int n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, own;
+	if (n < 0 || (n > 0 && !counts))
+		return bv_error_set(BV_EINVAL, "bad in-bag count %d", n);
+	if ((rc = tx_open(db, &own)) != 0)
+		return rc;
+	if ((rc = stmt(db, S_INBAG_DELETE, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 1, seed))) != 0 || (rc = run(db, st)) != 0)
+		goto done;
+	unstmt(st);
+	if ((rc = stmt(db, S_INBAG_INSERT, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 1, seed))) != 0)
+		goto done;
+	for (int i = 0; i < n && rc == 0; i++) {
+		if ((rc = bind_failed(db, sqlite3_bind_int(st, 2, i) |
+						  sqlite3_bind_int(st, 3, counts[i]))) == 0)
+			rc = run(db, st);
+		sqlite3_reset(st);
+	}
+done:
+	unstmt(st);
+	return tx_close(db, own, rc);
+}
+
+int bv_db_inbag_get(bv_db *db, int seed, int *counts, int n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, i = 0;
+	if ((rc = stmt(db, S_INBAG_GET, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 1, seed))) != 0)
+		goto done;
+	for (; (rc = step(db, st)) == 1; i++) {
+		if (sqlite3_column_int(st, 0) != i) {
+			rc = bv_error_set(BV_EFORMAT,
+					  "database '%s': the in-bag counts of seed %d are not numbered from 0",
+					  db->path, seed);
+			goto done;
+		}
+		if (i < n)
+			counts[i] = sqlite3_column_int(st, 1);
+	}
+	if (rc == 0 && i == 0)
+		rc = bv_error_set(BV_ESTATE, "database '%s' has no in-bag counts for seed %d", db->path,
+				  seed);
+	else if (rc == 0 && i != n)
+		rc = bv_error_set(BV_EMISMATCH,
+				  "database '%s' holds %d in-bag counts for seed %d, the data has %d",
+				  db->path, i, seed, n);
+done:
+	unstmt(st);
+	return rc;
+}
+
+/* ---- snapshots and metrics ---------------------------------------------- */
+
+static int put_snapshot(bv_db *db, int64_t run_id, int epoch, const char *split,
+			const float *logits, int n, int k)
+{
+	sqlite3_stmt *st = NULL;
+	const sqlite3_uint64 bytes = (sqlite3_uint64)n * (sqlite3_uint64)k * 4;
+	int rc;
+	if (n < 0 || bytes > INT_MAX)
+		return bv_error_set(BV_EINVAL, "bad %s snapshot size %d x %d", split, n, k);
+	if ((rc = stmt(db, S_SNAPSHOT_PUT, &st)) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, run_id) | sqlite3_bind_int(st, 2, epoch) |
+					  sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC) |
+					  sqlite3_bind_int(st, 4, n) | sqlite3_bind_int(st, 5, k) |
+					  (bytes ? sqlite3_bind_blob64(st, 6, logits, bytes,
+								       SQLITE_STATIC)
+						 : sqlite3_bind_zeroblob(st, 6, 0)))) == 0)
+		rc = run(db, st);
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_snapshot_put(bv_db *db, int64_t run_id, const bv_db_metrics *m,
+		       const float *test_logits, int n_test, const float *train_logits,
+		       int n_train, int k)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, own;
+	if (!m)
+		return bv_error_set(BV_EINVAL, "no metrics for the snapshot of run %lld",
+				    (long long)run_id);
+	if ((test_logits || train_logits) && k <= 0)
+		return bv_error_set(BV_EINVAL, "bad class count %d for a snapshot", k);
+	if ((rc = tx_open(db, &own)) != 0)
+		return rc;
+	/* an explicit check: metrics has no foreign key, and the message is clearer */
+	if ((rc = stmt(db, S_RUN_EXISTS, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, run_id))) != 0 ||
+	    (rc = step(db, st)) < 0)
+		goto done;
+	if (rc == 0) {
+		rc = no_run(db, run_id);
+		goto done;
+	}
+	unstmt(st);
+	if ((rc = stmt(db, S_METRICS_PUT, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, run_id) |
+					  sqlite3_bind_int(st, 2, m->epoch) | bind_real(st, 3, m->lr) |
+					  bind_real(st, 4, m->train_loss) |
+					  bind_real(st, 5, m->train_acc) |
+					  bind_real(st, 6, m->test_acc) |
+					  bind_real(st, 7, m->wsl_weight) |
+					  bind_real(st, 8, m->filtered) |
+					  bind_real(st, 9, m->seconds))) != 0 ||
+	    (rc = run(db, st)) != 0)
+		goto done;
+	if (test_logits &&
+	    (rc = put_snapshot(db, run_id, m->epoch, "test", test_logits, n_test, k)) != 0)
+		goto done;
+	if (train_logits)
+		rc = put_snapshot(db, run_id, m->epoch, "train", train_logits, n_train, k);
+done:
+	unstmt(st);
+	return tx_close(db, own, rc);
+}
+
+int bv_db_logits_get(bv_db *db, int64_t run_id, int epoch, const char *split, float *out,
+		     int n, int k)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_LOGITS_GET, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, run_id) | sqlite3_bind_int(st, 2, epoch) |
+					  sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC))) != 0 ||
+	    (rc = step(db, st)) < 0)
+		goto done;
+	if (rc == 0) {
+		rc = bv_error_set(BV_ESTATE, "database '%s' has no %s snapshot of run %lld at epoch %d",
+				  db->path, split, (long long)run_id, epoch);
+		goto done;
+	}
+	const int sn = sqlite3_column_int(st, 0), sk = sqlite3_column_int(st, 1);
+	const void *blob = sqlite3_column_blob(st, 2);
+	const sqlite3_uint64 bytes = (sqlite3_uint64)sqlite3_column_bytes(st, 2);
+	const sqlite3_uint64 want = (sqlite3_uint64)n * (sqlite3_uint64)k * 4;
+	if (sn != n || sk != k || bytes != want) {
+		rc = bv_error_set(BV_EFORMAT,
+				  "database '%s': the %s snapshot of run %lld at epoch %d holds "
+				  "%d x %d logits in %llu bytes, expected %d x %d",
+				  db->path, split, (long long)run_id, epoch, sn, sk,
+				  (unsigned long long)bytes, n, k);
+		goto done;
+	}
+	if (bytes)
+		memcpy(out, blob, bytes); /* little-endian float32 on a little-endian host */
+	rc = 0;
+done:
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_epochs(bv_db *db, int64_t run_id, const char *split, int **out, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	int *epochs = NULL, rc, count = 0, cap = 0;
+	*out = NULL;
+	*n = 0;
+	if ((rc = stmt(db, S_EPOCHS, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, run_id) |
+					  sqlite3_bind_text(st, 2, split, -1, SQLITE_STATIC))) != 0)
+		goto done;
+	while ((rc = step(db, st)) == 1) {
+		if ((rc = grow((void **)&epochs, &cap, count, sizeof *epochs)) != 0)
+			break;
+		epochs[count++] = sqlite3_column_int(st, 0);
+	}
+done:
+	unstmt(st);
+	if (rc) {
+		free(epochs);
+		return rc;
+	}
+	*out = epochs;
+	*n = count;
+	return 0;
+}
+
+int bv_db_metrics_get(bv_db *db, int64_t run_id, bv_db_metrics **out, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	bv_db_metrics *rows = NULL;
+	int rc, count = 0, cap = 0;
+	*out = NULL;
+	*n = 0;
+	if ((rc = stmt(db, S_METRICS_GET, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, run_id))) != 0)
+		goto done;
+	while ((rc = step(db, st)) == 1) {
+		if ((rc = grow((void **)&rows, &cap, count, sizeof *rows)) != 0)
+			break;
+		bv_db_metrics *m = &rows[count++];
+		m->epoch = sqlite3_column_int(st, 0);
+		m->lr = column_real(st, 1);
+		m->train_loss = column_real(st, 2);
+		m->train_acc = column_real(st, 3);
+		m->test_acc = column_real(st, 4);
+		m->wsl_weight = column_real(st, 5);
+		m->filtered = column_real(st, 6);
+		m->seconds = column_real(st, 7);
+	}
+done:
+	unstmt(st);
+	if (rc) {
+		free(rows);
+		return rc;
+	}
+	*out = rows;
+	*n = count;
+	return 0;
+}

@@ -1,0 +1,138 @@
+/*
+ * db: bvtool's SQLite store, the public interface for SQL users.
+ *
+ * One database file holds one collection: its configuration, its runs (the
+ * teacher and one student per (method, temperature, seed) cell), every
+ * sample's label, every recorded snapshot of logits, per-epoch metrics and
+ * the bootstrap in-bag counts. The schema (docs/schema.md) is versioned with
+ * PRAGMA user_version and marked with PRAGMA application_id so that a foreign
+ * SQLite file is never mistaken for (or written as) a bvtool database.
+ *
+ * Logits are stored one BLOB per (run, epoch, split) snapshot, K little-endian
+ * float32 per sample in sample order; the view `predictions(run_id, epoch,
+ * split, sample_idx, logits)` cuts it into one K-float BLOB per sample, the
+ * contract of SPEC.md. Every snapshot is written in one transaction together
+ * with its metrics row, so a reader never sees half a snapshot.
+ *
+ * Connections use WAL mode and a busy timeout, so that several processes
+ * (collect --jobs) write to one file.
+ */
+#ifndef BV_DB_H
+#define BV_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
+typedef struct sqlite3 sqlite3;
+
+#define BV_DB_SCHEMA_VERSION 1
+#define BV_DB_APPLICATION_ID 0x62765462 /* "bvTb" */
+
+typedef struct bv_db bv_db;
+
+enum {
+	BV_DB_READONLY = 0, /* open an existing bvtool database for reading */
+	BV_DB_CREATE = 1,   /* open for writing; create the file and schema if missing */
+};
+
+/*
+ * Open `path`. Errors (nothing is written to an existing file before all checks pass):
+ *   BV_EIO      the directory does not exist; the file is missing (READONLY) or
+ *               not writable (CREATE: "database 'x' is read-only")
+ *   BV_EFORMAT  not a SQLite database; a SQLite database that is not bvtool's
+ *               (a foreign application_id or tables of its own); a schema version
+ *               newer than this bvtool reads ("... upgrade bvtool")
+ * An older schema version is migrated in one transaction (CREATE only; READONLY
+ * refuses with BV_EFORMAT asking to run a writing command first).
+ */
+int bv_db_open(bv_db **out, const char *path, int flags);
+void bv_db_close(bv_db *db); /* NULL is a no-op */
+sqlite3 *bv_db_handle(bv_db *db);
+const char *bv_db_path(const bv_db *db);
+
+/* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
+int bv_db_begin(bv_db *db);
+int bv_db_commit(bv_db *db);
+void bv_db_rollback(bv_db *db);
+
+/* ---- configuration: key/value text, what the collection was made with ---- */
+
+/* Returns 1 and fills out when found, 0 when the key is absent, < 0 on error. */
+int bv_db_config_get(bv_db *db, const char *key, char *out, size_t size);
+int bv_db_config_set(bv_db *db, const char *key, const char *value);
+
+/* ---- runs ----------------------------------------------------------------- */
+
+typedef struct bv_run {
+	int64_t id;
+	char method[16];     /* teacher | ce | kd | wsl | kd-filter */
+	double temperature;  /* NAN when NULL (ce, teacher) */
+	double alpha, gamma;
+	int seed;            /* the replica number; 0 for the teacher */
+	char status[16];     /* pending | running | done */
+	double test_acc;     /* NAN until done */
+	int epochs;          /* planned epochs */
+	int epochs_done;     /* the last epoch with a metrics row (0 if none) */
+	char model[128];     /* model spec */
+	char checkpoint[512];/* path relative to the database's directory, "" if none */
+	double seconds;      /* training wall time, NAN until done */
+} bv_run;
+
+/* Find the run of (method, temperature (NAN for NULL), seed), or insert it as
+ * `pending` with the given alpha, gamma, model and planned epochs. *out_id is
+ * its id; *out_created is 1 when it was inserted (may be NULL). */
+int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, const char *method,
+		     double temperature, int seed, double alpha, double gamma, const char *model,
+		     int epochs);
+int bv_db_run_get(bv_db *db, bv_run *out, int64_t id);
+/* All runs ordered by method, temperature, seed; caller frees *out. */
+int bv_db_runs_list(bv_db *db, bv_run **out, int *n);
+/* status: pending | running (sets started_at) */
+int bv_db_run_set_status(bv_db *db, int64_t id, const char *status);
+/* Delete a run's snapshots and metrics and set it back to pending, in one transaction. */
+int bv_db_run_reset(bv_db *db, int64_t id);
+/* Mark done with its final test accuracy, checkpoint path (relative, may be NULL)
+ * and wall time. */
+int bv_db_run_finish(bv_db *db, int64_t id, double test_acc, const char *checkpoint,
+		     double seconds);
+
+/* ---- samples and bootstrap ---------------------------------------------- */
+
+/* Store the labels of a split ("test" | "train"); if the split is already
+ * stored, verify it is identical (BV_EMISMATCH naming the first difference). */
+int bv_db_samples_put(bv_db *db, const char *split, const int *labels, int n);
+/* Number of stored samples of a split (0 if none), and their labels (labels may be NULL). */
+int bv_db_samples_get(bv_db *db, const char *split, int *labels, int cap, int *out_n);
+
+/* In-bag counts of every training sample for replica `seed` (inbag table);
+ * put replaces, get returns BV_ESTATE when the seed has none. */
+int bv_db_inbag_put(bv_db *db, int seed, const int *counts, int n);
+int bv_db_inbag_get(bv_db *db, int seed, int *counts, int n);
+
+/* ---- snapshots and metrics ---------------------------------------------- */
+
+typedef struct bv_db_metrics {
+	int epoch;          /* 1-based */
+	double lr, train_loss, train_acc, test_acc, wsl_weight, filtered, seconds;
+} bv_db_metrics;
+
+/*
+ * One epoch of one run, in ONE transaction: the metrics row, and when the
+ * logits pointers are non-NULL the snapshots (test: n_test x k, train:
+ * n_train x k). Replaces an earlier row of the same (run, epoch).
+ */
+int bv_db_snapshot_put(bv_db *db, int64_t run_id, const bv_db_metrics *m,
+		       const float *test_logits, int n_test, const float *train_logits,
+		       int n_train, int k);
+/* Read one snapshot into out (n x k floats); BV_ESTATE if it was not recorded,
+ * BV_EFORMAT if its size is not n x k. */
+int bv_db_logits_get(bv_db *db, int64_t run_id, int epoch, const char *split, float *out,
+		     int n, int k);
+/* The recorded epochs of a run for a split, ascending; caller frees *out. */
+int bv_db_epochs(bv_db *db, int64_t run_id, const char *split, int **out, int *n);
+/* The metrics rows of a run, ascending by epoch; caller frees *out. */
+int bv_db_metrics_get(bv_db *db, int64_t run_id, bv_db_metrics **out, int *n);
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * The schema of a bvtool database: the migrations that build it, one per
+ * schema version, and the SQL functions every bvtool connection carries.
+ *
+ * migrations[v] upgrades a database from user_version v to v + 1; a new file
+ * runs them all from 0. To change the schema, append one entry and raise
+ * BV_DB_SCHEMA_VERSION in db.h (the static assertion below keeps the two in
+ * step) and describe the change in docs/schema.md. db.c applies them in one
+ * write transaction, so a reader sees either the old schema or the new one.
+ *
+ * The SQL functions decode the logits BLOBs (K little-endian float32):
+ * bv_argmax(blob), bv_logit(blob, c) and bv_softmax(blob, c [, T]). They exist
+ * only on connections opened through bv_db_open, not in the sqlite3 shell.
+ */
+#include "schema.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "db.h"
+
+static const char *const migrations[] = {
+	/* 0 -> 1: the first schema */
+	"CREATE TABLE config(\n"
+	"  key TEXT PRIMARY KEY,\n"
+	"  value TEXT NOT NULL\n"
+	");\n"
+	"CREATE TABLE runs(\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  method TEXT NOT NULL CHECK(method IN ('teacher','ce','kd','wsl','kd-filter')),\n"
+	"  temperature REAL,\n"
+	"  alpha REAL,\n"
+	"  gamma REAL,\n"
+	"  seed INTEGER NOT NULL,\n"
+	"  status TEXT NOT NULL DEFAULT 'pending' CHECK(status IN ('pending','running','done')),\n"
+	"  test_acc REAL,\n"
+	"  epochs INTEGER,\n"
+	"  model TEXT,\n"
+	"  checkpoint TEXT,\n"
+	"  seconds REAL,\n"
+	"  started_at TEXT,\n"
+	"  finished_at TEXT\n"
+	");\n"
+	/* NULLs are distinct in a UNIQUE constraint, hence the expression */
+	"CREATE UNIQUE INDEX runs_cell ON runs(method, IFNULL(temperature, -1), seed);\n"
+	"CREATE TABLE samples(\n"
+	"  split TEXT NOT NULL CHECK(split IN ('test','train')),\n"
+	"  sample_idx INTEGER NOT NULL,\n"
+	"  label INTEGER NOT NULL,\n"
+	"  PRIMARY KEY(split, sample_idx)\n"
+	") WITHOUT ROWID;\n"
+	"CREATE TABLE snapshots(\n"
+	"  run_id INTEGER NOT NULL REFERENCES runs(id),\n"
+	"  epoch INTEGER NOT NULL,\n"
+	"  split TEXT NOT NULL,\n"
+	"  n INTEGER NOT NULL,\n"
+	"  k INTEGER NOT NULL,\n"
+	"  logits BLOB NOT NULL,\n"
+	"  PRIMARY KEY(run_id, epoch, split)\n"
+	") WITHOUT ROWID;\n"
+	"CREATE VIEW predictions(run_id, epoch, split, sample_idx, logits) AS\n"
+	"  SELECT sn.run_id, sn.epoch, sn.split, s.sample_idx,\n"
+	"         substr(sn.logits, s.sample_idx * sn.k * 4 + 1, sn.k * 4)\n"
+	"  FROM snapshots sn JOIN samples s ON s.split = sn.split AND s.sample_idx < sn.n;\n"
+	"CREATE TABLE metrics(\n"
+	"  run_id INTEGER NOT NULL,\n"
+	"  epoch INTEGER NOT NULL,\n"
+	"  lr REAL,\n"
+	"  train_loss REAL,\n"
+	"  train_acc REAL,\n"
+	"  test_acc REAL,\n"
+	"  wsl_weight REAL,\n"
+	"  filtered REAL,\n"
+	"  seconds REAL,\n"
+	"  PRIMARY KEY(run_id, epoch)\n"
+	") WITHOUT ROWID;\n"
+	"CREATE TABLE inbag(\n"
+	"  seed INTEGER NOT NULL,\n"
+	"  sample_idx INTEGER NOT NULL,\n"
+	"  count INTEGER NOT NULL,\n"
+	"  PRIMARY KEY(seed, sample_idx)\n"
+	") WITHOUT ROWID;\n",
+};
+_Static_assert(BV_ARRAY_LEN(migrations) == BV_DB_SCHEMA_VERSION,
+	       "one migration per schema version: append to migrations[] when raising it");
+
+int db_schema_migrate(sqlite3 *h, int from)
+{
+	char pragma[96];
+	int rc = SQLITE_OK;
+	for (int v = from; v < BV_DB_SCHEMA_VERSION && rc == SQLITE_OK; v++)
+		rc = sqlite3_exec(h, migrations[v], NULL, NULL, NULL);
+	if (rc != SQLITE_OK || from >= BV_DB_SCHEMA_VERSION)
+		return rc;
+	/* PRAGMA values cannot be bound; these are the two constants of db.h */
+	snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d; PRAGMA application_id = %d",
+		 BV_DB_SCHEMA_VERSION, BV_DB_APPLICATION_ID);
+	return sqlite3_exec(h, pragma, NULL, NULL, NULL);
+}
+
+/* ---- SQL functions ------------------------------------------------------ */
+
+/* The floats of a logits argument: 1 with *p, *k set; 0 when the argument is
+ * NULL or empty (the result is NULL); -1 when it is not a float32 BLOB (an
+ * error is set on ctx). */
+static int logits_arg(sqlite3_context *ctx, sqlite3_value *v, const unsigned char **p, int *k)
+{
+	int type = sqlite3_value_type(v);
+	if (type == SQLITE_NULL)
+		return 0;
+	if (type != SQLITE_BLOB) {
+		sqlite3_result_error(ctx, "bv_ logits functions take a BLOB of float32", -1);
+		return -1;
+	}
+	int bytes = sqlite3_value_bytes(v);
+	if (bytes % 4 != 0) {
+		sqlite3_result_error(ctx, "logits BLOB size is not a multiple of 4 bytes", -1);
+		return -1;
+	}
+	*p = sqlite3_value_blob(v);
+	*k = bytes / 4;
+	return *k > 0 && *p ? 1 : 0;
+}
+
+static float logit_at(const unsigned char *p, int c)
+{
+	float f;
+	memcpy(&f, p + 4 * (size_t)c, 4); /* little-endian host, checked by CMake */
+	return f;
+}
+
+/* bv_argmax(logits): the 0-based class of the largest logit (the first on a
+ * tie, NaN ignored), NULL for NULL, an empty BLOB or all NaN. */
+static void fn_argmax(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *p;
+	int k, best = -1;
+	float best_z = 0;
+	if (logits_arg(ctx, argv[0], &p, &k) <= 0)
+		return;
+	for (int c = 0; c < k; c++) {
+		float z = logit_at(p, c);
+		if (!isnan(z) && (best < 0 || z > best_z)) {
+			best = c;
+			best_z = z;
+		}
+	}
+	if (best >= 0)
+		sqlite3_result_int(ctx, best);
+}
+
+/* bv_logit(logits, c): logit c (0-based) as a REAL; NULL when c is out of range. */
+static void fn_logit(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *p;
+	int k;
+	if (logits_arg(ctx, argv[0], &p, &k) <= 0 || sqlite3_value_type(argv[1]) == SQLITE_NULL)
+		return;
+	sqlite3_int64 c = sqlite3_value_int64(argv[1]);
+	if (c >= 0 && c < k)
+		sqlite3_result_double(ctx, logit_at(p, (int)c));
+}
+
+/* bv_softmax(logits, c [, T]): softmax(z / T)[c], T = 1 by default; NULL when c
+ * is out of range. p_c = exp((z_c - max) / T) / sum_j exp((z_j - max) / T). */
+static void fn_softmax(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *p;
+	int k;
+	double t = 1;
+	if (logits_arg(ctx, argv[0], &p, &k) <= 0 || sqlite3_value_type(argv[1]) == SQLITE_NULL)
+		return;
+	if (argc > 2) {
+		t = sqlite3_value_double(argv[2]);
+		if (!(t > 0)) {
+			sqlite3_result_error(ctx, "bv_softmax: the temperature must be positive", -1);
+			return;
+		}
+	}
+	sqlite3_int64 c = sqlite3_value_int64(argv[1]);
+	if (c < 0 || c >= k)
+		return;
+	double zmax = -INFINITY, sum = 0;
+	for (int j = 0; j < k; j++)
+		if (logit_at(p, j) > zmax)
+			zmax = logit_at(p, j);
+	for (int j = 0; j < k; j++)
+		sum += exp(((double)logit_at(p, j) - zmax) / t);
+	sqlite3_result_double(ctx, exp(((double)logit_at(p, (int)c) - zmax) / t) / sum);
+}
+
+int db_schema_functions(sqlite3 *h)
+{
+	static const struct {
+		const char *name;
+		int argc;
+		void (*fn)(sqlite3_context *, int, sqlite3_value **);
+	} fns[] = {
+		{"bv_argmax", 1, fn_argmax},
+		{"bv_logit", 2, fn_logit},
+		{"bv_softmax", 2, fn_softmax},
+		{"bv_softmax", 3, fn_softmax},
+	};
+	const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
+	for (size_t i = 0; i < BV_ARRAY_LEN(fns); i++) {
+		int rc = sqlite3_create_function_v2(h, fns[i].name, fns[i].argc, flags, NULL,
+						    fns[i].fn, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
