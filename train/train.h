@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "db.h"
 #include "nn.h"
 
 /* ---- data -------------------------------------------------------------- */
@@ -107,5 +108,53 @@ int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const i
 
 /* Share of rows of logits (n, k) whose argmax is y. */
 double bv_accuracy(const float *logits, const int *y, int n, int k);
+
+/* ---- the collection grid (bvtool collect) -------------------------------- */
+
+/* Which epochs to record: "all", "last", or a list "1,5,10". */
+typedef struct bv_record_cfg {
+	int all, last;
+	int n_list;
+	int list[256];
+	int train;          /* also record the training split */
+} bv_record_cfg;
+
+int bv_record_parse(bv_record_cfg *out, const char *s, int n_epochs, const char *what);
+int bv_record_wants(const bv_record_cfg *r, int epoch, int n_epochs);
+/* Canonical text ("all", "last", "1,5,10"). */
+void bv_record_format(char *out, size_t size, const bv_record_cfg *r);
+
+/* One student cell of the grid. */
+typedef struct bv_cell {
+	int64_t run_id;
+	bv_method method;
+	double temp;        /* NAN for ce */
+	int seed;           /* replica number, >= 1 */
+} bv_cell;
+
+/* Progress of a cell, after each epoch. */
+typedef void (*bv_cell_progress_fn)(void *ctx, const bv_cell *cell, const bv_epoch_stats *st);
+
+/*
+ * Train one cell on its bootstrap replica and record it in db:
+ *   - replica: bv_bootstrap_draw(seed) over d->train; initial weights
+ *     bv_model_init(seed); batch order from cfg seed = seed — so every method and
+ *     temperature of one seed shares the draw, the weights and the batches;
+ *   - every epoch: a metrics row; the test (and with rec->train, train) logits
+ *     when rec wants the epoch, each epoch in one transaction;
+ *   - at the end: the checkpoint at ckpt_path (atomically), then the run is done.
+ * The run is reset first (any rows of an interrupted attempt are dropped).
+ */
+int bv_cell_train(bv_db *db, const bv_data *d, const char *spec, const bv_train_cfg *base,
+		  const bv_record_cfg *rec, const bv_cell *cell, const float *teacher_logits,
+		  const char *ckpt_path, const char *ckpt_rel, bv_cell_progress_fn progress,
+		  void *ctx);
+
+/* Record a finished teacher: its test and train logits as the snapshot of
+ * epoch `epoch` of run `run_id`, then mark the run done. teacher_logits_train
+ * (d->train.n, k) is computed by the caller (it also feeds the students). */
+int bv_teacher_record(bv_db *db, int64_t run_id, bv_model *teacher, const bv_data *d,
+		      const float *teacher_logits_train, int epoch, const char *ckpt_rel,
+		      double seconds);
 
 #endif
