@@ -63,5 +63,7 @@ int cli_exit_code(int code);
 const cli_cmd *cli_commands(int *n);
 
 int cmd_train(const cli_cmd *cmd, int argc, char **argv);
+int cmd_collect(const cli_cmd *cmd, int argc, char **argv);
+int cmd_status(const cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -15,6 +15,11 @@ static const cli_cmd commands[] = {
 	 "train one model (a teacher, or a student with ce, kd, wsl or kd-filter) and save a checkpoint",
 	 "[--data NAME[:DIR]] [--model SPEC] [--method M] [--teacher CKPT] [--out CKPT] [options]",
 	 NULL},
+	{"collect", cmd_collect,
+	 "train the teacher and the students of every (method, temperature, seed) cell and record their predictions",
+	 "[--db FILE] [--data NAME[:DIR]] [--seeds B] [--methods LIST] [--temps LIST] [options]", NULL},
+	{"status", cmd_status, "list the cells of a collection: done, running, interrupted or pending",
+	 "[--db FILE]", NULL},
 	{"help", cmd_help, "show the commands, or one command's options", "[COMMAND]", no_opts},
 };
 

@@ -1,0 +1,178 @@
+#!/bin/sh
+# `bvtool collect` and `bvtool status` end to end on Fashion-MNIST subsets:
+# resume, pairing across methods, --jobs 1 vs 2 byte-identical, a collect killed
+# with SIGKILL and with SIGINT, extension with more seeds and temperatures,
+# refusal of a mismatched configuration, every bad input (exact stderr line,
+# exit status, database untouched), and the SQL recipes of docs/schema.md.
+# Needs BVTOOL, TOOL_CKPT, BV_TMP, sqlite3 and Fashion-MNIST from Debian.
+set -eu
+. "$(dirname "$0")/lib.sh"
+bv=$BVTOOL
+doc="$(dirname "$0")/../docs/schema.md"
+t=$BV_TMP/cli_collect.$$
+mkdir -p "$t"
+cd "$t"
+G="--train-subset 2000 --teacher mlp:64 --teacher-epochs 2 --student mlp:16 --epochs 3"
+
+# a dump of every snapshot, by cell, to compare databases byte for byte
+dump() {
+	sqlite3 "$1" "SELECT r.method, IFNULL(r.temperature, ''), r.seed, s.epoch, s.split, hex(s.logits)
+	              FROM snapshots s JOIN runs r ON r.id = s.run_id ORDER BY 1, 2, 3, 4, 5" | cksum
+}
+q() { sqlite3 "$1" "$2"; }
+sum() { cksum <"$1"; }
+
+# --- a grid, then the same command again
+run "$bv" collect --db ref.db $G --seeds 2 --temps 2,4
+assert "collect exits 0 (status $status)" [ "$status" = 0 ]
+assert "one line per finished epoch when not a terminal" [ "$(grep -c ': epoch [0-9]*/3 ' "$out")" = 30 ]
+assert "last line names the database" grep -q "^collected 10 cells in [0-9]*s: ref.db$" "$out"
+assert "10 cells and the teacher are done" [ "$(q ref.db "SELECT count(*) FROM runs WHERE status = 'done'")" = 11 ]
+assert "every epoch of every student is recorded" [ "$(q ref.db "SELECT count(*) FROM snapshots s JOIN runs r ON r.id = s.run_id WHERE r.method != 'teacher' AND s.split = 'test'")" = 30 ]
+assert "teacher logits for both splits" [ "$(q ref.db "SELECT group_concat(split || ':' || n) FROM (SELECT split, n FROM snapshots s JOIN runs r ON r.id = s.run_id WHERE r.method = 'teacher' ORDER BY split)")" = "test:10000,train:2000" ]
+assert "snapshots hold n*k float32" [ "$(q ref.db "SELECT count(*) FROM snapshots WHERE length(logits) != n * k * 4")" = 0 ]
+assert "a metrics row per epoch" [ "$(q ref.db "SELECT count(*) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE r.method != 'teacher'")" = 30 ]
+assert "test_acc of a run is its last epoch's" [ "$(q ref.db "SELECT count(*) FROM runs r JOIN metrics m ON m.run_id = r.id AND m.epoch = r.epochs WHERE r.method != 'teacher' AND abs(m.test_acc - r.test_acc) < 1e-12")" = 10 ]
+assert "checkpoints beside the database" [ -f ref.db.ckpt/teacher.ckpt ] 
+assert "a student's checkpoint is recorded and exists" [ -f "$(q ref.db "SELECT checkpoint FROM runs WHERE method = 'wsl' AND temperature = 4 AND seed = 2")" ]
+assert "configuration recorded" [ "$(q ref.db "SELECT value FROM config WHERE key = 'student'")" = mlp:16 ]
+assert "schema version 1" [ "$(q ref.db "PRAGMA user_version")" = 1 ]
+assert "WAL mode" [ "$(q ref.db "PRAGMA journal_mode")" = wal ]
+assert "in-bag counts of seed 1 sum to N" [ "$(q ref.db "SELECT sum(count) FROM inbag WHERE seed = 1")" = 2000 ]
+oob=$(q ref.db "SELECT count(*) FROM inbag WHERE seed = 1 AND count = 0")
+assert "about 36.8% of samples are out of bag ($oob of 2000)" test "$oob" -gt 680 -a "$oob" -lt 790
+before=$(dump ref.db)
+run "$bv" collect --db ref.db $G --seeds 2 --temps 2,4
+assert "the same collect again does nothing" [ "$(tail -n 1 "$out")" = "all 10 cells are done (ref.db)" ]
+assert "... and changes no snapshot" [ "$(dump ref.db)" = "$before" ]
+
+# --- status
+run "$bv" status --db ref.db
+assert "status exits 0" [ "$status" = 0 ]
+assert "status lists a done cell with its accuracy" grep -q -E '^wsl +4 +2  done +3/3 +[0-9.]+%$' "$out"
+assert "status summary" grep -q "^11 runs: 11 done, 0 running, 0 interrupted, 0 pending$" "$out"
+expect 3 "bvtool: database '$t/missing.db' does not exist" "$bv" status --db "$t/missing.db"
+
+# --- --jobs 2 gives the same bytes
+run "$bv" collect --db j2.db $G --seeds 2 --temps 2,4 --jobs 2
+assert "--jobs 2 exits 0" [ "$status" = 0 ]
+assert "--jobs 2 snapshots are byte-identical to --jobs 1" [ "$(dump j2.db)" = "$before" ]
+
+# --- pairing: with alpha = 0 a kd student is a ce student, bit for bit, if and
+# only if both see the same bootstrap draw, initial weights and batch order
+run "$bv" collect --db pair.db $G --seeds 2 --methods ce,kd --temps 4 --alpha 0
+assert "pairing collect exits 0" [ "$status" = 0 ]
+same=$(q pair.db "SELECT count(*) FROM snapshots a JOIN runs ra ON ra.id = a.run_id
+                  JOIN snapshots b ON b.epoch = a.epoch AND b.split = a.split
+                  JOIN runs rb ON rb.id = b.run_id
+                  WHERE ra.method = 'ce' AND rb.method = 'kd' AND ra.seed = rb.seed AND a.logits = b.logits")
+assert "kd (alpha 0) equals ce for the same seed at every epoch ($same of 6)" [ "$same" = 6 ]
+diff=$(q pair.db "SELECT count(*) FROM snapshots a JOIN runs ra ON ra.id = a.run_id
+                  JOIN snapshots b ON b.epoch = a.epoch AND b.split = a.split
+                  JOIN runs rb ON rb.id = b.run_id
+                  WHERE ra.method = 'ce' AND rb.method = 'ce' AND ra.seed = 1 AND rb.seed = 2 AND a.logits = b.logits")
+assert "different seeds give different students" [ "$diff" = 0 ]
+assert "different seeds draw different replicas" [ "$(q pair.db "SELECT count(*) FROM inbag a JOIN inbag b USING (sample_idx) WHERE a.seed = 1 AND b.seed = 2 AND a.count != b.count")" -gt 500 ]
+
+# --- extend with a seed and a temperature: only the new cells are trained
+run "$bv" collect --db ref.db $G --seeds 3 --temps 2,4,8
+assert "extension trains only the missing cells" grep -q "^11 of 21 cells to train (1 jobs)$" "$out"
+assert "extension leaves the earlier cells alone" [ "$(q ref.db "SELECT count(*) FROM runs WHERE status = 'done'")" = 22 ]
+
+# --- a different setting for the same database is refused, the database untouched
+s0=$(sum ref.db)
+expect 4 "bvtool: database 'ref.db' was collected with --student mlp:16, not mlp:32 (use another --db)" "$bv" collect --db ref.db $G --student mlp:32 --seeds 2
+expect 4 "bvtool: database 'ref.db' was collected with --epochs 3, not 4 (use another --db)" "$bv" collect --db ref.db $G --epochs 4 --seeds 2
+expect 4 "bvtool: database 'ref.db' was collected with --train-subset 2000, not 3000 (use another --db)" "$bv" collect --db ref.db $G --train-subset 3000
+assert "a refused collect leaves the database untouched" [ "$(sum ref.db)" = "$s0" ]
+
+# --- bad flags: nothing created
+expect 2 "bvtool collect: --seeds: 0 is out of range (1 to 100000)" "$bv" collect --db new.db --seeds 0
+expect 2 "bvtool: --temps: expected a list of temperatures such as 1,2,4,8, got ''" "$bv" collect --db new.db --temps ""
+expect 2 "bvtool: --temps: bad temperature '' in '1,,2' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps 1,,2
+expect 2 "bvtool: --temps: bad temperature 'abc' in 'abc' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps abc
+expect 2 "bvtool: --temps: bad temperature '0' in '4,0' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps 4,0
+expect 2 "bvtool: --methods: unknown method 'distill' (expected ce, kd, wsl or kd-filter)" "$bv" collect --db new.db --methods ce,distill
+expect 2 "bvtool: --record-epochs: bad epoch list '5,2' (expected all, last, or increasing epochs from 1 to 10, e.g. 1,5,10)" "$bv" collect --db new.db --record-epochs 5,2
+expect_sub 2 "bvtool: --student: unknown model spec 'mlp:x'" "$bv" collect --db new.db --student mlp:x
+assert "no database is created on a usage error" [ ! -e new.db ]
+
+# --- bad databases: a one-line error, the file untouched
+expect 3 "bvtool: cannot open database '$t/nodir/x.db': directory '$t/nodir' does not exist" "$bv" collect --db "$t/nodir/x.db" $G
+cp ref.db ro.db
+chmod 0444 ro.db
+s0=$(sum ro.db)
+expect 3 "bvtool: database 'ro.db' is read-only" "$bv" collect --db ro.db $G --seeds 4
+assert "read-only database untouched" [ "$(sum ro.db)" = "$s0" ]
+echo "not a database, just text" >text.db
+s0=$(sum text.db)
+expect 4 "bvtool: 'text.db' is not a SQLite database" "$bv" collect --db text.db $G
+assert "text file untouched" [ "$(sum text.db)" = "$s0" ]
+sqlite3 foreign.db "CREATE TABLE people(name TEXT); INSERT INTO people VALUES ('ada');"
+s0=$(sum foreign.db)
+expect 4 "bvtool: 'foreign.db' is not a bvtool database" "$bv" collect --db foreign.db $G
+assert "foreign database untouched" [ "$(sum foreign.db)" = "$s0" ]
+expect 4 "bvtool: 'foreign.db' is not a bvtool database" "$bv" status --db foreign.db
+
+# --- a given teacher checkpoint
+"$bv" train --model mlp:64 --train-subset 2000 --epochs 2 --out given.ckpt >/dev/null
+run "$bv" collect --db given.db $G --teacher-ckpt given.ckpt --seeds 1 --methods ce,wsl --temps 4
+assert "--teacher-ckpt is used (status $status)" grep -q "^teacher: mlp:64 from given.ckpt$" "$out"
+expect 4 "bvtool: --teacher-ckpt 'given.ckpt' holds a mlp:64, not --teacher mlp:128" "$bv" collect --db given2.db $G --teacher mlp:128 --teacher-ckpt given.ckpt --seeds 1
+
+# --- killed with SIGKILL mid-run: no partial snapshot; the next collect finishes the
+# job and ends with exactly the bytes of an uninterrupted collect
+K="--train-subset 20000 --teacher mlp:64 --teacher-epochs 1 --student mlp:256 --epochs 4 --seeds 2 --temps 4"
+"$bv" collect --db kref.db $K >/dev/null
+setsid "$bv" collect --db kill.db $K --jobs 2 >kill.log 2>&1 &
+pid=$!
+n=0
+while [ "$(q kill.db "SELECT count(*) FROM metrics" 2>/dev/null || echo 0)" -lt 5 ] && [ $n -lt 600 ]; do
+	sleep 0.05
+	n=$((n + 1))
+done
+kill -KILL -"$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+# the workers die a moment after the parent: wait until none holds the database
+flock -w 10 kill.db true
+done_before=$(q kill.db "SELECT count(*) FROM runs WHERE status = 'done' AND method != 'teacher'")
+assert "the kill came mid-collect ($done_before of 6 cells done)" [ "$done_before" -lt 6 ]
+assert "no partial snapshot after SIGKILL" [ "$(q kill.db "SELECT count(*) FROM snapshots WHERE length(logits) != n * k * 4")" = 0 ]
+assert "every snapshot has its metrics row" [ "$(q kill.db "SELECT count(*) FROM snapshots s LEFT JOIN metrics m USING (run_id, epoch) WHERE m.run_id IS NULL")" = 0 ]
+run "$bv" status --db kill.db
+assert "status shows the killed cells as interrupted" grep -q " interrupted " "$out"
+run "$bv" collect --db kill.db $K --jobs 2
+assert "the next collect resumes (status $status)" [ "$status" = 0 ]
+assert "... and mentions the interrupted cells" grep -q "interrupted cells are redone from scratch" "$out"
+assert "resumed collect equals an uninterrupted one, byte for byte" [ "$(dump kill.db)" = "$(dump kref.db)" ]
+
+# --- SIGINT (Ctrl-C): exit 130 with a message, and resumable
+setsid "$bv" collect --db int.db $K >int.log 2>int.err &
+pid=$!
+n=0
+while [ "$(q int.db "SELECT count(*) FROM metrics" 2>/dev/null || echo 0)" -lt 4 ] && [ $n -lt 600 ]; do
+	sleep 0.05
+	n=$((n + 1))
+done
+kill -INT -"$pid" 2>/dev/null || true
+set +e
+wait "$pid"
+st=$?
+set -e
+assert "Ctrl-C exits 130 (got $st)" [ "$st" = 130 ]
+assert "Ctrl-C says how to resume" grep -q "^bvtool: interrupted: .*run the same command again to resume$" int.err
+"$bv" collect --db int.db $K >/dev/null
+assert "interrupted collect completes on the next run" [ "$(dump int.db)" = "$(dump kref.db)" ]
+
+# --- the SQL recipes of docs/schema.md that the plain sqlite3 shell can run
+awk '/^```sql$/ { on = 1; n++; f = sprintf("recipe%02d.sql", n); next } /^```/ { on = 0 } on { print > f }' "$doc"
+for f in recipe*.sql; do
+	run sqlite3 -bail ref.db ".read $f"
+	assert "recipe $f runs on a collected database (status $status)" [ "$status" = 0 ]
+	assert "recipe $f returns rows" [ -s "$out" ]
+done
+assert "docs/schema.md has recipes" [ -f recipe01.sql ]
+
+cd /
+rm -rf "$t"
+finish
