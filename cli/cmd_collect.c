@@ -189,8 +189,9 @@ static void draw(progress *p, const slot *slots, int n_slots)
 {
 	if (!p->tty)
 		return;
+	/* back to the top of the previous drawing, and erase it all */
 	if (p->n_lines > 0)
-		printf("\033[%dA", p->n_lines);
+		printf("\033[%dA\r\033[J", p->n_lines);
 	p->n_lines = 0;
 	for (int i = 0; i < n_slots; i++) {
 		char label[64];
@@ -225,7 +226,7 @@ static void say(progress *p, const char *fmt, ...)
 {
 	va_list ap;
 	if (p->tty && p->n_lines > 0) {
-		printf("\033[%dA\r\033[K", p->n_lines);
+		printf("\033[%dA\r\033[J", p->n_lines);
 		p->n_lines = 0;
 	}
 	va_start(ap, fmt);
@@ -266,9 +267,16 @@ static void worker(int fd, const collect_opts *o, const bv_data *d, const bv_tra
 	ckpt_name(rel, sizeof rel, db_base, bv_method_name(cell->method), cell->temp, cell->seed);
 	snprintf(abs, sizeof abs, "%s/%s", db_dir, rel);
 	rc = bv_db_open(&db, o->db_path, BV_DB_CREATE);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = bv_cell_train(db, d, o->student_spec, cfg, rec, cell, teacher_logits, abs, rel,
 				   worker_progress, &w);
+		if (rc != 0) {
+			char saved[1024];
+			snprintf(saved, sizeof saved, "%s", bv_error_last());
+			bv_db_run_set_status(db, cell->run_id, "failed");
+			bv_error_set(rc, "%s", saved);
+		}
+	}
 	int len = rc == 0 ? snprintf(msg, sizeof msg, "D %lld\n", (long long)cell->run_id)
 			  : snprintf(msg, sizeof msg, "F %lld %d %s\n", (long long)cell->run_id, rc,
 				     bv_error_last());
@@ -482,7 +490,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		rc = bv_error_set(BV_ENOMEM, "out of memory for the grid");
 		goto done;
 	}
-	int n_total = 0, n_stale = 0;
+	int n_total = 0, n_stale = 0, n_failed = 0;
 	if ((rc = bv_db_begin(db)) != 0) {
 		free(counts);
 		goto done;
@@ -514,6 +522,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 				if (strcmp(run.status, "done") == 0)
 					continue;
 				n_stale += strcmp(run.status, "running") == 0;
+				n_failed += strcmp(run.status, "failed") == 0;
 				cells[n_cells++] = c;
 			}
 		}
@@ -535,8 +544,9 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 	}
 	say(&p, "%d of %d cells to train (%d jobs)%s\n", n_cells, n_total, o->jobs,
 	    n_stale ? "; interrupted cells are redone from scratch" : "");
-	if (n_stale)
-		say(&p, "%d interrupted cell%s found\n", n_stale, n_stale == 1 ? "" : "s");
+	if (n_failed)
+		say(&p, "%d cell%s that failed before %s tried again\n", n_failed, n_failed == 1 ? "" : "s",
+		    n_failed == 1 ? "is" : "are");
 
 	/* workers: the parent holds no connection across fork */
 	bv_db_close(db);

@@ -46,7 +46,7 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 		goto done;
 	}
 	const int active = collect_active(db_path);
-	int n_done = 0, n_running = 0, n_interrupted = 0, n_pending = 0;
+	int n_done = 0, n_running = 0, n_interrupted = 0, n_pending = 0, n_failed = 0;
 	printf("%-10s %6s %5s  %-11s %7s  %9s\n", "method", "temp", "seed", "status", "epochs", "test acc");
 	for (int i = 0; i < n; i++) {
 		const bv_run *r = &runs[i];
@@ -57,6 +57,7 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 		n_running += strcmp(st, "running") == 0;
 		n_interrupted += strcmp(st, "interrupted") == 0;
 		n_pending += strcmp(st, "pending") == 0;
+		n_failed += strcmp(st, "failed") == 0;
 		char temp[16] = "-", acc[16] = "-";
 		if (!isnan(r->temperature))
 			snprintf(temp, sizeof temp, "%g", r->temperature);
@@ -65,9 +66,11 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 		printf("%-10s %6s %5d  %-11s %3d/%-3d  %9s\n", r->method, temp, r->seed, st,
 		       r->epochs_done, r->epochs, acc);
 	}
-	printf("%d runs: %d done, %d running, %d interrupted, %d pending%s\n", n, n_done, n_running,
-	       n_interrupted, n_pending,
-	       n_interrupted + n_pending && !active ? " (run the same collect again to finish them)" : "");
+	printf("%d runs: %d done, %d running, %d interrupted, %d pending, %d failed%s\n", n, n_done,
+	       n_running, n_interrupted, n_pending, n_failed,
+	       n_interrupted + n_pending + n_failed && !active
+		       ? " (run the same collect again to finish them)"
+		       : "");
 	rc = BV_EXIT_OK;
 done:
 	free(runs);

@@ -605,8 +605,9 @@ int bv_db_run_set_status(bv_db *db, int64_t id, const char *status)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
-	if (!status || (strcmp(status, "pending") != 0 && strcmp(status, "running") != 0))
-		return bv_error_set(BV_EINVAL, "bad run status '%s' (pending or running)",
+	if (!status || (strcmp(status, "pending") != 0 && strcmp(status, "running") != 0 &&
+			strcmp(status, "failed") != 0))
+		return bv_error_set(BV_EINVAL, "bad run status '%s' (pending, running or failed)",
 				    status ? status : "");
 	if ((rc = stmt(db, S_RUN_STATUS, &st)) == 0 &&
 	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id) |

@@ -71,7 +71,7 @@ typedef struct bv_run {
 	double temperature;  /* NAN when NULL (ce, teacher) */
 	double alpha, gamma;
 	int seed;            /* the replica number; 0 for the teacher */
-	char status[16];     /* pending | running | done */
+	char status[16];     /* pending | running | done | failed */
 	double test_acc;     /* NAN until done */
 	int epochs;          /* planned epochs */
 	int epochs_done;     /* the last epoch with a metrics row (0 if none) */
@@ -89,7 +89,7 @@ int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, const char *m
 int bv_db_run_get(bv_db *db, bv_run *out, int64_t id);
 /* All runs ordered by method, temperature, seed; caller frees *out. */
 int bv_db_runs_list(bv_db *db, bv_run **out, int *n);
-/* status: pending | running (sets started_at) */
+/* status: pending | running (sets started_at) | failed (diverged or errored; redone by the next collect) */
 int bv_db_run_set_status(bv_db *db, int64_t id, const char *status);
 /* Delete a run's snapshots and metrics and set it back to pending, in one transaction. */
 int bv_db_run_reset(bv_db *db, int64_t id);

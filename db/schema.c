@@ -33,7 +33,7 @@ static const char *const migrations[] = {
 	"  alpha REAL,\n"
 	"  gamma REAL,\n"
 	"  seed INTEGER NOT NULL,\n"
-	"  status TEXT NOT NULL DEFAULT 'pending' CHECK(status IN ('pending','running','done')),\n"
+	"  status TEXT NOT NULL DEFAULT 'pending' CHECK(status IN ('pending','running','done','failed')),\n"
 	"  test_acc REAL,\n"
 	"  epochs INTEGER,\n"
 	"  model TEXT,\n"

@@ -50,7 +50,7 @@ assert "... and changes no snapshot" [ "$(dump ref.db)" = "$before" ]
 run "$bv" status --db ref.db
 assert "status exits 0" [ "$status" = 0 ]
 assert "status lists a done cell with its accuracy" grep -q -E '^wsl +4 +2  done +3/3 +[0-9.]+%$' "$out"
-assert "status summary" grep -q "^11 runs: 11 done, 0 running, 0 interrupted, 0 pending$" "$out"
+assert "status summary" grep -q "^11 runs: 11 done, 0 running, 0 interrupted, 0 pending, 0 failed$" "$out"
 expect 3 "bvtool: database '$t/missing.db' does not exist" "$bv" status --db "$t/missing.db"
 
 # --- --jobs 2 gives the same bytes
@@ -116,8 +116,16 @@ expect 4 "bvtool: 'foreign.db' is not a bvtool database" "$bv" status --db forei
 
 # --- a given teacher checkpoint
 "$bv" train --model mlp:64 --train-subset 2000 --epochs 2 --out given.ckpt >/dev/null
-run "$bv" collect --db given.db $G --teacher-ckpt given.ckpt --seeds 1 --methods ce,wsl --temps 4
+run "$bv" collect --db given.db $G --teacher-ckpt given.ckpt --seeds 1 --methods ce,wsl --temps 4 --record-train --record-epochs 1,3
 assert "--teacher-ckpt is used (status $status)" grep -q "^teacher: mlp:64 from given.ckpt$" "$out"
+assert "--record-train records the training split at the listed epochs" [ "$(q given.db "SELECT group_concat(epoch || ':' || n) FROM (SELECT s.epoch, s.n FROM snapshots s JOIN runs r ON r.id = s.run_id WHERE r.method = 'wsl' AND s.split = 'train' ORDER BY s.epoch)")" = "1:2000,3:2000" ]
+assert "metrics for every epoch, recorded or not" [ "$(q given.db "SELECT count(*) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE r.method = 'wsl'")" = 3 ]
+
+# --- a diverging cell: exit 5, the cell marked failed, the others recorded
+run "$bv" collect --db div.db $G --seeds 1 --methods ce --lr 90 --momentum 0.99
+assert "a diverged cell exits 5 (got $status)" [ "$status" = 5 ]
+assert "the divergence is named" grep -q "^bvtool: ce seed 1: training diverged at epoch 1 step" "$err"
+assert "the cell is marked failed" [ "$(q div.db "SELECT status FROM runs WHERE method = 'ce'")" = failed ]
 expect 4 "bvtool: --teacher-ckpt 'given.ckpt' holds a mlp:64, not --teacher mlp:128" "$bv" collect --db given2.db $G --teacher mlp:128 --teacher-ckpt given.ckpt --seeds 1
 
 # --- killed with SIGKILL mid-run: no partial snapshot; the next collect finishes the
