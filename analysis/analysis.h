@@ -1,0 +1,130 @@
+/*
+ * analysis: the per-sample bias/variance decomposition of log loss (Heskes
+ * 1998), the regularization-sample criteria, and the statistics that relate
+ * their counts to accuracy. Pure computation on arrays here (this header's
+ * first half); the database-driven `decompose` and `report` steps in its second
+ * half. analysis never trains.
+ *
+ * For one sample with label y and the logits z_r of B replicas (T = 1):
+ *   log q_r     = log_softmax(z_r)
+ *   l_k         = (1/B) sum_r log q_r[k]
+ *   log Z       = logsumexp_k l_k            (Z <= 1 by Jensen)
+ *   log qbar[k] = l_k - log Z                (normalised geometric mean)
+ *   bias        = -log qbar[y] = -l_y + log Z
+ *   variance    = (1/B) sum_r KL(qbar || q_r) = -log Z
+ *   loss        = (1/B) sum_r -log q_r[y] = -l_y = bias + variance
+ * Everything in double, from log-softmax: no log of an underflowed probability.
+ */
+#ifndef BV_ANALYSIS_H
+#define BV_ANALYSIS_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "db.h"
+
+/* ---- the decomposition -------------------------------------------------- */
+
+typedef struct bv_bv {
+	double bias, variance, loss;
+	double p_true;   /* mean over replicas of q_r[y] */
+	double acc;      /* share of replicas whose argmax is y */
+} bv_bv;
+
+/*
+ * Decompose one sample. logits: B rows of K float32, row r at logits + r*stride
+ * (stride >= K, in floats), so a caller can point into (B, N, K) snapshot arrays
+ * with stride = N*K. weights (B) may be NULL (all 1); otherwise replica r counts
+ * weights[r] times (bootstrap over seeds) and replicas with weight 0 are skipped;
+ * the sum of weights must be > 0.
+ */
+void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, int K, int y,
+			 const double *weights);
+
+/* ---- regularization-sample criteria (SPEC.md) --------------------------- */
+
+typedef enum bv_criterion {
+	BV_CRIT_BV = 0,   /* bias_kd > bias_ce and variance_kd < variance_ce */
+	BV_CRIT_GRAD,     /* |b| > |a| at the true class on a majority of replicas */
+	BV_CRIT_TEACHER,  /* CE_teacher > mean over replicas of CE_student */
+} bv_criterion;
+
+const char *bv_criterion_name(bv_criterion c);
+int bv_criterion_parse(bv_criterion *out, const char *s, const char *what);
+
+/* bv: flag when the student's bias is above and its variance below the paired CE students'. */
+int bv_flag_bv(const bv_bv *student, const bv_bv *ce);
+
+/*
+ * grad: for each replica r with student logits s_r (rows as in bv_decompose_sample)
+ * and the teacher's logits t (K), a = q_s[y] - 1 and b = T (p_s^T[y] - p_t^T[y]) - a;
+ * the sample is flagged when |b| > |a| on more than half of the replicas.
+ * Returns the flag; *out_share (may be NULL) receives the share of replicas agreeing.
+ */
+int bv_flag_grad(double *out_share, const float *logits, size_t stride, int B, int K, int y,
+		 const float *teacher, double T);
+
+/* teacher: CE_t = -log softmax(t)[y] > student_loss (the mean CE of the student replicas). */
+int bv_flag_teacher(const float *teacher, int K, int y, double student_loss);
+
+/* Mean over replicas of the WSL weight 1 - exp(-CE_s / (CE_t + 1e-7)). */
+double bv_wsl_weight_mean(const float *logits, size_t stride, int B, int K, int y,
+			  const float *teacher);
+
+/* ---- statistics ----------------------------------------------------------- */
+
+typedef struct bv_corr {
+	int n;            /* points */
+	double r, r_p;    /* Pearson and its two-sided p-value (t test, n - 2 df) */
+	double rho, rho_p;/* Spearman (average ranks for ties) and its p-value (same t approximation) */
+} bv_corr;
+
+/* Pearson and Spearman of n points; BV_EINVAL when n < 3 or a series is constant. */
+int bv_correlate(bv_corr *out, const double *x, const double *y, int n);
+
+/* Mean, sample standard deviation and the half-width of the 95% t interval of the mean. */
+void bv_mean_ci(double *mean, double *sd, double *half95, const double *x, int n);
+
+/* ---- bvtool decompose: the decomposition of a collected database -------- */
+
+#define BV_MAX_TEMPS 64
+
+typedef struct bv_decompose_opts {
+	int n_temps;              /* 0: every temperature in the database */
+	double temps[BV_MAX_TEMPS];
+	int epoch;                /* > 0: that epoch; 0: every recorded epoch; -1: the last */
+	const char *split;        /* test | train | oob */
+	bv_criterion criterion;
+	int n_boot;               /* bootstrap resamples of seeds for the CI of r (0: none) */
+	unsigned long boot_seed;
+} bv_decompose_opts;
+
+/* Receives the lines of the summary (no newline), in order. */
+typedef void (*bv_say_fn)(void *ctx, const char *line);
+
+/*
+ * Decompose every selected (temperature, epoch) of `split` for ce and each
+ * soft method, using finished runs only (the others are named as skipped) and,
+ * per temperature, the seeds for which ce and every soft method are done
+ * (paired). Writes sample_stats and decompositions in ONE transaction,
+ * replacing the rows of an earlier decompose of the same selection; then the
+ * correlation, across the temperatures decomposed so far for this split and
+ * epoch, of the regularization-sample count with the students' mean test
+ * accuracy (with a bootstrap interval over seeds), stored in correlations.
+ * Errors: BV_ESTATE (no ce runs, < 2 finished seeds, nothing recorded for
+ * the split), BV_EINVAL (a temperature or epoch not in the database, listing
+ * those that are), BV_EFORMAT (NaN/Inf logits, naming the run and epoch; the
+ * identity |loss - bias - variance| above 1e-4).
+ */
+int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx);
+
+/* ---- bvtool report ---------------------------------------------------------- */
+
+/* The results tables of a database, as format "md", "csv" (long: table,
+ * method, temperature, quantity, value) or "json", to f. BV_ESTATE when no run
+ * is done. */
+int bv_report_db(bv_db *db, FILE *f, const char *format);
+
+#endif

@@ -1,0 +1,871 @@
+/*
+ * bvtool decompose over a collected database: which runs and seeds take part,
+ * loading snapshots into (B, N, K) arrays, the per-sample decomposition and
+ * criteria for ce and every soft method, the sample_stats rows (one
+ * transaction), and the correlation of regularization-sample counts with
+ * accuracy across temperatures, with a bootstrap interval over seeds.
+ */
+#include "analysis.h"
+
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_sort.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SEEDS 1024
+#define N_SOFT 3
+
+static const char *const soft_methods[N_SOFT] = {"kd", "wsl", "kd-filter"};
+
+static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (say)
+		say(ctx, line);
+}
+
+/* ---- which runs take part ------------------------------------------------ */
+
+typedef struct plan {
+	bv_run *runs;
+	int n_runs;
+	int64_t teacher_id;      /* 0 if none done */
+	int n_temps;
+	double temps[BV_MAX_TEMPS];
+	int k;                   /* classes */
+} plan;
+
+/* The done run of (method, T, seed), or NULL. */
+static const bv_run *find_run(const plan *p, const char *method, double T, int seed)
+{
+	for (int i = 0; i < p->n_runs; i++) {
+		const bv_run *r = &p->runs[i];
+		if (strcmp(r->status, "done") == 0 && strcmp(r->method, method) == 0 && r->seed == seed &&
+		    (isnan(T) ? isnan(r->temperature) : r->temperature == T))
+			return r;
+	}
+	return NULL;
+}
+
+static int count_seeds(const plan *p, const char *method, double T)
+{
+	int n = 0;
+	for (int i = 0; i < p->n_runs; i++) {
+		const bv_run *r = &p->runs[i];
+		n += strcmp(r->status, "done") == 0 && strcmp(r->method, method) == 0 &&
+		     (isnan(T) ? isnan(r->temperature) : r->temperature == T);
+	}
+	return n;
+}
+
+/* Seeds (ascending) for which ce and every soft method present at T are done. */
+static int paired_seeds(int *out, const plan *p, double T)
+{
+	int n = 0;
+	for (int i = 0; i < p->n_runs; i++) {
+		const bv_run *r = &p->runs[i];
+		if (strcmp(r->method, "ce") != 0 || strcmp(r->status, "done") != 0 || n >= MAX_SEEDS)
+			continue;
+		int ok = 1;
+		for (int m = 0; m < N_SOFT; m++)
+			if (count_seeds(p, soft_methods[m], T) > 0 && !find_run(p, soft_methods[m], T, r->seed))
+				ok = 0;
+		if (ok)
+			out[n++] = r->seed;
+	}
+	/* runs are listed by seed within a method; keep them sorted anyway */
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && out[j - 1] > out[j]; j--) {
+			int t = out[j];
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	return n;
+}
+
+static void temps_text(char *out, size_t size, const plan *p)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (int i = 0; i < p->n_temps && len < size; i++)
+		len += (size_t)snprintf(out + len, size - len, "%s%g", i ? ", " : "", p->temps[i]);
+}
+
+static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
+{
+	int rc, n_skipped = 0;
+	char skipped[512] = "";
+	memset(p, 0, sizeof *p);
+	if ((rc = bv_db_runs_list(db, &p->runs, &p->n_runs)) != 0)
+		return rc;
+	for (int i = 0; i < p->n_runs; i++) {
+		const bv_run *r = &p->runs[i];
+		if (strcmp(r->status, "done") != 0) {
+			size_t len = strlen(skipped);
+			if (n_skipped < 6 && len < sizeof skipped - 64) {
+				if (isnan(r->temperature))
+					snprintf(skipped + len, sizeof skipped - len, "%s%s seed %d (%s)",
+						 n_skipped ? ", " : "", r->method, r->seed, r->status);
+				else
+					snprintf(skipped + len, sizeof skipped - len, "%s%s T=%g seed %d (%s)",
+						 n_skipped ? ", " : "", r->method, r->temperature, r->seed,
+						 r->status);
+			}
+			n_skipped++;
+			continue;
+		}
+		if (strcmp(r->method, "teacher") == 0)
+			p->teacher_id = r->id;
+		if (isnan(r->temperature))
+			continue;
+		int seen = 0;
+		for (int t = 0; t < p->n_temps; t++)
+			seen |= p->temps[t] == r->temperature;
+		if (!seen && p->n_temps < BV_MAX_TEMPS)
+			p->temps[p->n_temps++] = r->temperature;
+	}
+	gsl_sort(p->temps, 1, (size_t)p->n_temps);
+	if (n_skipped)
+		sayf(say, ctx, "skipped %d run%s that are not done: %s%s", n_skipped,
+		     n_skipped == 1 ? "" : "s", skipped, n_skipped > 6 ? ", ..." : "");
+
+	const int n_ce = count_seeds(p, "ce", NAN);
+	if (n_ce == 0)
+		return bv_error_set(BV_ESTATE,
+				    "'%s' has no finished ce runs: decompose needs the ce students as the "
+				    "baseline (bvtool collect --methods ce,kd,...)",
+				    bv_db_path(db));
+	if (n_ce < 2)
+		return bv_error_set(BV_ESTATE,
+				    "decompose needs >= 2 finished seeds of ce; '%s' has %d", bv_db_path(db),
+				    n_ce);
+	if (p->n_temps == 0)
+		return bv_error_set(BV_ESTATE,
+				    "'%s' has no finished kd, wsl or kd-filter runs to compare with ce",
+				    bv_db_path(db));
+	if (o->n_temps > 0) {
+		char have[512];
+		temps_text(have, sizeof have, p);
+		for (int i = 0; i < o->n_temps; i++) {
+			int found = 0;
+			for (int t = 0; t < p->n_temps; t++)
+				found |= p->temps[t] == o->temps[i];
+			if (!found)
+				return bv_error_set(BV_EINVAL, "--temp: temperature %g is not in '%s' (it has %s)",
+						    o->temps[i], bv_db_path(db), have);
+		}
+		memcpy(p->temps, o->temps, sizeof(double) * (size_t)o->n_temps);
+		p->n_temps = o->n_temps;
+		gsl_sort(p->temps, 1, (size_t)p->n_temps);
+	}
+	for (int t = 0; t < p->n_temps; t++)
+		for (int m = 0; m < N_SOFT; m++) {
+			int n = count_seeds(p, soft_methods[m], p->temps[t]);
+			if (n == 1)
+				return bv_error_set(BV_ESTATE,
+						    "decompose needs >= 2 finished seeds of %s at T=%g; '%s' has 1",
+						    soft_methods[m], p->temps[t], bv_db_path(db));
+		}
+	return 0;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+static void run_name(char *out, size_t size, const bv_run *r)
+{
+	if (isnan(r->temperature))
+		snprintf(out, size, "run %lld (%s seed %d)", (long long)r->id, r->method, r->seed);
+	else
+		snprintf(out, size, "run %lld (%s T=%g seed %d)", (long long)r->id, r->method,
+			 r->temperature, r->seed);
+}
+
+/* Load the snapshots of `runs` (B) at `epoch` into buf (B, N, K), checking
+ * every value is finite. */
+static int load(float *buf, bv_db *db, const bv_run *const *runs, int B, int epoch,
+		const char *split, int N, int K)
+{
+	int rc;
+	for (int b = 0; b < B; b++) {
+		float *dst = buf + (size_t)b * N * K;
+		char name[128];
+		run_name(name, sizeof name, runs[b]);
+		if ((rc = bv_db_logits_get(db, runs[b]->id, epoch, split, dst, N, K)) != 0)
+			return bv_error_prefix(rc, "%s epoch %d", name, epoch);
+		for (size_t i = 0; i < (size_t)N * K; i++)
+			if (!isfinite(dst[i]))
+				return bv_error_set(BV_EFORMAT,
+						    "%s epoch %d: non-finite logit (%g) for %s sample %zu; "
+						    "the run diverged or the database is damaged",
+						    name, epoch, (double)dst[i], split, i / (size_t)K);
+	}
+	return 0;
+}
+
+/* The epochs recorded for `split` by every run in `runs`: intersection. */
+static int common_epochs(int **out, int *n_out, bv_db *db, const bv_run *const *runs, int n_runs,
+			 const char *split)
+{
+	int *common = NULL, n_common = 0, rc = 0;
+	for (int i = 0; i < n_runs; i++) {
+		int *e = NULL, n = 0;
+		if ((rc = bv_db_epochs(db, runs[i]->id, split, &e, &n)) != 0) {
+			free(common);
+			return rc;
+		}
+		if (i == 0) {
+			common = e;
+			n_common = n;
+			continue;
+		}
+		int m = 0;
+		for (int a = 0; a < n_common; a++)
+			for (int b = 0; b < n; b++)
+				if (common[a] == e[b]) {
+					common[m++] = common[a];
+					break;
+				}
+		n_common = m;
+		free(e);
+	}
+	*out = common;
+	*n_out = n_common;
+	return 0;
+}
+
+/* ---- per-sample work ---------------------------------------------------- */
+
+typedef struct selection {
+	const char *split;      /* test | train | oob */
+	const char *snap;       /* the snapshots' split: test or train */
+	int N, K;
+	const int *labels;      /* (N) */
+	const float *teacher;   /* (N, K) or NULL */
+	const int *oob;         /* (B, N) 1 where seed b did not draw sample i; NULL unless oob */
+	bv_criterion crit;
+	double T;
+} selection;
+
+/* weights of sample i: 1 for every replica, or its out-of-bag replicas */
+static int sample_weights(double *w, const selection *s, int B, int i)
+{
+	int n = 0;
+	for (int b = 0; b < B; b++) {
+		w[b] = s->oob ? (double)s->oob[(size_t)b * s->N + i] : 1.0;
+		n += w[b] > 0;
+	}
+	return n;
+}
+
+/* Decompose every sample of one method; rows (N) out, returning how many were
+ * written (oob samples with < 2 out-of-bag seeds are left out). */
+static int decompose_method(bv_stat_row *rows, const float *buf, int B, const selection *s,
+			    const bv_stat_row *ce_rows, int soft, double *max_err)
+{
+	double w[MAX_SEEDS];
+	const size_t stride = (size_t)s->N * s->K;
+	int n_rows = 0;
+	for (int i = 0; i < s->N; i++) {
+		int nb = sample_weights(w, s, B, i);
+		if (nb < 2)
+			continue;
+		bv_bv d;
+		const float *z = buf + (size_t)i * s->K;
+		const int y = s->labels[i];
+		bv_decompose_sample(&d, z, stride, B, s->K, y, s->oob ? w : NULL);
+		bv_stat_row *r = &rows[n_rows];
+		r->sample_idx = i;
+		r->bias = d.bias;
+		r->variance = d.variance;
+		r->loss = d.loss;
+		r->n_seeds = nb;
+		r->p_true = d.p_true;
+		r->acc = d.acc;
+		r->regularization = -1;
+		r->wsl_weight = NAN;
+		r->teacher_p_true = NAN;
+		const float *t = s->teacher ? s->teacher + (size_t)i * s->K : NULL;
+		if (t) {
+			double mx = -INFINITY, sum = 0;
+			for (int k = 0; k < s->K; k++)
+				mx = fmax(mx, (double)t[k]);
+			for (int k = 0; k < s->K; k++)
+				sum += exp(t[k] - mx);
+			r->teacher_p_true = exp(t[y] - mx) / sum;
+		}
+		if (soft) {
+			/* ce_rows[] holds every sample that has a row, in the same order */
+			const bv_stat_row *c = &ce_rows[n_rows];
+			if (t)
+				r->wsl_weight = bv_wsl_weight_mean(z, stride, B, s->K, y, t);
+			switch (s->crit) {
+			case BV_CRIT_BV:
+				r->regularization = bv_flag_bv(&d, &(bv_bv){c->bias, c->variance, c->loss, 0, 0});
+				break;
+			case BV_CRIT_GRAD:
+				r->regularization = bv_flag_grad(NULL, z, stride, B, s->K, y, t, s->T);
+				break;
+			case BV_CRIT_TEACHER:
+				r->regularization = bv_flag_teacher(t, s->K, y, d.loss);
+				break;
+			}
+		}
+		*max_err = fmax(*max_err, fabs(d.loss - d.bias - d.variance));
+		n_rows++;
+	}
+	return n_rows;
+}
+
+/* ---- the correlation ------------------------------------------------------ */
+
+/* log_softmax of every (replica, sample) into logp (B, N, K), in double so that
+ * the counts agree with the decomposition's */
+static void log_softmax_all(double *logp, const float *z, size_t n_rows, int K)
+{
+	for (size_t r = 0; r < n_rows; r++) {
+		const float *zr = z + r * K;
+		double *o = logp + r * K;
+		double mx = -INFINITY, sum = 0;
+		for (int k = 0; k < K; k++)
+			mx = fmax(mx, (double)zr[k]);
+		for (int k = 0; k < K; k++)
+			sum += exp(zr[k] - mx);
+		const double lse = mx + log(sum);
+		for (int k = 0; k < K; k++)
+			o[k] = zr[k] - lse;
+	}
+}
+
+/* bias and variance of one sample from precomputed log-probabilities, replicas
+ * weighted by w (the bootstrap's draw counts) */
+static void bv_from_logp(double *bias, double *var, double *loss, const double *logp, size_t stride,
+			 int B, int K, int y, const double *w)
+{
+	double l[1024] = {0}, wsum = 0;
+	for (int b = 0; b < B; b++) {
+		if (w[b] == 0)
+			continue;
+		const double *lp = logp + (size_t)b * stride;
+		for (int k = 0; k < K; k++)
+			l[k] += w[b] * lp[k];
+		wsum += w[b];
+	}
+	double mx = -INFINITY, sum = 0;
+	for (int k = 0; k < K; k++)
+		mx = fmax(mx, l[k] /= wsum);
+	for (int k = 0; k < K; k++)
+		sum += exp(l[k] - mx);
+	const double logZ = mx + log(sum);
+	*bias = -l[y] + logZ;
+	*var = -logZ;
+	*loss = -l[y];
+}
+
+typedef struct corr_data {
+	int n_t;
+	double temps[BV_MAX_TEMPS];
+	double *ce[BV_MAX_TEMPS], *m[BV_MAX_TEMPS]; /* (B, N, K) log-probabilities */
+	double acc[BV_MAX_TEMPS][MAX_SEEDS];        /* per seed test accuracy of the method */
+	int B, N, K;
+} corr_data;
+
+/* Regularization count of method vs ce at temperature index t under weights w. */
+static int boot_count(const corr_data *cd, int t, const selection *s, const double *w)
+{
+	const size_t stride = (size_t)cd->N * cd->K;
+	int count = 0;
+	double wi[MAX_SEEDS];
+	for (int i = 0; i < cd->N; i++) {
+		const double *ww = w;
+		if (s->oob) {
+			int nb = 0;
+			for (int b = 0; b < cd->B; b++) {
+				wi[b] = w[b] * s->oob[(size_t)b * cd->N + i];
+				nb += wi[b] > 0;
+			}
+			if (nb < 2)
+				continue;
+			ww = wi;
+		}
+		const int y = s->labels[i];
+		const double *cm = cd->m[t] + (size_t)i * cd->K;
+		double mb, mv, ml;
+		bv_from_logp(&mb, &mv, &ml, cm, stride, cd->B, cd->K, y, ww);
+		if (s->crit == BV_CRIT_BV) {
+			double cb, cv, cl;
+			bv_from_logp(&cb, &cv, &cl, cd->ce[t] + (size_t)i * cd->K, stride, cd->B, cd->K, y, ww);
+			count += mb > cb && mv < cv;
+		} else if (s->crit == BV_CRIT_TEACHER) {
+			const float *tz = s->teacher + (size_t)i * cd->K;
+			count += bv_flag_teacher(tz, cd->K, y, ml);
+		} else {
+			/* grad: weighted majority of replicas with |b| > |a| */
+			const float *tz = s->teacher + (size_t)i * cd->K;
+			double lt[1024], mx = -INFINITY, sum = 0, agree = 0, wsum = 0;
+			const double T = cd->temps[t];
+			for (int k = 0; k < cd->K; k++)
+				mx = fmax(mx, tz[k] / T);
+			for (int k = 0; k < cd->K; k++)
+				sum += exp((lt[k] = tz[k] / T) - mx);
+			const double pt = exp(lt[y] - mx) / sum;
+			for (int b = 0; b < cd->B; b++) {
+				if (ww[b] == 0)
+					continue;
+				const double *lp = cm + (size_t)b * stride; /* log q at T = 1 */
+				double mxT = -INFINITY, sT = 0;
+				for (int k = 0; k < cd->K; k++)
+					mxT = fmax(mxT, lp[k] / T);
+				for (int k = 0; k < cd->K; k++)
+					sT += exp(lp[k] / T - mxT);
+				const double ps = exp(lp[y] / T - mxT) / sT; /* softmax(z/T) = softmax(log q / T) */
+				const double a = exp(lp[y]) - 1.0, bb = T * (ps - pt) - a;
+				agree += ww[b] * (fabs(bb) > fabs(a));
+				wsum += ww[b];
+			}
+			count += agree > 0.5 * wsum;
+		}
+	}
+	return count;
+}
+
+static int correlate_method(bv_db *db, const plan *p, const char *method, int epoch,
+			    const selection *s0, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
+{
+	corr_data *cd = calloc(1, sizeof *cd);
+	double x[BV_MAX_TEMPS], y[BV_MAX_TEMPS];
+	int seeds[MAX_SEEDS], rc = 0;
+	double *rs = NULL;
+	float *raw = NULL;
+	if (!cd)
+		return bv_error_set(BV_ENOMEM, "out of memory for the correlation");
+	/* temperatures with this method and seeds paired at every one of them */
+	int B = -1;
+	for (int t = 0; t < p->n_temps; t++) {
+		if (count_seeds(p, method, p->temps[t]) < 2)
+			continue;
+		int sd[MAX_SEEDS], n = paired_seeds(sd, p, p->temps[t]);
+		if (B < 0) {
+			memcpy(seeds, sd, sizeof(int) * (size_t)n);
+			B = n;
+		} else {
+			int m = 0;
+			for (int a = 0; a < B; a++)
+				for (int b = 0; b < n; b++)
+					if (seeds[a] == sd[b])
+						seeds[m++] = seeds[a];
+			B = m;
+		}
+		cd->temps[cd->n_t++] = p->temps[t];
+	}
+	if (cd->n_t < 3) {
+		sayf(say, ctx, "correlation (%s): needs >= 3 temperatures with %s students; %s has %d",
+		     method, method, bv_db_path(db), cd->n_t);
+		goto done;
+	}
+	if (B < 2) {
+		sayf(say, ctx, "correlation (%s): fewer than 2 seeds are done at every temperature", method);
+		goto done;
+	}
+	cd->B = B;
+	cd->N = s0->N;
+	cd->K = s0->K;
+	selection s = *s0;
+	const bv_run *runs[MAX_SEEDS];
+	raw = malloc(sizeof(float) * (size_t)B * s.N * s.K);
+	if (!raw) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory for the correlation");
+		goto done;
+	}
+	for (int t = 0; t < cd->n_t; t++) {
+		const char *mm[2] = {"ce", method};
+		double **dst[2] = {&cd->ce[t], &cd->m[t]};
+		for (int j = 0; j < 2; j++) {
+			for (int b = 0; b < B; b++)
+				runs[b] = find_run(p, mm[j], j == 0 ? NAN : cd->temps[t], seeds[b]);
+			if ((rc = load(raw, db, runs, B, epoch, s.snap, s.N, s.K)) != 0)
+				goto done;
+			if (!(*dst[j] = malloc(sizeof(double) * (size_t)B * s.N * s.K))) {
+				rc = bv_error_set(BV_ENOMEM, "out of memory for the correlation");
+				goto done;
+			}
+			log_softmax_all(*dst[j], raw, (size_t)B * s.N, s.K);
+		}
+		for (int b = 0; b < B; b++) {
+			bv_db_metrics *met = NULL;
+			int n_met = 0;
+			const bv_run *r = find_run(p, method, cd->temps[t], seeds[b]);
+			if ((rc = bv_db_metrics_get(db, r->id, &met, &n_met)) != 0)
+				goto done;
+			cd->acc[t][b] = NAN;
+			for (int e = 0; e < n_met; e++)
+				if (met[e].epoch == epoch)
+					cd->acc[t][b] = met[e].test_acc;
+			free(met);
+			if (isnan(cd->acc[t][b])) {
+				rc = bv_error_set(BV_ESTATE, "run %lld has no metrics for epoch %d",
+						  (long long)r->id, epoch);
+				goto done;
+			}
+		}
+	}
+	/* the point estimate on all seeds, then the bootstrap */
+	double w[MAX_SEEDS];
+	for (int b = 0; b < B; b++)
+		w[b] = 1;
+	for (int t = 0; t < cd->n_t; t++) {
+		s.T = cd->temps[t];
+		x[t] = boot_count(cd, t, &s, w);
+		y[t] = 0;
+		for (int b = 0; b < B; b++)
+			y[t] += cd->acc[t][b] / B;
+	}
+	bv_corr c;
+	if (bv_correlate(&c, x, y, cd->n_t) != 0) {
+		sayf(say, ctx, "correlation (%s): not defined (%s)", method, bv_error_last());
+		goto done;
+	}
+	double lo = NAN, hi = NAN;
+	int n_ok = 0;
+	if (o->n_boot > 0) {
+		gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+		rs = malloc(sizeof(double) * (size_t)o->n_boot);
+		if (!rng || !rs) {
+			if (rng)
+				gsl_rng_free(rng);
+			rc = bv_error_set(BV_ENOMEM, "out of memory for the bootstrap");
+			goto done;
+		}
+		gsl_rng_set(rng, o->boot_seed);
+		for (int it = 0; it < o->n_boot; it++) {
+			for (int b = 0; b < B; b++)
+				w[b] = 0;
+			for (int b = 0; b < B; b++)
+				w[gsl_rng_uniform_int(rng, (unsigned long)B)] += 1;
+			double xb[BV_MAX_TEMPS], yb[BV_MAX_TEMPS];
+			for (int t = 0; t < cd->n_t; t++) {
+				s.T = cd->temps[t];
+				xb[t] = boot_count(cd, t, &s, w);
+				yb[t] = 0;
+				for (int b = 0; b < B; b++)
+					yb[t] += w[b] * cd->acc[t][b] / B;
+			}
+			bv_corr cb;
+			if (bv_correlate(&cb, xb, yb, cd->n_t) == 0)
+				rs[n_ok++] = cb.r;
+		}
+		gsl_rng_free(rng);
+		if (n_ok >= 2) {
+			gsl_sort(rs, 1, (size_t)n_ok);
+			lo = rs[(size_t)floor(0.025 * (n_ok - 1))];
+			hi = rs[(size_t)ceil(0.975 * (n_ok - 1))];
+		}
+	}
+	bv_db_correlation cor = {s.split, method, bv_criterion_name(s.crit), epoch, cd->n_t, n_ok,
+				 c.r, c.r_p, c.rho, c.rho_p, lo, hi};
+	if ((rc = bv_db_correlation_put(db, &cor)) != 0)
+		goto done;
+	sayf(say, ctx,
+	     "correlation (%s, %s split, epoch %d, %d temperatures, %d seeds): regularization samples "
+	     "vs mean test accuracy: Pearson r = %.3f (p = %.3g), Spearman rho = %.3f (p = %.3g)",
+	     method, s.split, epoch, cd->n_t, B, c.r, c.r_p, c.rho, c.rho_p);
+	if (o->n_boot > 0)
+		sayf(say, ctx, "  bootstrap 95%% interval for r over seeds: [%.3f, %.3f] (%d of %d resamples defined)",
+		     lo, hi, n_ok, o->n_boot);
+done:
+	for (int t = 0; t < BV_MAX_TEMPS; t++) {
+		free(cd->ce[t]);
+		free(cd->m[t]);
+	}
+	free(cd);
+	free(rs);
+	free(raw);
+	return rc;
+}
+
+/* ---- the command ------------------------------------------------------------ */
+
+int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
+{
+	plan p;
+	selection s = {0};
+	int rc, *labels = NULL, *epochs = NULL, n_epochs = 0, *oob = NULL, N = 0;
+	float *teacher = NULL, *ce_buf = NULL, *m_buf = NULL;
+	bv_stat_row *ce_cache = NULL, *m_rows = NULL; /* ce rows of every epoch (n_epochs, N) */
+	int *ce_n = NULL;                             /* rows per epoch */
+	char ce_seeds[1024] = "";                     /* the seeds ce_cache was computed with */
+	const bv_run **runs = NULL;
+	int in_tx = 0;
+	double max_err = 0;
+
+	if ((rc = make_plan(&p, db, o, say, ctx)) != 0)
+		goto done;
+	s.split = o->split;
+	s.snap = strcmp(o->split, "test") == 0 ? "test" : "train";
+	s.crit = o->criterion;
+
+	/* classes and samples */
+	if ((rc = bv_db_samples_get(db, s.snap, NULL, 0, &N)) != 0)
+		goto done;
+	if (N == 0) {
+		rc = bv_error_set(BV_ESTATE, "'%s' has no %s samples", bv_db_path(db), s.snap);
+		goto done;
+	}
+	labels = malloc(sizeof(int) * (size_t)N);
+	if (!labels || (rc = bv_db_samples_get(db, s.snap, labels, N, &N)) != 0) {
+		rc = rc ? rc : bv_error_set(BV_ENOMEM, "out of memory");
+		goto done;
+	}
+	char k_text[32];
+	if ((rc = bv_db_config_get(db, "n_classes", k_text, sizeof k_text)) < 0)
+		goto done;
+	s.K = rc == 1 ? atoi(k_text) : 10;
+	if (s.K < 2 || s.K > 1024) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': %d classes is not supported", bv_db_path(db), s.K);
+		goto done;
+	}
+
+	/* every run that takes part, to find the epochs they all recorded */
+	runs = malloc(sizeof(*runs) * (size_t)(p.n_runs + 1));
+	int n_part = 0;
+	for (int t = 0; t < p.n_temps; t++) {
+		int sd[MAX_SEEDS], n = paired_seeds(sd, &p, p.temps[t]);
+		if (n < 2) {
+			rc = bv_error_set(BV_ESTATE,
+					  "decompose needs >= 2 seeds with ce and every method done at T=%g; "
+					  "'%s' has %d",
+					  p.temps[t], bv_db_path(db), n);
+			goto done;
+		}
+		for (int b = 0; b < n; b++) {
+			const bv_run *r = find_run(&p, "ce", NAN, sd[b]);
+			int dup = 0;
+			for (int j = 0; j < n_part; j++)
+				dup |= runs[j] == r;
+			if (!dup)
+				runs[n_part++] = r;
+			for (int m = 0; m < N_SOFT; m++)
+				if ((r = find_run(&p, soft_methods[m], p.temps[t], sd[b])) != NULL)
+					runs[n_part++] = r;
+		}
+	}
+	if ((rc = common_epochs(&epochs, &n_epochs, db, runs, n_part, s.snap)) != 0)
+		goto done;
+	if (n_epochs == 0) {
+		rc = bv_error_set(BV_ESTATE,
+				  "no epoch of the %s split is recorded by every run of '%s'%s", s.snap,
+				  bv_db_path(db),
+				  strcmp(s.snap, "train") == 0 ? " (collect with --record-train)" : "");
+		goto done;
+	}
+	if (o->epoch > 0) {
+		int found = 0;
+		char list[512] = "";
+		size_t len = 0;
+		for (int i = 0; i < n_epochs; i++) {
+			found |= epochs[i] == o->epoch;
+			if (len < sizeof list)
+				len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", i ? "," : "",
+							epochs[i]);
+		}
+		if (!found) {
+			rc = bv_error_set(BV_EINVAL, "--epoch: epoch %d is not recorded for the %s split (recorded: %s)",
+					  o->epoch, s.snap, list);
+			goto done;
+		}
+		epochs[0] = o->epoch;
+		n_epochs = 1;
+	} else if (o->epoch < 0) {
+		epochs[0] = epochs[n_epochs - 1];
+		n_epochs = 1;
+	}
+
+	/* the teacher's logits (for wsl weights and the grad/teacher criteria) */
+	if (p.teacher_id) {
+		int *te = NULL, nte = 0;
+		if ((rc = bv_db_epochs(db, p.teacher_id, s.snap, &te, &nte)) != 0)
+			goto done;
+		if (nte > 0) {
+			teacher = malloc(sizeof(float) * (size_t)N * s.K);
+			if (!teacher)
+				rc = bv_error_set(BV_ENOMEM, "out of memory");
+			else
+				rc = bv_db_logits_get(db, p.teacher_id, te[nte - 1], s.snap, teacher, N, s.K);
+		}
+		free(te);
+		if (rc)
+			goto done;
+	}
+	s.teacher = teacher;
+	if (!teacher && s.crit != BV_CRIT_BV) {
+		rc = bv_error_set(BV_ESTATE, "--criterion %s needs the teacher's %s logits, which '%s' lacks",
+				  bv_criterion_name(s.crit), s.snap, bv_db_path(db));
+		goto done;
+	}
+
+	s.N = N;
+	s.labels = labels;
+	ce_cache = malloc(sizeof(bv_stat_row) * (size_t)N * (size_t)n_epochs);
+	ce_n = calloc((size_t)n_epochs, sizeof(int));
+	m_rows = malloc(sizeof(bv_stat_row) * (size_t)N);
+	if (!ce_cache || !ce_n || !m_rows) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory");
+		goto done;
+	}
+	if ((rc = bv_db_begin(db)) != 0)
+		goto done;
+	in_tx = 1;
+	const int last_epoch = epochs[n_epochs - 1];
+	for (int t = 0; t < p.n_temps; t++) {
+		const double T = p.temps[t];
+		int sd[MAX_SEEDS], B = paired_seeds(sd, &p, T);
+		const bv_run *rr[MAX_SEEDS];
+		char seeds_text[1024];
+		size_t len = 0;
+		seeds_text[0] = '\0';
+		for (int b = 0; b < B && len < sizeof seeds_text; b++)
+			len += (size_t)snprintf(seeds_text + len, sizeof seeds_text - len, "%s%d", b ? "," : "",
+						sd[b]);
+		s.T = T;
+		free(oob);
+		oob = NULL;
+		if (strcmp(o->split, "oob") == 0) {
+			oob = malloc(sizeof(int) * (size_t)B * N);
+			if (!oob) {
+				rc = bv_error_set(BV_ENOMEM, "out of memory");
+				goto done;
+			}
+			for (int b = 0; b < B; b++) {
+				if ((rc = bv_db_inbag_get(db, sd[b], oob + (size_t)b * N, N)) != 0)
+					goto done;
+				for (int i = 0; i < N; i++)
+					oob[(size_t)b * N + i] = oob[(size_t)b * N + i] == 0;
+			}
+		}
+		s.oob = oob;
+		free(ce_buf);
+		free(m_buf);
+		ce_buf = malloc(sizeof(float) * (size_t)B * N * s.K);
+		m_buf = malloc(sizeof(float) * (size_t)B * N * s.K);
+		if (!ce_buf || !m_buf) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory for %d x %d x %d logits", B, N, s.K);
+			goto done;
+		}
+		/* the ce baseline does not depend on T: reuse it while the paired seeds stay the same */
+		const int reuse_ce = strcmp(ce_seeds, seeds_text) == 0;
+		if (!reuse_ce)
+			snprintf(ce_seeds, sizeof ce_seeds, "%s", seeds_text);
+		for (int e = 0; e < n_epochs; e++) {
+			const int E = epochs[e];
+			bv_stat_row *ce_rows = ce_cache + (size_t)e * N;
+			if (!reuse_ce) {
+				for (int b = 0; b < B; b++)
+					rr[b] = find_run(&p, "ce", NAN, sd[b]);
+				if ((rc = load(ce_buf, db, rr, B, E, s.snap, N, s.K)) != 0)
+					goto done;
+				ce_n[e] = decompose_method(ce_rows, ce_buf, B, &s, NULL, 0, &max_err);
+			}
+			const int n_rows = ce_n[e];
+			if ((rc = bv_db_stats_clear(db, T, E, o->split)) != 0 ||
+			    (rc = bv_db_stats_put(db, T, E, o->split, "ce", ce_rows, n_rows)) != 0)
+				goto done;
+			double sb = 0, sv = 0, sl = 0;
+			for (int i = 0; i < n_rows; i++)
+				sb += ce_rows[i].bias, sv += ce_rows[i].variance, sl += ce_rows[i].loss;
+			if (E == last_epoch)
+				sayf(say, ctx, "T=%-4g epoch %-3d %-9s bias %.4f  variance %.4f  loss %.4f  (%d samples, %d seeds)",
+				     T, E, "ce", sb / n_rows, sv / n_rows, sl / n_rows, n_rows, B);
+			for (int m = 0; m < N_SOFT; m++) {
+				if (count_seeds(&p, soft_methods[m], T) == 0)
+					continue;
+				for (int b = 0; b < B; b++)
+					rr[b] = find_run(&p, soft_methods[m], T, sd[b]);
+				if ((rc = load(m_buf, db, rr, B, E, s.snap, N, s.K)) != 0)
+					goto done;
+				int n_m = decompose_method(m_rows, m_buf, B, &s, ce_rows, 1, &max_err);
+				if ((rc = bv_db_stats_put(db, T, E, o->split, soft_methods[m], m_rows, n_m)) != 0)
+					goto done;
+				if (E == last_epoch) {
+					double mb = 0, mv = 0, ml = 0;
+					int n_reg = 0;
+					for (int i = 0; i < n_m; i++) {
+						mb += m_rows[i].bias, mv += m_rows[i].variance, ml += m_rows[i].loss;
+						n_reg += m_rows[i].regularization == 1;
+					}
+					sayf(say, ctx,
+					     "T=%-4g epoch %-3d %-9s bias %.4f  variance %.4f  loss %.4f  "
+					     "regularization samples %d (%.2f%%)",
+					     T, E, soft_methods[m], mb / n_m, mv / n_m, ml / n_m, n_reg,
+					     100.0 * n_reg / n_m);
+				}
+			}
+			bv_db_decomposition d = {T, E, o->split, bv_criterion_name(s.crit), seeds_text, n_rows,
+						 max_err};
+			if ((rc = bv_db_decomposition_put(db, &d)) != 0)
+				goto done;
+			if (strcmp(o->split, "oob") == 0 && n_rows < N && E == last_epoch)
+				sayf(say, ctx, "T=%g: %d of %d training samples have < 2 out-of-bag seeds and are left out",
+				     T, N - n_rows, N);
+		}
+	}
+	if (max_err > 1e-4) {
+		rc = bv_error_set(BV_EFORMAT,
+				  "identity check failed: max |loss - bias - variance| = %.3g > 1e-4; "
+				  "nothing was written",
+				  max_err);
+		goto done;
+	}
+	if ((rc = bv_db_commit(db)) != 0)
+		goto done;
+	in_tx = 0;
+	sayf(say, ctx, "identity check: max |loss - bias - variance| = %.3g over all rows", max_err);
+
+	/* the correlation across temperatures, for each soft method */
+	for (int m = 0; m < N_SOFT; m++) {
+		int any = 0;
+		for (int t = 0; t < p.n_temps; t++)
+			any |= count_seeds(&p, soft_methods[m], p.temps[t]) >= 2;
+		if (!any)
+			continue;
+		/* all temperatures of the database, not only those selected */
+		plan all = p;
+		int n_all = 0;
+		double tall[BV_MAX_TEMPS];
+		for (int i = 0; i < p.n_runs; i++) {
+			const bv_run *r = &p.runs[i];
+			if (strcmp(r->status, "done") != 0 || isnan(r->temperature))
+				continue;
+			int seen = 0;
+			for (int j = 0; j < n_all; j++)
+				seen |= tall[j] == r->temperature;
+			if (!seen && n_all < BV_MAX_TEMPS)
+				tall[n_all++] = r->temperature;
+		}
+		gsl_sort(tall, 1, (size_t)n_all);
+		memcpy(all.temps, tall, sizeof(double) * (size_t)n_all);
+		all.n_temps = n_all;
+		if ((rc = correlate_method(db, &all, soft_methods[m], last_epoch, &s, o, say, ctx)) != 0)
+			goto done;
+	}
+done:
+	if (in_tx)
+		bv_db_rollback(db);
+	free(p.runs);
+	free(runs);
+	free(labels);
+	free(epochs);
+	free(oob);
+	free(teacher);
+	free(ce_buf);
+	free(m_buf);
+	free(ce_cache);
+	free(ce_n);
+	free(m_rows);
+	return rc;
+}
