@@ -53,6 +53,11 @@ enum stmt_id {
 	S_LOGITS_GET,
 	S_EPOCHS,
 	S_METRICS_GET,
+	S_STATS_CLEAR,
+	S_DECOMP_CLEAR,
+	S_STATS_PUT,
+	S_DECOMP_PUT,
+	S_CORR_PUT,
 	N_STMT
 };
 
@@ -98,6 +103,20 @@ static const char *const stmt_sql[N_STMT] = {
 	[S_EPOCHS] = "SELECT epoch FROM snapshots WHERE run_id = ?1 AND split = ?2 ORDER BY epoch",
 	[S_METRICS_GET] = "SELECT epoch, lr, train_loss, train_acc, test_acc, wsl_weight, filtered, "
 			  "seconds FROM metrics WHERE run_id = ?1 ORDER BY epoch",
+	[S_STATS_CLEAR] = "DELETE FROM sample_stats WHERE temperature = ?1 AND epoch = ?2 AND split = ?3",
+	[S_DECOMP_CLEAR] = "DELETE FROM decompositions WHERE temperature = ?1 AND epoch = ?2 "
+			   "AND split = ?3",
+	[S_STATS_PUT] = "INSERT OR REPLACE INTO sample_stats(temperature, epoch, split, sample_idx, "
+			"method, bias, variance, loss, regularization, n_seeds, p_true, acc, "
+			"wsl_weight, teacher_p_true) "
+			"VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	[S_DECOMP_PUT] = "INSERT OR REPLACE INTO decompositions(temperature, epoch, split, criterion, "
+			 "n_samples, seeds, max_identity_error, created_at) "
+			 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+	[S_CORR_PUT] = "INSERT OR REPLACE INTO correlations(split, epoch, method, criterion, n_points, "
+		       "pearson_r, pearson_p, spearman_rho, spearman_p, r_ci_low, r_ci_high, n_boot, "
+		       "created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+		       "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
 };
 
 /* how long a connection waits for another process's lock */
@@ -974,4 +993,92 @@ done:
 	*out = rows;
 	*n = count;
 	return 0;
+}
+
+/* ---- decompositions ------------------------------------------------------ */
+
+int bv_db_stats_clear(bv_db *db, double temperature, int epoch, const char *split)
+{
+	const enum stmt_id ids[] = {S_STATS_CLEAR, S_DECOMP_CLEAR};
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	for (unsigned i = 0; i < BV_ARRAY_LEN(ids) && rc == 0; i++) {
+		if ((rc = stmt(db, ids[i], &st)) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_double(st, 1, temperature))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_int(st, 2, epoch))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC))) == 0)
+			rc = run(db, st);
+		unstmt(st);
+	}
+	return rc;
+}
+
+int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,
+		    const char *method, const bv_stat_row *rows, int n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_STATS_PUT, &st)) != 0)
+		return rc;
+	for (int i = 0; i < n && rc == 0; i++) {
+		const bv_stat_row *r = &rows[i];
+		if ((rc = bind_failed(db, sqlite3_bind_double(st, 1, temperature))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_int(st, 2, epoch))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_int(st, 4, r->sample_idx))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_text(st, 5, method, -1, SQLITE_STATIC))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_double(st, 6, r->bias))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_double(st, 7, r->variance))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_double(st, 8, r->loss))) == 0 &&
+		    (rc = bind_failed(db, r->regularization < 0 ? sqlite3_bind_null(st, 9)
+							       : sqlite3_bind_int(st, 9, r->regularization))) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_int(st, 10, r->n_seeds))) == 0 &&
+		    (rc = bind_failed(db, bind_real(st, 11, r->p_true))) == 0 &&
+		    (rc = bind_failed(db, bind_real(st, 12, r->acc))) == 0 &&
+		    (rc = bind_failed(db, bind_real(st, 13, r->wsl_weight))) == 0 &&
+		    (rc = bind_failed(db, bind_real(st, 14, r->teacher_p_true))) == 0)
+			rc = run(db, st);
+		sqlite3_reset(st);
+	}
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_decomposition_put(bv_db *db, const bv_db_decomposition *d)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_DECOMP_PUT, &st)) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_double(st, 1, d->temperature))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 2, d->epoch))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 3, d->split, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 4, d->criterion, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 5, d->n_samples))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 6, d->seeds, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_double(st, 7, d->max_identity_error))) == 0)
+		rc = run(db, st);
+	unstmt(st);
+	return rc;
+}
+
+int bv_db_correlation_put(bv_db *db, const bv_db_correlation *c)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_CORR_PUT, &st)) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, c->split, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 2, c->epoch))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 3, c->method, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_text(st, 4, c->criterion, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 5, c->n_points))) == 0 &&
+	    (rc = bind_failed(db, bind_real(st, 6, c->r))) == 0 &&
+	    (rc = bind_failed(db, bind_real(st, 7, c->r_p))) == 0 &&
+	    (rc = bind_failed(db, bind_real(st, 8, c->rho))) == 0 &&
+	    (rc = bind_failed(db, bind_real(st, 9, c->rho_p))) == 0 &&
+	    (rc = bind_failed(db, bind_real(st, 10, c->r_lo))) == 0 &&
+	    (rc = bind_failed(db, bind_real(st, 11, c->r_hi))) == 0 &&
+	    (rc = bind_failed(db, sqlite3_bind_int(st, 12, c->n_boot))) == 0)
+		rc = run(db, st);
+	unstmt(st);
+	return rc;
 }

@@ -27,7 +27,7 @@
 
 typedef struct sqlite3 sqlite3;
 
-#define BV_DB_SCHEMA_VERSION 1
+#define BV_DB_SCHEMA_VERSION 2
 #define BV_DB_APPLICATION_ID 0x62765462 /* "bvTb" */
 
 typedef struct bv_db bv_db;
@@ -134,5 +134,39 @@ int bv_db_logits_get(bv_db *db, int64_t run_id, int epoch, const char *split, fl
 int bv_db_epochs(bv_db *db, int64_t run_id, const char *split, int **out, int *n);
 /* The metrics rows of a run, ascending by epoch; caller frees *out. */
 int bv_db_metrics_get(bv_db *db, int64_t run_id, bv_db_metrics **out, int *n);
+
+/* ---- decompositions (schema 2; written by bvtool decompose) -------------- */
+
+/* One sample_stats row; NAN stores NULL. */
+typedef struct bv_stat_row {
+	int sample_idx;
+	double bias, variance, loss;
+	int regularization; /* 0 or 1; -1 stores NULL (ce rows) */
+	int n_seeds;
+	double p_true, acc, wsl_weight, teacher_p_true;
+} bv_stat_row;
+
+/* Delete the sample_stats and decompositions rows of one selection. Run these
+ * and the puts below inside the caller's transaction (bv_db_begin). */
+int bv_db_stats_clear(bv_db *db, double temperature, int epoch, const char *split);
+int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,
+		    const char *method, const bv_stat_row *rows, int n);
+
+typedef struct bv_db_decomposition {
+	double temperature;
+	int epoch;
+	const char *split, *criterion, *seeds; /* seeds: e.g. "1,2,3,4" */
+	int n_samples;
+	double max_identity_error;
+} bv_db_decomposition;
+int bv_db_decomposition_put(bv_db *db, const bv_db_decomposition *d);
+
+typedef struct bv_db_correlation {
+	const char *split, *method, *criterion;
+	int epoch, n_points, n_boot;
+	double r, r_p, rho, rho_p, r_lo, r_hi; /* NAN = NULL */
+} bv_db_correlation;
+/* Replace the row of (split, epoch, method). */
+int bv_db_correlation_put(bv_db *db, const bv_db_correlation *c);
 
 #endif

@@ -681,7 +681,8 @@ static void test_bad_files(void)
 	bv_db_close(db);
 	raw_sqlite(path, "PRAGMA user_version = 99");
 	snprintf(want, sizeof want,
-		 "'%s' has schema version 99, this bvtool reads up to 1: upgrade bvtool", path);
+		 "'%s' has schema version 99, this bvtool reads up to %d: upgrade bvtool", path,
+		 BV_DB_SCHEMA_VERSION);
 	expect_refused(path, BV_EFORMAT, want, 1);
 
 	/* an older schema (here: version 0, marked but empty): READONLY asks for a
@@ -692,8 +693,29 @@ static void test_bad_files(void)
 	CHECK_ERR(bv_db_open(&db, path, BV_DB_READONLY), BV_EFORMAT);
 	CHECK(strstr(bv_error_last(), "schema version 0") != NULL, "%s", bv_error_last());
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0 &&
-		      q_int(bv_db_handle(db), "PRAGMA user_version") == 1,
+		      q_int(bv_db_handle(db), "PRAGMA user_version") == BV_DB_SCHEMA_VERSION,
 	      "migrated from 0: %s", bv_error_last());
+	bv_db_close(db);
+
+	/* version 1 (before the decomposition tables) with data: CREATE migrates to
+	 * the current version and keeps the data; READONLY asks for a writing command */
+	tmp_path(path, sizeof path, "v1.db");
+	remove_db(path);
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
+	bv_db_close(db);
+	raw_sqlite(path, "DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
+			 "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
+			 "DROP TABLE decompositions; DROP TABLE correlations;"
+			 "INSERT INTO runs(method, seed, status) VALUES('ce', 1, 'done');"
+			 "PRAGMA user_version = 1");
+	CHECK_ERR(bv_db_open(&db, path, BV_DB_READONLY), BV_EFORMAT);
+	CHECK(strstr(bv_error_last(), "schema version 1") != NULL, "%s", bv_error_last());
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
+	CHECK(db && q_int(bv_db_handle(db), "PRAGMA user_version") == BV_DB_SCHEMA_VERSION &&
+		      q_int(bv_db_handle(db), "SELECT count(*) FROM sample_stats") == 0 &&
+		      q_int(bv_db_handle(db), "SELECT count(*) FROM run_accuracy") == 1 &&
+		      q_int(bv_db_handle(db), "SELECT count(*) FROM runs WHERE method = 'ce'") == 1,
+	      "migrated from 1 with the data kept: %s", bv_error_last());
 	bv_db_close(db);
 
 	/* an empty file gets the schema; READONLY refuses it */
