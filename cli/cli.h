@@ -65,5 +65,7 @@ const cli_cmd *cli_commands(int *n);
 int cmd_train(const cli_cmd *cmd, int argc, char **argv);
 int cmd_collect(const cli_cmd *cmd, int argc, char **argv);
 int cmd_status(const cli_cmd *cmd, int argc, char **argv);
+int cmd_decompose(const cli_cmd *cmd, int argc, char **argv);
+int cmd_report(const cli_cmd *cmd, int argc, char **argv);
 
 #endif
