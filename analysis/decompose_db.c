@@ -133,8 +133,9 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 	}
 	gsl_sort(p->temps, 1, (size_t)p->n_temps);
 	if (n_skipped)
-		sayf(say, ctx, "skipped %d run%s that are not done: %s%s", n_skipped,
-		     n_skipped == 1 ? "" : "s", skipped, n_skipped > 6 ? ", ..." : "");
+		sayf(say, ctx, "skipped %d run%s that %s not done: %s%s", n_skipped,
+		     n_skipped == 1 ? "" : "s", n_skipped == 1 ? "is" : "are", skipped,
+		     n_skipped > 6 ? ", ..." : "");
 
 	const int n_ce = count_seeds(p, "ce", NAN);
 	if (n_ce == 0)

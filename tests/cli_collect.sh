@@ -2,13 +2,12 @@
 # `bvtool collect` and `bvtool status` end to end on Fashion-MNIST subsets:
 # resume, pairing across methods, --jobs 1 vs 2 byte-identical, a collect killed
 # with SIGKILL and with SIGINT, extension with more seeds and temperatures,
-# refusal of a mismatched configuration, every bad input (exact stderr line,
-# exit status, database untouched), and the SQL recipes of docs/schema.md.
+# refusal of a mismatched configuration, and every bad input (exact stderr line,
+# exit status, database untouched). The SQL recipes run in cli_analysis.sh.
 # Needs BVTOOL, TOOL_CKPT, BV_TMP, sqlite3 and Fashion-MNIST from Debian.
 set -eu
 . "$(dirname "$0")/lib.sh"
 bv=$BVTOOL
-doc="$(dirname "$0")/../docs/schema.md"
 t=$BV_TMP/cli_collect.$$
 mkdir -p "$t"
 cd "$t"
@@ -171,15 +170,6 @@ assert "Ctrl-C exits 130 (got $st)" [ "$st" = 130 ]
 assert "Ctrl-C says how to resume" grep -q "^bvtool: interrupted: .*run the same command again to resume$" int.err
 "$bv" collect --db int.db $K >/dev/null
 assert "interrupted collect completes on the next run" [ "$(dump int.db)" = "$(dump kref.db)" ]
-
-# --- the SQL recipes of docs/schema.md that the plain sqlite3 shell can run
-awk '/^```sql$/ { on = 1; n++; f = sprintf("recipe%02d.sql", n); next } /^```/ { on = 0 } on { print > f }' "$doc"
-for f in recipe*.sql; do
-	run sqlite3 -bail ref.db ".read $f"
-	assert "recipe $f runs on a collected database (status $status)" [ "$status" = 0 ]
-	assert "recipe $f returns rows" [ -s "$out" ]
-done
-assert "docs/schema.md has recipes" [ -f recipe01.sql ]
 
 cd /
 rm -rf "$t"

@@ -549,8 +549,13 @@ static void test_recipes(const char *path, const int *labels, int n, int k)
 		int rc = run_recipe(h, rs[i].sql, got, n, &rows);
 		printf("recipe %d%s (%.40s...): %d rows, %.3f s\n", i, rs[i].bvtool ? " [bvtool]" : "",
 		       rs[i].desc, rows, bv_now() - t0);
-		CHECK(rc == SQLITE_OK && rows > 0, "recipe '%s': %s, %d rows", rs[i].desc,
-		      rc == SQLITE_OK ? "ok" : sqlite3_errmsg(h), rows);
+		/* this database has no decomposition: those recipes need only run (tests/cli_analysis.sh
+		 * runs them on a decomposed one and wants rows) */
+		const int needs_decompose = strstr(rs[i].sql, "regularization_") ||
+					    strstr(rs[i].sql, "sample_wide") ||
+					    strstr(rs[i].sql, "correlations") || strstr(rs[i].sql, "sample_stats");
+		CHECK(rc == SQLITE_OK && (rows > 0 || needs_decompose), "recipe '%s': %s, %d rows",
+		      rs[i].desc, rc == SQLITE_OK ? "ok" : sqlite3_errmsg(h), rows);
 		/* the plain ones must not need bvtool's functions */
 		CHECK(rs[i].bvtool || !strstr(rs[i].sql, "bv_"), "recipe '%s' uses bv_ functions in a plain block",
 		      rs[i].desc);

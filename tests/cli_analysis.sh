@@ -1,0 +1,130 @@
+#!/bin/sh
+# `bvtool decompose` and `bvtool report` end to end on a small collected
+# database: the rows written, the summary against SQL over sample_stats, the
+# report against the metrics table, the views, every SQL recipe of
+# docs/schema.md, and every bad input (exact stderr line, exit status).
+# Needs BVTOOL, BV_TMP, sqlite3, python3 (JSON check) and Fashion-MNIST.
+set -eu
+. "$(dirname "$0")/lib.sh"
+bv=$BVTOOL
+doc="$(dirname "$0")/../docs/schema.md"
+t=$BV_TMP/cli_analysis.$$
+mkdir -p "$t"
+cd "$t"
+q() { sqlite3 "$1" "$2"; }
+# |a - b| <= tol
+near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
+
+G="--train-subset 2000 --teacher mlp:64 --teacher-epochs 2 --student mlp:16 --epochs 3"
+"$bv" collect --db a.db $G --seeds 3 --temps 1,2,4 --record-train >/dev/null
+cp a.db fresh.db
+
+# --- report before any decompose: accuracy only, and it says what to run
+run "$bv" report --db fresh.db
+assert "report without a decomposition exits 0" [ "$status" = 0 ]
+assert "report says to run decompose" grep -q "not decomposed yet: run bvtool decompose" "$out"
+
+# --- decompose every temperature and epoch of the test split
+run "$bv" decompose --db a.db --bootstrap 50
+assert "decompose exits 0 (status $status)" [ "$status" = 0 ]
+assert "one row per sample, method, temperature and epoch" [ "$(q a.db "SELECT count(*) FROM sample_stats WHERE split = 'test'")" = 270000 ]
+assert "ce rows have no regularization flag" [ "$(q a.db "SELECT count(*) FROM sample_stats WHERE method = 'ce' AND regularization IS NOT NULL")" = 0 ]
+assert "soft rows are flagged 0 or 1" [ "$(q a.db "SELECT count(*) FROM sample_stats WHERE method != 'ce' AND regularization NOT IN (0, 1)")" = 0 ]
+assert "loss = bias + variance in every row" [ "$(q a.db "SELECT count(*) FROM sample_stats WHERE abs(loss - bias - variance) > 1e-9")" = 0 ]
+assert "variance is never negative" [ "$(q a.db "SELECT count(*) FROM sample_stats WHERE variance < -1e-12")" = 0 ]
+assert "ce rows are the same at every temperature" [ "$(q a.db "SELECT count(*) FROM sample_stats a JOIN sample_stats b USING (epoch, split, sample_idx, method) WHERE a.method = 'ce' AND a.temperature = 1 AND b.temperature = 4 AND a.bias != b.bias")" = 0 ]
+assert "regularization follows the bv criterion" [ "$(q a.db "SELECT count(*) FROM sample_wide WHERE temperature = 4 AND split = 'test' AND kd_regularization != (kd_bias > ce_bias AND kd_variance < ce_variance)")" = 0 ]
+assert "the identity check is printed" grep -q -E "^identity check: max \|loss - bias - variance\| = [0-9.e+-]+ over all rows$" "$out"
+# the summary line of kd at T=4 against SQL over sample_stats
+line=$(grep -E "^T=4 +epoch 3 +kd " "$out")
+got_bias=$(echo "$line" | sed 's/.* bias \([0-9.]*\) .*/\1/')
+got_n=$(echo "$line" | sed 's/.*regularization samples \([0-9]*\) .*/\1/')
+want_bias=$(q a.db "SELECT printf('%.4f', avg(bias)) FROM sample_stats WHERE temperature = 4 AND epoch = 3 AND split = 'test' AND method = 'kd'")
+want_n=$(q a.db "SELECT sum(regularization) FROM sample_stats WHERE temperature = 4 AND epoch = 3 AND split = 'test' AND method = 'kd'")
+assert "summary mean bias = SQL avg(bias) ($got_bias vs $want_bias)" [ "$got_bias" = "$want_bias" ]
+assert "summary count = SQL sum(regularization) ($got_n vs $want_n)" [ "$got_n" = "$want_n" ]
+assert "the view regularization_samples agrees" [ "$(q a.db "SELECT count(*) FROM regularization_samples WHERE temperature = 4 AND epoch = 3 AND split = 'test' AND method = 'kd'")" = "$want_n" ]
+assert "a correlation row per soft method" [ "$(q a.db "SELECT count(*) FROM correlations WHERE split = 'test' AND epoch = 3 AND n_points = 3")" = 2 ]
+assert "the correlation is printed" grep -q "^correlation (kd, test split, epoch 3, 3 temperatures, 3 seeds): " "$out"
+assert "with its bootstrap interval" grep -q "^  bootstrap 95% interval for r over seeds: \[" "$out"
+assert "decompositions record the seeds and criterion" [ "$(q a.db "SELECT seeds || ' ' || criterion FROM decompositions WHERE temperature = 4 AND epoch = 3 AND split = 'test'")" = "1,2,3 bv" ]
+
+# --- a second decompose of one selection replaces its rows, and only those
+before=$(q a.db "SELECT count(*) FROM sample_stats")
+run "$bv" decompose --db a.db --temp 4 --epoch last --criterion teacher --bootstrap 0
+assert "decompose --temp 4 --epoch last exits 0" [ "$status" = 0 ]
+assert "rows are replaced, not added" [ "$(q a.db "SELECT count(*) FROM sample_stats")" = "$before" ]
+assert "the selection now uses the teacher criterion" [ "$(q a.db "SELECT criterion FROM decompositions WHERE temperature = 4 AND epoch = 3")" = teacher ]
+assert "other selections keep theirs" [ "$(q a.db "SELECT criterion FROM decompositions WHERE temperature = 2 AND epoch = 3")" = bv ]
+assert "teacher criterion: CE_teacher > student loss" [ "$(q a.db "SELECT count(*) FROM sample_stats WHERE temperature = 4 AND epoch = 3 AND split = 'test' AND method = 'kd' AND regularization != (-ln(teacher_p_true) > loss)")" = 0 ]
+
+# --- the training split, out-of-bag samples, the grad criterion
+run "$bv" decompose --db a.db --split train --epoch last --bootstrap 0
+assert "decompose --split train exits 0" [ "$status" = 0 ]
+assert "train rows: 2000 samples x 3 methods x 3 temperatures" [ "$(q a.db "SELECT count(*) FROM sample_stats WHERE split = 'train'")" = 18000 ]
+run "$bv" decompose --db a.db --split oob --epoch last --criterion grad --bootstrap 0
+assert "decompose --split oob exits 0" [ "$status" = 0 ]
+n_oob=$(q a.db "SELECT count(*) FROM sample_stats WHERE split = 'oob' AND method = 'ce' AND temperature = 4")
+want_oob=$(q a.db "SELECT count(*) FROM (SELECT sample_idx FROM inbag WHERE count = 0 GROUP BY sample_idx HAVING count(*) >= 2)")
+assert "oob: the samples with >= 2 out-of-bag seeds ($n_oob vs $want_oob)" [ "$n_oob" = "$want_oob" ]
+assert "oob: n_seeds is the sample's out-of-bag seed count" [ "$(q a.db "SELECT count(*) FROM sample_stats s WHERE split = 'oob' AND n_seeds != (SELECT count(*) FROM inbag i WHERE i.sample_idx = s.sample_idx AND i.count = 0)")" = 0 ]
+assert "oob: the left-out samples are counted" grep -q "training samples have < 2 out-of-bag seeds and are left out" "$out"
+
+# --- report: numbers against the metrics table
+run "$bv" report --db a.db
+assert "report exits 0" [ "$status" = 0 ]
+want=$(q a.db "SELECT printf('%.2f', 100 * avg(m.test_acc)) FROM runs r JOIN metrics m ON m.run_id = r.id AND m.epoch = 3 WHERE r.method = 'kd' AND r.temperature = 4")
+assert "report: kd T=4 last-epoch mean equals the metrics table ($want)" grep -q -E "^\| kd \| 4 \| 3 \| $want ± " "$out"
+want=$(q a.db "SELECT printf('%.2f', 100 * test_acc) FROM runs WHERE method = 'teacher'")
+assert "report: the teacher's accuracy ($want)" grep -q -E "^\| teacher \| - \| 1 \| $want \| " "$out"
+want=$(q a.db "SELECT printf('%+.2f', avg(100 * (w.test_acc - k.test_acc))) FROM runs w JOIN runs k ON k.seed = w.seed AND k.method = 'kd' AND k.temperature = w.temperature WHERE w.method = 'wsl' AND w.temperature = 4")
+assert "report: paired wsl - kd at T=4 ($want)" grep -q -F "| wsl - kd | 4 | 3 | $want | [" "$out"
+run "$bv" report --db a.db --format csv
+assert "csv header" [ "$(head -n 1 "$out")" = "table,method,temperature,quantity,value" ]
+got=$(grep '^accuracy,kd,4,last_mean,' "$out" | cut -d, -f5)
+want=$(q a.db "SELECT 100 * avg(test_acc) FROM runs WHERE method = 'kd' AND temperature = 4")
+assert "csv: kd T=4 mean ($got vs $want)" near "$got" "$want" 1e-6
+run "$bv" report --db a.db --format json
+assert "json parses" /usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["accuracy"] and d["correlation"]' "$out"
+expect 2 "bvtool: --format: unknown format 'xml' (expected md, csv or json)" "$bv" report --db a.db --format xml
+
+# --- the SQL recipes of docs/schema.md that the plain sqlite3 shell can run
+awk '/^```sql$/ { on = 1; n++; f = sprintf("recipe%02d.sql", n); next } /^```/ { on = 0 } on { print > f }' "$doc"
+assert "docs/schema.md has recipes" [ -f recipe01.sql ]
+for f in recipe*.sql; do
+	run sqlite3 -bail a.db ".read $f"
+	assert "recipe $f runs on a decomposed database (status $status)" [ "$status" = 0 ]
+	assert "recipe $f returns rows" [ -s "$out" ]
+done
+
+# --- bad input
+expect 2 "bvtool: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" decompose --db a.db --temp 3
+expect 2 "bvtool: --epoch: epoch 9 is not recorded for the test split (recorded: 1,2,3)" "$bv" decompose --db a.db --epoch 9
+expect 2 "bvtool: --epoch: expected an epoch number, last or all, got 'first'" "$bv" decompose --db a.db --epoch first
+expect 2 "bvtool: --split: unknown split 'val' (expected test, train or oob)" "$bv" decompose --db a.db --split val
+expect 2 "bvtool: --criterion: unknown criterion 'size' (expected bv, grad or teacher)" "$bv" decompose --db a.db --criterion size
+expect 3 "bvtool: database '$t/none.db' does not exist" "$bv" report --db "$t/none.db"
+"$bv" collect --db kd-only.db $G --seeds 2 --methods kd --temps 4 >/dev/null
+expect 8 "bvtool: 'kd-only.db' has no finished ce runs: decompose needs the ce students as the baseline (bvtool collect --methods ce,kd,...)" "$bv" decompose --db kd-only.db
+"$bv" collect --db one.db $G --seeds 1 --temps 4 >/dev/null
+expect 8 "bvtool: decompose needs >= 2 finished seeds of ce; 'one.db' has 1" "$bv" decompose --db one.db
+cp fresh.db notrain.db
+"$bv" collect --db two.db $G --seeds 2 --temps 4 >/dev/null
+expect 8 "bvtool: no epoch of the train split is recorded by every run of 'two.db' (collect with --record-train)" "$bv" decompose --db two.db --split train
+# a run still being written (not done) is skipped and named
+cp fresh.db running.db
+sqlite3 running.db "UPDATE runs SET status = 'running' WHERE method = 'wsl' AND temperature = 4 AND seed = 3"
+run "$bv" decompose --db running.db --epoch last --bootstrap 0
+assert "a running run is skipped (status $status)" [ "$status" = 0 ]
+assert "... and named" grep -q "^skipped 1 run that is not done: wsl T=4 seed 3 (running)$" "$out"
+assert "... and its seed leaves the paired set at T=4" [ "$(q running.db "SELECT seeds FROM decompositions WHERE temperature = 4")" = "1,2" ]
+# NaN logits in a snapshot: named, and nothing written
+cp fresh.db nan.db
+sqlite3 nan.db "UPDATE snapshots SET logits = X'0000C07F' || substr(logits, 5) WHERE epoch = 2 AND split = 'test' AND run_id = (SELECT id FROM runs WHERE method = 'kd' AND temperature = 2 AND seed = 2)"
+id=$(q nan.db "SELECT id FROM runs WHERE method = 'kd' AND temperature = 2 AND seed = 2")
+expect 4 "bvtool: run $id (kd T=2 seed 2) epoch 2: non-finite logit (nan) for test sample 0; the run diverged or the database is damaged" "$bv" decompose --db nan.db
+assert "nothing written after a failed decompose" [ "$(q nan.db "SELECT count(*) FROM sample_stats")" = 0 ]
+
+cd /
+rm -rf "$t"
+finish
