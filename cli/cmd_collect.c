@@ -164,6 +164,7 @@ static void split_path(char *dir, size_t dsize, char *base, size_t bsize, const 
 
 typedef struct slot {
 	pid_t pid;
+	int reported;       /* the worker sent its last line (D or F) and is exiting */
 	bv_cell cell;
 	int epoch, n_epochs;
 	double test_acc, started;
@@ -582,7 +583,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 				worker(pipefd[1], o, &d, cfg, rec, &cells[next], teacher_logits, db_dir,
 				       db_base);
 			}
-			slots[si] = (slot){pid, cells[next], 0, o->epochs, NAN, bv_now()};
+			slots[si] = (slot){pid, 0, cells[next], 0, o->epochs, NAN, bv_now()};
 			next++;
 			active++;
 		}
@@ -624,11 +625,13 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 					char label[64];
 					cell_label(label, sizeof label, &slots[si].cell);
 					p.done_cells++;
+					slots[si].reported = 1;
 					say(&p, "done: %s  test accuracy %.2f%%\n", label, 100 * slots[si].test_acc);
 				} else if (si >= 0 && line[0] == 'F' &&
 					   sscanf(line + 2, "%lld %d %n", &run_id, &code, &off) == 2) {
 					char label[64];
 					cell_label(label, sizeof label, &slots[si].cell);
+					slots[si].reported = 1;
 					if (code != BV_EINTR) {
 						fprintf(stderr, "bvtool: %s: %s\n", label, line + 2 + off);
 						failures++;
@@ -641,9 +644,16 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 			buf_len = strlen(line);
 			memmove(buf, line, buf_len);
 		}
-		/* reap finished workers */
+		/* reap finished workers: one that has reported is exiting now, so wait for it
+		 * rather than for the next poll timeout, and its slot is free at once */
 		int status;
 		pid_t pid;
+		for (int i = 0; i < o->jobs; i++)
+			if (slots[i].pid > 0 && slots[i].reported &&
+			    waitpid(slots[i].pid, &status, 0) == slots[i].pid) {
+				slots[i].pid = 0;
+				active--;
+			}
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			for (int i = 0; i < o->jobs; i++)
 				if (slots[i].pid == pid) {
