@@ -43,6 +43,13 @@ typedef struct bv_bv {
 void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, int K, int y,
 			 const double *weights);
 
+/* As bv_decompose_sample, plus *wsl: the (weighted) mean over replicas of the
+ * WSL weight 1 - exp(-CE_s / (CE_t + 1e-7)) against the teacher's logits
+ * (K), computed in the same pass (bv_wsl_weight_mean is the unweighted
+ * stand-alone form). */
+void bv_decompose_sample_wsl(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
+			     int K, int y, const double *weights, const float *teacher);
+
 /* ---- regularization-sample criteria (SPEC.md) --------------------------- */
 
 typedef enum bv_criterion {

@@ -24,6 +24,8 @@
 #include <math.h>
 #include <string.h>
 
+static double log_softmax_at(const float *z, int K, int y, double T);
+
 /* ---- the decomposition -------------------------------------------------- */
 
 /* W d_k + sum_r w_r c_r = sum_r w_r z_r[k], skipping weight-0 rows unread */
@@ -42,10 +44,12 @@ static double weighted_column(const float *logits, size_t stride, int B, int k,
 	return a;
 }
 
-void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, int K, int y,
-			 const double *weights)
+/* The decomposition; with ce_t not NaN also the weighted mean WSL weight
+ * 1 - exp(-CE_s / (ce_t + 1e-7)) of the replicas, from the same pass. */
+static void decompose(bv_bv *out, double *wsl, const float *logits, size_t stride, int B, int K,
+		      int y, const double *weights, double ce_t)
 {
-	double W = 0, sum_c = 0, sum_log_s = 0, p_true = 0, acc = 0;
+	double W = 0, sum_c = 0, sum_log_s = 0, p_true = 0, acc = 0, sum_wsl = 0;
 
 	/* pass 1: c_r, log s_r, q_r[y] and the argmax of each replica's row */
 	for (int r = 0; r < B; r++) {
@@ -65,16 +69,23 @@ void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, 
 			if (k == y)
 				e_y = e;
 		}
+		const double log_s = log(s);
 		W += w;
 		sum_c += w * c;
-		sum_log_s += w * log(s);
+		sum_log_s += w * log_s;
+		if (wsl) /* CE_s = -log q_r[y] = c_r + log s_r - z_r[y] */
+			sum_wsl += w * (1.0 - exp(-(c + log_s - (double)z[y]) / (ce_t + 1e-7)));
 		p_true += w * (e_y / s); /* q_r[y] = exp(z_y - c_r) / s_r */
 		acc += arg == y ? w : 0.0;
 	}
 	if (!(W > 0)) {
 		out->bias = out->variance = out->loss = out->p_true = out->acc = NAN;
+		if (wsl)
+			*wsl = NAN;
 		return;
 	}
+	if (wsl)
+		*wsl = sum_wsl / W;
 
 	/* pass 2: lse_k(d) = m + log sum_k exp(d_k - m), m = max_k d_k */
 	double m = -INFINITY, d_y = 0;
@@ -96,6 +107,18 @@ void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, 
 	out->variance = L - lse_d;   /* mean_r KL(qbar || q_r) = -log Z, >= 0 by Jensen */
 	out->p_true = p_true / W;
 	out->acc = acc / W;
+}
+
+void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, int K, int y,
+			 const double *weights)
+{
+	decompose(out, NULL, logits, stride, B, K, y, weights, NAN);
+}
+
+void bv_decompose_sample_wsl(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
+			     int K, int y, const double *weights, const float *teacher)
+{
+	decompose(out, wsl, logits, stride, B, K, y, weights, -log_softmax_at(teacher, K, y, 1.0));
 }
 
 /* ---- regularization-sample criteria ------------------------------------- */

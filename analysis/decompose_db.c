@@ -278,9 +278,14 @@ static int decompose_method(bv_stat_row *rows, const float *buf, int B, const se
 		if (nb < 2)
 			continue;
 		bv_bv d;
+		double wsl = NAN;
 		const float *z = buf + (size_t)i * s->K;
 		const int y = s->labels[i];
-		bv_decompose_sample(&d, z, stride, B, s->K, y, s->oob ? w : NULL);
+		const float *t = s->teacher ? s->teacher + (size_t)i * s->K : NULL;
+		if (soft && t)
+			bv_decompose_sample_wsl(&d, &wsl, z, stride, B, s->K, y, s->oob ? w : NULL, t);
+		else
+			bv_decompose_sample(&d, z, stride, B, s->K, y, s->oob ? w : NULL);
 		bv_stat_row *r = &rows[n_rows];
 		r->sample_idx = i;
 		r->bias = d.bias;
@@ -290,9 +295,8 @@ static int decompose_method(bv_stat_row *rows, const float *buf, int B, const se
 		r->p_true = d.p_true;
 		r->acc = d.acc;
 		r->regularization = -1;
-		r->wsl_weight = NAN;
+		r->wsl_weight = wsl;
 		r->teacher_p_true = NAN;
-		const float *t = s->teacher ? s->teacher + (size_t)i * s->K : NULL;
 		if (t) {
 			double mx = -INFINITY, sum = 0;
 			for (int k = 0; k < s->K; k++)
@@ -304,8 +308,6 @@ static int decompose_method(bv_stat_row *rows, const float *buf, int B, const se
 		if (soft) {
 			/* ce_rows[] holds every sample that has a row, in the same order */
 			const bv_stat_row *c = &ce_rows[n_rows];
-			if (t)
-				r->wsl_weight = bv_wsl_weight_mean(z, stride, B, s->K, y, t);
 			switch (s->crit) {
 			case BV_CRIT_BV:
 				r->regularization = bv_flag_bv(&d, &(bv_bv){c->bias, c->variance, c->loss, 0, 0});

@@ -455,6 +455,19 @@ static void test_wsl_weight(void)
 		0.5 * ((1 - exp(-ce1b / (cetb + 1e-7))) + (1 - exp(-ce2b / (cetb + 1e-7))));
 	CHECK_NEAR(bv_wsl_weight_mean(s, 4, 2, 3, 1, t), wantb, 1e-12, "wsl weight mean y=1");
 	printf("wsl weight mean: %.9f (y=0), %.9f (y=1)\n", want, wantb);
+
+	/* the fused form: the same decomposition and the same weight */
+	bv_bv a, b;
+	double wsl = NAN;
+	bv_decompose_sample(&a, s, 4, 2, 3, 0, NULL);
+	bv_decompose_sample_wsl(&b, &wsl, s, 4, 2, 3, 0, NULL, t);
+	CHECK(a.bias == b.bias && a.variance == b.variance && a.loss == b.loss && a.p_true == b.p_true,
+	      "bv_decompose_sample_wsl decomposes like bv_decompose_sample");
+	CHECK_NEAR(wsl, want, 1e-12, "fused wsl weight mean");
+	/* weighted: replica 2 counted twice, replica 1 not at all */
+	const double w2[2] = {0, 2};
+	bv_decompose_sample_wsl(&b, &wsl, s, 4, 2, 3, 0, w2, t);
+	CHECK_NEAR(wsl, 1 - exp(-ce2 / (cet + 1e-7)), 1e-12, "fused wsl weight, weighted");
 }
 
 /* ---- 5. statistics ---------------------------------------------------------- */
