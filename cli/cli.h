@@ -67,5 +67,6 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv);
 int cmd_status(const cli_cmd *cmd, int argc, char **argv);
 int cmd_decompose(const cli_cmd *cmd, int argc, char **argv);
 int cmd_report(const cli_cmd *cmd, int argc, char **argv);
+int cmd_plot(const cli_cmd *cmd, int argc, char **argv);
 
 #endif

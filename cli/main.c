@@ -24,6 +24,8 @@ static const cli_cmd commands[] = {
 	 NULL},
 	{"report", cmd_report, "the results tables: accuracy per method, paired differences, regularization samples, correlation",
 	 "[--db FILE] [--format md|csv|json]", NULL},
+	{"plot", cmd_plot, "figures of a decomposed database: gnuplot scripts, their data files and the images",
+	 "[--db FILE] [--out DIR] [--temp T] [--format png|svg|pdf]", NULL},
 	{"status", cmd_status, "list the cells of a collection: done, running, interrupted or pending",
 	 "[--db FILE]", NULL},
 	{"help", cmd_help, "show the commands, or one command's options", "[COMMAND]", no_opts},

@@ -1,0 +1,459 @@
+/*
+ * bvtool plot's driver: choose the temperature and the epoch, build every
+ * figure's data file and script in memory (figures.c) inside one read
+ * transaction, so all figures see the same database, then create the output
+ * directory and write the files atomically. Also the helpers the figures
+ * share: running a query into a table of doubles, writing a data file with
+ * its header, and the head of a script.
+ */
+#include "plot_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int sql_err(bv_db *db)
+{
+	return bv_error_set(BV_EDB, "database '%s': %s", bv_db_path(db), sqlite3_errmsg(bv_db_handle(db)));
+}
+
+void plot_printf(bv_buf *b, const char *fmt, ...)
+{
+	char small[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->failed = 1;
+		return;
+	}
+	if ((size_t)n < sizeof small) {
+		bv_buf_append(b, small, (size_t)n);
+		return;
+	}
+	char *big = malloc((size_t)n + 1);
+	if (!big) {
+		b->failed = 1;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	bv_buf_append(b, big, (size_t)n);
+	free(big);
+}
+
+/* The shortest %g text that reads back as x exactly (0.1 -> "0.1", not 0.10000000000000001). */
+static void shortest(char *out, size_t size, double x)
+{
+	for (int p = 1; p <= 17; p++) {
+		snprintf(out, size, "%.*g", p, x);
+		if (strtod(out, NULL) == x)
+			return;
+	}
+}
+
+/* ---- queries ---------------------------------------------------------------- */
+
+int plot_query(plot_table *t, char *sql_out, size_t cap, const plot_ctx *c, const char *sql)
+{
+	char e_text[32];
+	size_t n = 0;
+	snprintf(e_text, sizeof e_text, "%d", c->E);
+	for (const char *p = sql; *p; p++) {
+		const char *rep = NULL;
+		if (p[0] == '@' && p[1] == 'T')
+			rep = c->t_text;
+		else if (p[0] == '@' && p[1] == 'E')
+			rep = e_text;
+		size_t len = rep ? strlen(rep) : 1;
+		if (n + len + 1 > cap)
+			return bv_error_set(BV_ENOMEM, "plot: a query is longer than %zu bytes", cap);
+		memcpy(sql_out + n, rep ? rep : p, len);
+		n += len;
+		p += rep != NULL;
+	}
+	sql_out[n] = '\0';
+
+	memset(t, 0, sizeof *t);
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if (sqlite3_prepare_v2(bv_db_handle(c->db), sql_out, -1, &st, NULL) != SQLITE_OK)
+		return sql_err(c->db);
+	t->n_cols = sqlite3_column_count(st);
+	if (t->n_cols > PLOT_MAX_COLS) {
+		sqlite3_finalize(st);
+		return bv_error_set(BV_EINVAL, "plot: a query has %d columns (at most %d)", t->n_cols, PLOT_MAX_COLS);
+	}
+	for (int j = 0; j < t->n_cols; j++)
+		snprintf(t->names[j], sizeof t->names[j], "%s", sqlite3_column_name(st, j));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (t->n_rows == t->cap) {
+			int cap2 = t->cap ? 2 * t->cap : 64;
+			double *v = realloc(t->v, sizeof(double) * (size_t)cap2 * (size_t)t->n_cols);
+			if (!v) {
+				sqlite3_finalize(st);
+				plot_table_release(t);
+				return bv_error_set(BV_ENOMEM, "out of memory reading the plot data");
+			}
+			t->v = v;
+			t->cap = cap2;
+		}
+		double *row = t->v + (size_t)t->n_rows * t->n_cols;
+		for (int j = 0; j < t->n_cols; j++)
+			row[j] = sqlite3_column_type(st, j) == SQLITE_NULL ? NAN : sqlite3_column_double(st, j);
+		t->n_rows++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		plot_table_release(t);
+		return sql_err(c->db);
+	}
+	return 0;
+}
+
+void plot_table_release(plot_table *t)
+{
+	free(t->v);
+	memset(t, 0, sizeof *t);
+}
+
+int plot_col(const plot_table *t, const char *name)
+{
+	for (int j = 0; j < t->n_cols; j++)
+		if (strcmp(t->names[j], name) == 0)
+			return j;
+	return -1;
+}
+
+double plot_at(const plot_table *t, int row, const char *name)
+{
+	int j = plot_col(t, name);
+	return j < 0 ? NAN : t->v[(size_t)row * t->n_cols + j];
+}
+
+int plot_has(const plot_table *t, const char *name)
+{
+	for (int i = 0; i < t->n_rows; i++)
+		if (!isnan(plot_at(t, i, name)))
+			return 1;
+	return 0;
+}
+
+/* ---- the files ---------------------------------------------------------------- */
+
+/* Text for a comment line: control characters (a newline in a path) become '?'. */
+static void comment_text(char *out, size_t size, const char *s)
+{
+	size_t i = 0;
+	for (; s[i] && i + 1 < size; i++)
+		out[i] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
+	out[i] = '\0';
+}
+
+void plot_dat(plot_fig *f, const plot_ctx *c, const char *what, const char *sql, const plot_table *t,
+	      const char *extra)
+{
+	char src[1100];
+	bv_buf *b = &f->dat;
+	comment_text(src, sizeof src, bv_db_path(c->db));
+	plot_printf(b, "# %s.dat: %s\n", f->name, what);
+	plot_printf(b, "# written by bvtool %s plot from '%s' (T = %s; last decomposed test epoch at T: %d); drawn by %s.gp\n",
+		    BV_VERSION, src, c->t_text, c->E, f->name);
+	if (extra)
+		plot_printf(b, "%s", extra);
+	plot_printf(b, "# columns:");
+	for (int j = 0; j < t->n_cols; j++)
+		plot_printf(b, " %s", t->names[j]);
+	plot_printf(b, "\n# the rows are the result of this SQL (missing values: NaN):\n#   ");
+	for (const char *p = sql; *p; p++)
+		plot_printf(b, *p == '\n' ? "\n#   " : "%c", *p);
+	plot_printf(b, "\n");
+	for (int i = 0; i < t->n_rows; i++) {
+		for (int j = 0; j < t->n_cols; j++) {
+			double v = t->v[(size_t)i * t->n_cols + j];
+			if (isnan(v))
+				plot_printf(b, "%sNaN", j ? " " : "");
+			else
+				plot_printf(b, "%s%.12g", j ? " " : "", v);
+		}
+		plot_printf(b, "\n");
+	}
+}
+
+const char *plot_quote(char *buf, size_t cap, const char *s)
+{
+	size_t n = 0;
+	if (cap < 3)
+		return "''";
+	buf[n++] = '\'';
+	for (; *s && n + 3 < cap; s++) {
+		if (*s == '\'')
+			buf[n++] = '\'';
+		buf[n++] = (unsigned char)*s < 0x20 ? '?' : *s;
+	}
+	buf[n++] = '\'';
+	buf[n] = '\0';
+	return buf;
+}
+
+void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title)
+{
+	char src[1100], q[512];
+	const char *term;
+	bv_buf *b = &f->gp;
+	if (strcmp(c->format, "svg") == 0)
+		term = "svg size 900,600 dynamic font 'sans,11' background rgb 'white'";
+	else if (strcmp(c->format, "pdf") == 0)
+		term = "pdfcairo size 7.5in,5in font 'sans,10'";
+	else
+		term = "pngcairo size 900,600 font 'sans,11'";
+	comment_text(src, sizeof src, bv_db_path(c->db));
+	plot_printf(b,
+		    "# %s.gp: %s\n"
+		    "# written by bvtool %s plot from '%s' (T = %s; last decomposed test epoch at T: %d); reads %s.dat\n"
+		    "# render from this directory:  gnuplot %s.gp\n"
+		    "# another terminal or file:    gnuplot -e 'term=\"svg size 900,600\"; outfile=\"%s.svg\"' %s.gp\n"
+		    "#                              gnuplot -e 'term=\"dumb size 120,40\"; outfile=\"\"' %s.gp\n",
+		    f->name, f->what, BV_VERSION, src, c->t_text, c->E, f->name, f->name, f->name, f->name, f->name);
+	plot_printf(b,
+		    "bv_term = exists(\"term\") ? term : \"%s\"\n"
+		    "bv_outfile = exists(\"outfile\") ? outfile : \"%s.%s\"\n"
+		    "# a gnuplot built without cairo has the libgd png terminal only\n"
+		    "if (strstrt(bv_term, \"pngcairo\") == 1 && !strstrt(GPVAL_TERMINALS, \"pngcairo\")) "
+		    "bv_term = \"png size 900,600\"\n"
+		    "set terminal @bv_term\n"
+		    "if (bv_outfile eq \"\") { set output } else { set output bv_outfile }\n"
+		    "set termoption noenhanced\n"
+		    "reset\n"
+		    "set encoding utf8\n"
+		    "set title %s font \",13\"\n"
+		    "set grid back lt 1 lw 0.6 lc rgb '#e3e3e3'\n"
+		    "set border lw 1.2\n\n",
+		    term, f->name, c->format, plot_quote(q, sizeof q, title));
+}
+
+/* ---- choosing T and E ---------------------------------------------------------- */
+
+static int scalar_double(double *out, bv_db *db, const char *sql, const double *arg)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(bv_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK)
+		return sql_err(db);
+	if (arg)
+		sqlite3_bind_double(st, 1, *arg);
+	int rc = sqlite3_step(st);
+	*out = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_double(st, 0) : NAN;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_err(db);
+}
+
+static int choose(plot_ctx *c, double temp)
+{
+	bv_db *db = c->db;
+	const char *path = bv_db_path(db);
+	double any, temps[64], x;
+	int n = 0, rc;
+	sqlite3_stmt *st = NULL;
+
+	if ((rc = scalar_double(&any, db, "SELECT count(*) FROM decompositions", NULL)) != 0)
+		return rc;
+	if (any == 0)
+		return bv_error_set(BV_ESTATE, "'%s' has no decomposition yet: run bvtool decompose --db %s first",
+				    path, path);
+	if (sqlite3_prepare_v2(bv_db_handle(db),
+			       "SELECT DISTINCT temperature FROM decompositions WHERE split = 'test' "
+			       "ORDER BY temperature",
+			       -1, &st, NULL) != SQLITE_OK)
+		return sql_err(db);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64)
+		temps[n++] = sqlite3_column_double(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sql_err(db);
+	if (n == 0)
+		return bv_error_set(BV_ESTATE,
+				    "'%s' has no decomposition of the test split yet: run bvtool decompose --db %s first",
+				    path, path);
+	if (isnan(temp)) {
+		c->T = temps[(n - 1) / 2];
+		for (int i = 0; i < n; i++)
+			if (temps[i] == 4)
+				c->T = 4;
+	} else {
+		int found = 0;
+		for (int i = 0; i < n; i++)
+			found |= temps[i] == temp;
+		if (!found) {
+			char list[1024] = "", t[32];
+			size_t len = 0;
+			for (int i = 0; i < n && len + 40 < sizeof list; i++) {
+				shortest(t, sizeof t, temps[i]);
+				len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", t);
+			}
+			shortest(t, sizeof t, temp);
+			if ((rc = scalar_double(&x, db, "SELECT count(*) FROM runs WHERE temperature = ?", &temp)) != 0)
+				return rc;
+			if (x > 0)
+				return bv_error_set(BV_ESTATE,
+						    "temperature %s of '%s' is not decomposed yet (decomposed: %s): "
+						    "run bvtool decompose --db %s --temp %s first",
+						    t, path, list, path, t);
+			return bv_error_set(BV_EINVAL, "--temp: temperature %s is not in '%s' (it has %s)", t, path,
+					    list);
+		}
+		c->T = temp;
+	}
+	shortest(c->t_text, sizeof c->t_text, c->T);
+	if ((rc = scalar_double(&x, db, "SELECT max(epoch) FROM decompositions WHERE split = 'test' AND temperature = ?",
+				&c->T)) != 0)
+		return rc;
+	c->E = (int)x;
+	if (sqlite3_prepare_v2(bv_db_handle(db),
+			       "SELECT criterion FROM decompositions WHERE split = 'test' AND temperature = ? AND epoch = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return sql_err(db);
+	sqlite3_bind_double(st, 1, c->T);
+	sqlite3_bind_int(st, 2, c->E);
+	snprintf(c->criterion, sizeof c->criterion, "bv");
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(c->criterion, sizeof c->criterion, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* ---- the output directory ------------------------------------------------------- */
+
+/* mkdir -p dir */
+static int make_dirs(const char *dir)
+{
+	size_t len = strlen(dir);
+	char *p = malloc(len + 1);
+	int rc = 0;
+	if (!p)
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	memcpy(p, dir, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		char keep = p[i];
+		p[i] = '\0';
+		struct stat sb;
+		if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+			rc = bv_error_set(BV_EIO, "cannot create the output directory '%s': %s", dir, strerror(errno));
+			break;
+		}
+		if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+			rc = bv_error_set(BV_EIO, "cannot create the output directory '%s': '%s' is not a directory", dir,
+					  p);
+			break;
+		}
+		p[i] = keep;
+	}
+	free(p);
+	return rc;
+}
+
+static int write_buf(const char *dir, const char *name, const char *ext, const bv_buf *b)
+{
+	size_t dl = strlen(dir);
+	char *path = malloc(dl + strlen(name) + strlen(ext) + 3);
+	if (!path)
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	sprintf(path, "%s%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name, ext);
+	int rc = bv_write_file_atomic(path, b->data ? (const void *)b->data : "", b->len);
+	free(path);
+	return rc;
+}
+
+/* ---- the entry point -------------------------------------------------------------- */
+
+int bv_plot_check_format(const char *format)
+{
+	if (strcmp(format, "png") == 0 || strcmp(format, "svg") == 0 || strcmp(format, "pdf") == 0)
+		return 0;
+	return bv_error_set(BV_EINVAL, "--format: unknown format '%s' (expected png, svg or pdf)", format);
+}
+
+typedef int (*figure_fn)(plot_fig *f, const plot_ctx *c);
+
+int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, const char *format)
+{
+	static const struct {
+		const char *name;
+		figure_fn fn;
+	} figures[] = {
+		{"bias_variance", plot_bias_variance},
+		{"delta_scatter", plot_delta_scatter},
+		{"share_vs_temperature", plot_share_vs_temperature},
+		{"count_vs_accuracy", plot_count_vs_accuracy},
+		{"accuracy_epochs", plot_accuracy_epochs},
+		{"wsl_weights", plot_wsl_weights},
+	};
+	enum { N_FIG = (int)BV_ARRAY_LEN(figures) };
+	_Static_assert(N_FIG <= BV_PLOT_MAX_FIGURES, "raise BV_PLOT_MAX_FIGURES");
+	plot_fig fig[N_FIG];
+	plot_ctx c = {.db = db, .format = format};
+	int rc, in_txn = 0;
+
+	memset(out, 0, sizeof *out);
+	memset(fig, 0, sizeof fig);
+	for (int i = 0; i < N_FIG; i++) {
+		snprintf(fig[i].name, sizeof fig[i].name, "%s", figures[i].name);
+		bv_buf_init(&fig[i].dat);
+		bv_buf_init(&fig[i].gp);
+	}
+	if ((rc = bv_plot_check_format(format)) != 0)
+		goto done;
+	/* one read transaction: every figure sees the same database, even while a collect writes */
+	if (sqlite3_exec(bv_db_handle(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = sql_err(db);
+		goto done;
+	}
+	in_txn = 1;
+	if ((rc = choose(&c, temp)) != 0)
+		goto done;
+	for (int i = 0; i < N_FIG; i++) {
+		if ((rc = figures[i].fn(&fig[i], &c)) != 0)
+			goto done;
+		if (fig[i].dat.failed || fig[i].gp.failed) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory building the figure '%s'", fig[i].name);
+			goto done;
+		}
+	}
+	sqlite3_exec(bv_db_handle(db), "COMMIT", NULL, NULL, NULL);
+	in_txn = 0;
+
+	if ((rc = make_dirs(dir)) != 0)
+		goto done;
+	out->temp = c.T;
+	out->epoch = c.E;
+	for (int i = 0; i < N_FIG; i++) {
+		bv_plot_figure *r;
+		if (fig[i].skipped) {
+			r = &out->skipped[out->n_skipped++];
+		} else {
+			if ((rc = write_buf(dir, fig[i].name, ".dat", &fig[i].dat)) != 0 ||
+			    (rc = write_buf(dir, fig[i].name, ".gp", &fig[i].gp)) != 0)
+				goto done;
+			r = &out->figures[out->n_figures++];
+		}
+		_Static_assert(sizeof r->name == sizeof fig[i].name && sizeof r->what == sizeof fig[i].what,
+			       "plot_fig and bv_plot_figure hold the same strings");
+		memcpy(r->name, fig[i].name, sizeof r->name);
+		memcpy(r->what, fig[i].what, sizeof r->what);
+	}
+done:
+	if (in_txn)
+		sqlite3_exec(bv_db_handle(db), "ROLLBACK", NULL, NULL, NULL);
+	for (int i = 0; i < N_FIG; i++) {
+		bv_buf_release(&fig[i].dat);
+		bv_buf_release(&fig[i].gp);
+	}
+	return rc;
+}

@@ -1,0 +1,74 @@
+/*
+ * plots' internals, shared by plot.c (the driver: choosing T and the epoch,
+ * running the queries, writing the files) and figures.c (one function per
+ * figure). Not part of the public interface (plots.h).
+ */
+#ifndef BV_PLOT_INT_H
+#define BV_PLOT_INT_H
+
+#include "plots.h"
+
+#define PLOT_MAX_COLS 16
+
+/* The result rows of one query, as doubles (NULL -> NAN), row-major. */
+typedef struct plot_table {
+	int n_cols, n_rows, cap;
+	char names[PLOT_MAX_COLS][40];
+	double *v; /* (n_rows, n_cols) */
+} plot_table;
+
+/* What every figure needs to know. */
+typedef struct plot_ctx {
+	bv_db *db;
+	double T;            /* the temperature of the figures */
+	int E;               /* the last decomposed test epoch at T */
+	char t_text[32];     /* T as SQL and labels print it ("4", "0.5") */
+	const char *format;  /* png | svg | pdf */
+	char criterion[16];  /* the criterion of the decomposition at (T, E) */
+} plot_ctx;
+
+/* One figure being built: its two files in memory, or why it is skipped. */
+typedef struct plot_fig {
+	char name[32];
+	char what[256];
+	int skipped;         /* 1: no data for it; what says why */
+	bv_buf dat, gp;
+} plot_fig;
+
+/* printf onto a buffer */
+void plot_printf(bv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Run sql (after replacing every @T and @E by ctx's T and E) into t, and keep
+ * the substituted text in sql_out (size cap) for the data file's header. */
+int plot_query(plot_table *t, char *sql_out, size_t cap, const plot_ctx *c, const char *sql);
+void plot_table_release(plot_table *t);
+/* the column named name (-1 when absent) and the value at row i */
+int plot_col(const plot_table *t, const char *name);
+double plot_at(const plot_table *t, int row, const char *name);
+/* 1 when column name has a non-NULL value in some row */
+int plot_has(const plot_table *t, const char *name);
+
+/* The data file: the header (what, source, columns, the SQL, extra comment
+ * lines) and the rows. */
+void plot_dat(plot_fig *f, const plot_ctx *c, const char *what, const char *sql, const plot_table *t,
+	      const char *extra);
+/* The script's head: its comment, the terminal and output lines (overridable
+ * with the variables term and outfile), reset, and the common style. */
+void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title);
+/* A gnuplot string literal, single-quoted, in buf (size cap). */
+const char *plot_quote(char *buf, size_t cap, const char *s);
+
+/* the figures (figures.c) */
+int plot_bias_variance(plot_fig *f, const plot_ctx *c);
+int plot_delta_scatter(plot_fig *f, const plot_ctx *c);
+int plot_share_vs_temperature(plot_fig *f, const plot_ctx *c);
+int plot_count_vs_accuracy(plot_fig *f, const plot_ctx *c);
+int plot_accuracy_epochs(plot_fig *f, const plot_ctx *c);
+int plot_wsl_weights(plot_fig *f, const plot_ctx *c);
+
+/* method colours, the same in every figure */
+#define PLOT_CE "#4d4d4d"
+#define PLOT_KD "#1f77b4"
+#define PLOT_WSL "#d62728"
+
+#endif

@@ -1,0 +1,239 @@
+#!/bin/sh
+# `bvtool plot` end to end on a small collected and decomposed database: every
+# figure's data file against SQL over the database, the images rendered by
+# gnuplot (PNG signature and size; svg and pdf headers), every script rendered
+# again by hand with the dumb terminal and with `gnuplot *.gp` from the output
+# directory, and every bad input (exact stderr line, exit status, nothing
+# written). Without gnuplot on the machine the rendering checks are skipped,
+# visibly, and the data files are still checked.
+# Needs BVTOOL, BV_TMP, sqlite3, awk and Fashion-MNIST; gnuplot for rendering.
+set -eu
+. "$(dirname "$0")/lib.sh"
+bv=$BVTOOL
+t=$BV_TMP/cli_plot.$$
+mkdir -p "$t"
+cd "$t"
+q() { sqlite3 -separator ' ' -cmd '.nullvalue NaN' "$1" "$2"; }
+# |a - b| <= tol
+near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
+# the rows of a data file (no # lines)
+rows() { grep -v '^#' "$1"; }
+# same FILE_A FILE_B TOL: the same number of rows and fields, numbers within
+# TOL relative (NaN only equals NaN)
+same() {
+	awk -v tol="$3" '
+		NR == FNR { a[FNR] = $0; n = FNR; next }
+		{
+			m = FNR
+			k = split(a[FNR], x, " ")
+			if (k != NF) bad = 1
+			for (i = 1; i <= NF; i++) {
+				if (x[i] == "NaN" || $i == "NaN") { if (x[i] != $i) bad = 1; continue }
+				d = x[i] - $i; if (d < 0) d = -d
+				s = x[i] < 0 ? -x[i] : x[i]
+				if (d > tol * (1 + s)) bad = 1
+			}
+		}
+		END { exit bad || m != n }' "$1" "$2"
+}
+png_ok() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] && [ "$(wc -c <"$1")" -gt 10000 ]; }
+have_gnuplot=0
+command -v gnuplot >/dev/null 2>&1 && have_gnuplot=1
+skipped() { echo "skipped: gnuplot not found ($1)"; }
+figs="bias_variance delta_scatter share_vs_temperature count_vs_accuracy accuracy_epochs wsl_weights"
+
+G="--train-subset 2000 --teacher mlp:64 --teacher-epochs 2 --student mlp:16 --epochs 3"
+"$bv" collect --db a.db $G --seeds 3 --temps 1,2,4 >/dev/null
+cp a.db fresh.db
+
+# --- before any decompose: exit 8, and no output directory
+expect 8 "bvtool: 'fresh.db' has no decomposition yet: run bvtool decompose --db fresh.db first" \
+	"$bv" plot --db fresh.db --out none
+assert "no output directory after a refused plot" [ ! -e none ]
+
+"$bv" decompose --db a.db --bootstrap 0 >/dev/null
+
+# --- plot: the scripts and data files, and the images when gnuplot is here
+if [ $have_gnuplot = 1 ]; then
+	run "$bv" plot --db a.db --out out
+	assert "plot exits 0 (status $status: $(head -n 1 "$err"))" [ "$status" = 0 ]
+	assert "the last line sums up" [ "$(tail -n 1 "$out")" = "plotted 6 figures in 'out' (T = 4, test split, epoch 3); each has its .gp script and .dat data" ]
+	assert "nothing on stderr" [ ! -s "$err" ]
+	for f in $figs; do
+		assert "a line for out/$f.png" grep -q "^out/$f.png: " "$out"
+		assert "$f.png is a PNG of some size" png_ok "out/$f.png"
+	done
+else
+	skipped "the plot runs without gnuplot: exit 7, scripts and data only"
+	run "$bv" plot --db a.db --out out
+	assert "plot without gnuplot exits 7 (status $status)" [ "$status" = 7 ]
+fi
+for f in $figs; do
+	assert "out/$f.gp written" [ -s "out/$f.gp" ]
+	assert "out/$f.dat written" [ -s "out/$f.dat" ]
+	assert "$f.dat names its columns" grep -q "^# columns: " "out/$f.dat"
+	assert "$f.dat quotes its SQL" grep -q "^#   SELECT \|^#   WITH " "out/$f.dat"
+	assert "$f.gp reads its data file by a relative name" grep -q "'$f.dat'" "out/$f.gp"
+done
+assert "no temporary file left" [ -z "$(ls out | grep tmp)" ]
+
+# --- 1. bias_variance: the mean bias and variance of each method at T = 4, per epoch
+q a.db "SELECT epoch,
+  (SELECT avg(bias) FROM sample_stats s WHERE s.temperature = 4 AND s.split = 'test' AND s.epoch = e.epoch AND method = 'ce'),
+  (SELECT avg(variance) FROM sample_stats s WHERE s.temperature = 4 AND s.split = 'test' AND s.epoch = e.epoch AND method = 'ce'),
+  (SELECT avg(bias) FROM sample_stats s WHERE s.temperature = 4 AND s.split = 'test' AND s.epoch = e.epoch AND method = 'kd'),
+  (SELECT avg(variance) FROM sample_stats s WHERE s.temperature = 4 AND s.split = 'test' AND s.epoch = e.epoch AND method = 'kd'),
+  (SELECT avg(bias) FROM sample_stats s WHERE s.temperature = 4 AND s.split = 'test' AND s.epoch = e.epoch AND method = 'wsl'),
+  (SELECT avg(variance) FROM sample_stats s WHERE s.temperature = 4 AND s.split = 'test' AND s.epoch = e.epoch AND method = 'wsl')
+  FROM (SELECT DISTINCT epoch FROM decompositions WHERE temperature = 4 AND split = 'test') e ORDER BY epoch" >want
+rows out/bias_variance.dat >got
+assert "bias_variance: 3 epochs" [ "$(wc -l <got)" = 3 ]
+assert "bias_variance: the means are AVG(bias), AVG(variance) of sample_stats" same got want 1e-9
+
+# --- 2. delta_scatter: one row per test sample, kd - ce, quadrants
+n=$(q a.db "SELECT count(*) FROM samples WHERE split = 'test'")
+rows out/delta_scatter.dat >got
+assert "delta_scatter: a row per test sample ($(wc -l <got) vs $n)" [ "$(wc -l <got)" = "$n" ]
+q a.db "SELECT k.sample_idx, k.variance - c.variance, k.bias - c.bias, k.regularization
+  FROM sample_stats k JOIN sample_stats c USING (temperature, epoch, split, sample_idx)
+  WHERE k.method = 'kd' AND c.method = 'ce' AND temperature = 4 AND epoch = 3 AND split = 'test'
+  ORDER BY k.sample_idx" >want
+assert "delta_scatter: the differences and flags are SQL's" same got want 1e-9
+quads=$(sed -n 's/^#   bias [a-z]*, variance [a-z]*: \([0-9]*\)$/\1/p' out/delta_scatter.dat | awk '{ s += $1 } END { print s }')
+assert "delta_scatter: the quadrant counts sum to N ($quads)" [ "$quads" = "$n" ]
+reg=$(q a.db "SELECT sum(regularization) FROM sample_stats WHERE method = 'kd' AND temperature = 4 AND epoch = 3 AND split = 'test'")
+assert "delta_scatter: bias up, variance down = the bv regularization samples ($reg)" grep -q "^#   bias up, variance down: $reg\$" out/delta_scatter.dat
+assert "delta_scatter: the quadrant labels are in the script" grep -q "set label 2 \"bias up, variance down\\\\n$reg (" out/delta_scatter.gp
+assert "delta_scatter: zero axes drawn" grep -q "^set xzeroaxis" out/delta_scatter.gp
+
+# --- 3. share_vs_temperature: shares from regularization_counts, accuracy from runs
+q a.db "SELECT k.temperature, 100 * k.share, 100 * w.share,
+  (SELECT 100 * avg(test_acc) FROM runs WHERE method = 'kd' AND temperature = k.temperature AND status = 'done'),
+  (SELECT 100 * avg(test_acc) FROM runs WHERE method = 'wsl' AND temperature = k.temperature AND status = 'done')
+  FROM regularization_counts k JOIN regularization_counts w USING (temperature, epoch, split)
+  WHERE k.method = 'kd' AND w.method = 'wsl' AND epoch = 3 AND split = 'test' ORDER BY temperature" >want
+rows out/share_vs_temperature.dat >got
+assert "share_vs_temperature: shares and accuracies per temperature" same got want 1e-9
+assert "share_vs_temperature: accuracy on the second axis" grep -q "axes x1y2" out/share_vs_temperature.gp
+
+# --- 4. count_vs_accuracy: counts from regularization_counts, accuracy from run_accuracy, r from correlations
+q a.db "SELECT c.temperature,
+  (SELECT 100 * avg(final_acc) FROM run_accuracy WHERE method = 'kd' AND temperature = c.temperature AND status = 'done'),
+  c.n_regularization
+  FROM regularization_counts c WHERE method = 'kd' AND epoch = 3 AND split = 'test' ORDER BY temperature" >want
+rows out/count_vs_accuracy.dat >got
+assert "count_vs_accuracy: a point per temperature, equal to the database" same got want 1e-9
+r=$(q a.db "SELECT pearson_r FROM correlations WHERE method = 'kd' AND split = 'test' AND epoch = 3")
+got_r=$(sed -n 's/^# Pearson r = \([^,]*\), .*from the correlations table:$/\1/p' out/count_vs_accuracy.dat)
+assert "count_vs_accuracy: r from the correlations table ($got_r vs $r)" near "${got_r:-x}" "$r" 1e-9
+assert "count_vs_accuracy: r and rho in the key" grep -q "title 'Pearson r = -\?[0-9.]*, Spearman rho = -\?[0-9.]*" out/count_vs_accuracy.gp
+# the least-squares line against awk's
+fit=$(awk '{ n++; x[n] = $2; y[n] = $3; mx += $2; my += $3 } END { mx /= n; my /= n
+	for (i = 1; i <= n; i++) { sxx += (x[i] - mx) ^ 2; sxy += (x[i] - mx) * (y[i] - my) }
+	b = sxy / sxx; printf "%.15g %.15g", my - b * mx, b }' got)
+got_a=$(sed -n 's/^# least squares: .* with a = \([^,]*\), b = \([^ ]*\) .*/\1/p' out/count_vs_accuracy.dat)
+got_b=$(sed -n 's/^# least squares: .* with a = \([^,]*\), b = \([^ ]*\) .*/\2/p' out/count_vs_accuracy.dat)
+assert "count_vs_accuracy: intercept ($got_a vs ${fit% *})" near "${got_a:-x}" "${fit% *}" 1e-6
+assert "count_vs_accuracy: slope ($got_b vs ${fit#* })" near "${got_b:-x}" "${fit#* }" 1e-8
+assert "count_vs_accuracy: the line is in the script" grep -q "^b = $got_b\$" out/count_vs_accuracy.gp
+# without a correlations row, r and rho are computed from the points (and agree)
+cp a.db nocorr.db
+sqlite3 nocorr.db "DELETE FROM correlations"
+"$bv" plot --db nocorr.db --out nocorr >/dev/null 2>&1 || true
+got_r=$(sed -n 's/^# Pearson r = \([^,]*\), .*from these points$/\1/p' nocorr/count_vs_accuracy.dat)
+assert "count_vs_accuracy: r computed without the table ($got_r vs $r)" near "${got_r:-x}" "$r" 1e-9
+
+# --- 5. accuracy_epochs: mean, min, max over seeds from metrics; the teacher's accuracy
+acc() { # method condition -> avg, min, max of test_acc (%) at epoch e.epoch
+	echo "(SELECT 100 * avg(m.test_acc) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.epoch = e.epoch AND r.status = 'done' AND $1),
+	(SELECT 100 * min(m.test_acc) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.epoch = e.epoch AND r.status = 'done' AND $1),
+	(SELECT 100 * max(m.test_acc) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.epoch = e.epoch AND r.status = 'done' AND $1)"
+}
+q a.db "SELECT e.epoch, $(acc "r.method = 'ce'"), $(acc "r.method = 'kd' AND r.temperature = 4"),
+  $(acc "r.method = 'wsl' AND r.temperature = 4"), (SELECT 100 * test_acc FROM runs WHERE method = 'teacher')
+  FROM (SELECT DISTINCT epoch FROM metrics m JOIN runs r ON r.id = m.run_id WHERE r.method = 'ce') e ORDER BY e.epoch" >want
+rows out/accuracy_epochs.dat >got
+assert "accuracy_epochs: mean and min-max band per method equal MIN/AVG/MAX over metrics" same got want 1e-9
+assert "accuracy_epochs: bands drawn with filledcurves" grep -q "with filledcurves" out/accuracy_epochs.gp
+
+# --- 6. wsl_weights: the wsl rows' weights, split by the kd flag
+rows out/wsl_weights.dat >got
+assert "wsl_weights: 20 bins" [ "$(wc -l <got)" = 20 ]
+nreg=$(awk '{ s += $3 } END { print s }' got)
+nother=$(awk '{ s += $4 } END { print s }' got)
+assert "wsl_weights: the flagged group is kd's regularization samples ($nreg vs $reg)" [ "$nreg" = "$reg" ]
+assert "wsl_weights: the groups cover the test samples" [ $((nreg + nother)) = "$n" ]
+assert "wsl_weights: each group's shares sum to 100%" awk '{ a += $5; b += $6 } END { exit !(a > 99.999 && a < 100.001 && b > 99.999 && b < 100.001) }' got
+want=$(q a.db "SELECT count(*) FROM sample_stats w JOIN sample_stats k USING (temperature, epoch, split, sample_idx)
+  WHERE w.method = 'wsl' AND k.method = 'kd' AND temperature = 4 AND epoch = 3 AND split = 'test'
+  AND k.regularization = 1 AND w.wsl_weight >= 0.6 AND w.wsl_weight < 0.65")
+assert "wsl_weights: the bin [0.6, 0.65) of the flagged group ($want)" [ "$(awk '$1 > 0.59 && $1 < 0.61 { print $3 }' got)" = "$want" ]
+
+# --- rendering by hand: the dumb terminal, then `gnuplot *.gp` from the directory
+if [ $have_gnuplot = 1 ]; then
+	for f in $figs; do
+		(cd out && gnuplot -e 'term="dumb size 120,40"; outfile="'$f'.txt"' "$f.gp") >/dev/null 2>"$f.err"
+		assert "$f.gp renders with the dumb terminal (stderr: $(head -c 200 "$f.err"))" [ -s "out/$f.txt" ] && [ ! -s "$f.err" ]
+	done
+	assert "the dumb rendering carries the title" grep -q "Mean bias and variance" out/bias_variance.txt
+	rm -f out/*.png
+	(cd out && gnuplot *.gp) 2>gp.err
+	assert "cd out && gnuplot *.gp exits 0 without a message (stderr: $(head -c 200 gp.err))" [ ! -s gp.err ]
+	for f in $figs; do
+		assert "gnuplot *.gp draws $f.png" png_ok "out/$f.png"
+	done
+	run "$bv" plot --db a.db --out svg --format svg
+	assert "--format svg exits 0" [ "$status" = 0 ]
+	for f in $figs; do
+		assert "$f.svg is SVG" grep -q "<svg" "svg/$f.svg"
+	done
+	run "$bv" plot --db a.db --out pdf --format pdf
+	assert "--format pdf exits 0" [ "$status" = 0 ]
+	for f in $figs; do
+		assert "$f.pdf is PDF" [ "$(head -c 5 "pdf/$f.pdf")" = "%PDF-" ]
+	done
+else
+	skipped "dumb terminal, gnuplot *.gp, svg and pdf"
+fi
+
+# --- --temp: another temperature; the default without T = 4 is the middle one
+run "$bv" plot --db a.db --out t2 --temp 2
+assert "--temp 2 exits as the first plot did" [ "$status" = "$([ $have_gnuplot = 1 ] && echo 0 || echo 7)" ]
+want=$(q a.db "SELECT avg(bias) FROM sample_stats WHERE method = 'kd' AND temperature = 2 AND epoch = 3 AND split = 'test'")
+assert "--temp 2: the kd curve is T = 2's" near "$(rows t2/bias_variance.dat | awk '$1 == 3 { print $4 }')" "$want" 1e-9
+cp a.db no4.db
+sqlite3 no4.db "DELETE FROM sample_stats WHERE temperature = 4; DELETE FROM decompositions WHERE temperature = 4"
+"$bv" plot --db no4.db --out no4 >/dev/null 2>&1 || true
+assert "without T = 4 the default is the middle temperature (1 of 1, 2)" grep -q "(T = 1; " no4/bias_variance.dat
+
+# --- bad input
+expect 2 "bvtool: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" plot --db a.db --out bad --temp 3
+expect 8 "bvtool: temperature 4 of 'no4.db' is not decomposed yet (decomposed: 1, 2): run bvtool decompose --db no4.db --temp 4 first" \
+	"$bv" plot --db no4.db --out bad --temp 4
+expect 2 "bvtool: --temp: bad temperature 'hot' (expected a number > 0)" "$bv" plot --db a.db --out bad --temp hot
+expect 2 "bvtool: --format: unknown format 'gif' (expected png, svg or pdf)" "$bv" plot --db a.db --out bad --format gif
+assert "no output directory after bad flags" [ ! -e bad ]
+expect 3 "bvtool: database 'none.db' does not exist" "$bv" plot --db none.db --out bad
+touch file
+expect 3 "bvtool: cannot create the output directory 'file/figures': 'file' is not a directory" \
+	"$bv" plot --db a.db --out file/figures
+# gnuplot missing from PATH: the scripts and data are written, exit 7 says how to render
+mkdir -p empty-path
+expect 7 "bvtool: gnuplot is not on PATH: wrote the scripts and data of 6 figures to 'nognu'; install gnuplot (apt-get install gnuplot-nox) and render them with: cd nognu && gnuplot *.gp" \
+	env PATH="$t/empty-path" "$bv" plot --db a.db --out nognu
+assert "without gnuplot: 6 scripts" [ "$(ls nognu/*.gp | wc -l)" = 6 ]
+assert "without gnuplot: 6 data files" [ "$(ls nognu/*.dat | wc -l)" = 6 ]
+assert "without gnuplot: no image" [ -z "$(ls nognu | grep png)" ]
+assert "without gnuplot: the scripts are listed" [ "$(grep -c '^nognu/.*\.gp: ' "$out")" = 6 ]
+assert "without gnuplot: the data files equal those of a full plot" cmp -s nognu/delta_scatter.dat out/delta_scatter.dat
+# gnuplot failing: exit 1 with its first error line, no image left
+mkdir -p failing-path
+printf '#!/bin/sh\necho >&2\necho "plot x" >&2\necho "     ^" >&2\necho "\\"$1\\" line 12: unexpected or unrecognized token" >&2\nexit 1\n' >failing-path/gnuplot
+chmod +x failing-path/gnuplot
+expect 1 "bvtool: gnuplot failed on 'failed/bias_variance.gp': \"bias_variance.gp\" line 12: unexpected or unrecognized token" \
+	env PATH="$t/failing-path:$PATH" "$bv" plot --db a.db --out failed
+assert "a failed gnuplot leaves no image" [ ! -e failed/bias_variance.png ]
+
+cd /
+rm -rf "$t"
+finish
