@@ -10,6 +10,7 @@
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sort.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -607,6 +608,8 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	int in_tx = 0;
 	double max_err = 0;
 
+	/* read the snapshots through a memory map: no copy through the kernel */
+	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
 	if ((rc = make_plan(&p, db, o, say, ctx)) != 0)
 		goto done;
 	s.split = o->split;
