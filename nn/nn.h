@@ -57,6 +57,53 @@ void bv_dropout_forward(float *out, float *mask, const float *in, size_t size, f
 			gsl_rng *rng);
 void bv_dropout_backward(float *din, const float *dout, const float *mask, size_t size);
 
+/* Convolution, NCHW. in (n, c_in, h, w) -> out (n, c_out, oh, ow) with
+ * oh = (h + 2 pad - kh) / stride + 1 (likewise ow); w (c_out, c_in, kh, kw);
+ * b (c_out) or NULL. Lowered onto cblas_sgemm by im2col: `col` is a workspace
+ * of bv_conv2d_col_size(d) floats (caller-owned, reused across calls). */
+typedef struct bv_conv_dims {
+	int n, c_in, h, w;
+	int c_out, kh, kw, stride, pad;
+	int oh, ow; /* filled by bv_conv_dims_init */
+} bv_conv_dims;
+void bv_conv_dims_init(bv_conv_dims *d);
+size_t bv_conv2d_col_size(const bv_conv_dims *d);
+void bv_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
+		       const bv_conv_dims *d);
+void bv_conv2d_forward_naive(float *out, const float *in, const float *w, const float *b,
+			     const bv_conv_dims *d);
+/* din (may be NULL) += ..., dw += ..., db (may be NULL) += ... */
+void bv_conv2d_backward(float *din, float *dw, float *db, float *col, const float *dout,
+			const float *in, const float *w, const bv_conv_dims *d);
+void bv_conv2d_backward_naive(float *din, float *dw, float *db, const float *dout,
+			      const float *in, const float *w, const bv_conv_dims *d);
+
+/* BatchNorm2d over (n, h*w) per channel, PyTorch's semantics: train mode
+ * normalises with the batch mean and biased variance and updates the running
+ * mean and the unbiased running variance with `momentum` (0.1); eval mode uses
+ * the running statistics. Cache for backward (train mode): xhat (n, c, hw),
+ * invstd (c). */
+void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, const float *gamma,
+		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
+		   int train, float momentum, float eps);
+/* din += ..., dgamma += ..., dbeta += ... (train-mode statistics) */
+void bv_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
+		    const float *invstd, const float *gamma, int n, int c, int hw);
+
+/* Max pooling k x k with stride and padding (padding counts as -inf), NCHW;
+ * argmax (n, c, oh, ow) caches the input index of each output. */
+void bv_maxpool_forward(float *out, int *argmax, const float *in, int n, int c, int h, int w,
+			int k, int stride, int pad, int oh, int ow);
+void bv_maxpool_backward(float *din, const float *dout, const int *argmax, int n, int c, int oh,
+			 int ow);
+
+/* Global average pooling: in (n, c, hw) -> out (n, c). */
+void bv_gap_forward(float *out, const float *in, int n, int c, int hw);
+void bv_gap_backward(float *din, const float *dout, int n, int c, int hw);
+
+/* Residual add: out = a + b; backward da += dout, db += dout. */
+void bv_add_forward(float *out, const float *a, const float *b, size_t size);
+
 /* ---- losses ------------------------------------------------------------ */
 
 typedef enum bv_method {

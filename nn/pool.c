@@ -1,0 +1,99 @@
+/*
+ * Pooling and the residual add, NCHW: max pooling (argmax cached for
+ * backward), global average pooling (the head of a ResNet), and out = a + b
+ * (its backward is dout added to both inputs' gradients, which the model does
+ * with the accumulating backward convention).
+ */
+#include "nn.h"
+
+#include <math.h>
+
+/*
+ * out[p][oy][ox] = max over the k x k window at (oy*stride - pad, ox*stride - pad)
+ * of plane p; positions in the padding count as -inf. argmax holds the index
+ * into `in` (n, c, h, w) of the maximum, the first one on ties; like PyTorch
+ * a NaN wins. A window wholly in the padding gives -inf and argmax -1.
+ */
+void bv_maxpool_forward(float *out, int *argmax, const float *in, int n, int c, int h, int w,
+			int k, int stride, int pad, int oh, int ow)
+{
+	const int planes = n * c;
+	for (int p = 0; p < planes; p++) {
+		const size_t base = (size_t)p * h * w;
+		const float *x = in + base;
+		float *o = out + (size_t)p * oh * ow;
+		int *am = argmax + (size_t)p * oh * ow;
+		for (int oy = 0; oy < oh; oy++)
+			for (int ox = 0; ox < ow; ox++) {
+				float best = -INFINITY;
+				long arg = -1;
+				for (int ki = 0; ki < k; ki++) {
+					const int iy = oy * stride - pad + ki;
+					if (iy < 0 || iy >= h)
+						continue;
+					for (int kj = 0; kj < k; kj++) {
+						const int ix = ox * stride - pad + kj;
+						if (ix < 0 || ix >= w)
+							continue;
+						const float v = x[iy * w + ix];
+						if (arg < 0 || v > best || isnan(v)) {
+							best = v;
+							arg = (long)(base + (size_t)iy * w + ix);
+						}
+					}
+				}
+				o[oy * ow + ox] = best;
+				am[oy * ow + ox] = (int)arg;
+			}
+	}
+}
+
+/* din[argmax[i]] += dout[i] over the n*c*oh*ow outputs */
+void bv_maxpool_backward(float *din, const float *dout, const int *argmax, int n, int c, int oh,
+			 int ow)
+{
+	const size_t size = (size_t)n * c * oh * ow;
+	for (size_t i = 0; i < size; i++)
+		if (argmax[i] >= 0)
+			din[argmax[i]] += dout[i];
+}
+
+/* out[p] = mean of in[p][0..hw) for the n*c planes */
+void bv_gap_forward(float *out, const float *in, int n, int c, int hw)
+{
+	const size_t planes = (size_t)n * c;
+	for (size_t p = 0; p < planes; p++) {
+		const float *x = in + p * hw;
+		float acc[16] = {0};
+		int i = 0;
+		for (; i + 16 <= hw; i += 16)
+			for (int j = 0; j < 16; j++)
+				acc[j] += x[i + j];
+		double s = 0;
+		for (; i < hw; i++)
+			s += x[i];
+		for (int j = 0; j < 16; j++)
+			s += acc[j];
+		out[p] = (float)(s / hw);
+	}
+}
+
+/* din[p][i] += dout[p] / hw */
+void bv_gap_backward(float *din, const float *dout, int n, int c, int hw)
+{
+	const size_t planes = (size_t)n * c;
+	const float scale = 1.0f / (float)hw;
+	for (size_t p = 0; p < planes; p++) {
+		const float g = dout[p] * scale;
+		float *dx = din + p * hw;
+		for (int i = 0; i < hw; i++)
+			dx[i] += g;
+	}
+}
+
+/* out = a + b; out may be a or b */
+void bv_add_forward(float *out, const float *a, const float *b, size_t size)
+{
+	for (size_t i = 0; i < size; i++)
+		out[i] = a[i] + b[i];
+}
