@@ -1,5 +1,6 @@
 /*
- * Checkpoints: a model's spec, shapes and parameters in one versioned binary
+ * Checkpoints: a model's spec, shapes, parameters and buffers (batch norm's
+ * running statistics) in one versioned binary
  * file (layout in nn.h), written atomically and checked with a CRC-32 on load.
  */
 #include "nn.h"
@@ -25,6 +26,8 @@ int bv_ckpt_save(const bv_model *m, const char *path)
 	bv_buf_u32(&b, (uint32_t)m->n_classes);
 	bv_buf_u64(&b, (uint64_t)m->n_params);
 	bv_buf_f32(&b, m->params, m->n_params);
+	bv_buf_u64(&b, (uint64_t)m->n_buffers);
+	bv_buf_f32(&b, m->buffers, m->n_buffers);
 	if (b.failed) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
 		goto done;
@@ -60,9 +63,9 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 	pos = 8;
 	uint32_t version = rd_u32(data + pos);
 	pos += 4;
-	if (version != BV_CKPT_VERSION) {
-		rc = bv_error_set(BV_EFORMAT, "'%s': checkpoint version %u (this bvtool reads %d)", path,
-				  version, BV_CKPT_VERSION);
+	if (version < 1 || version > BV_CKPT_VERSION) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': checkpoint version %u (this bvtool reads 1 to %d)",
+				  path, version, BV_CKPT_VERSION);
 		goto done;
 	}
 	uint32_t spec_len = rd_u32(data + pos);
@@ -80,7 +83,25 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 	pos += 16;
 	uint64_t n_params = (uint64_t)rd_u32(data + pos) | (uint64_t)rd_u32(data + pos + 4) << 32;
 	pos += 8;
-	if (n_params > (len - pos) / 4 || pos + n_params * 4 + 4 != len) {
+	/* version 1: params then the CRC; version 2: params, u64 n_buffers, buffers, CRC */
+	uint64_t n_buffers = 0;
+	size_t buf_pos = 0;
+	if (n_params > (len - pos) / 4) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': truncated checkpoint", path);
+		goto done;
+	}
+	if (version >= 2) {
+		buf_pos = pos + n_params * 4 + 8;
+		if (buf_pos + 4 > len) {
+			rc = bv_error_set(BV_EFORMAT, "'%s': truncated checkpoint", path);
+			goto done;
+		}
+		n_buffers = (uint64_t)rd_u32(data + buf_pos - 8) | (uint64_t)rd_u32(data + buf_pos - 4) << 32;
+		if (n_buffers > (len - buf_pos) / 4 || buf_pos + n_buffers * 4 + 4 != len) {
+			rc = bv_error_set(BV_EFORMAT, "'%s': truncated checkpoint", path);
+			goto done;
+		}
+	} else if (pos + n_params * 4 + 4 != len) {
 		rc = bv_error_set(BV_EFORMAT, "'%s': truncated checkpoint", path);
 		goto done;
 	}
@@ -108,7 +129,14 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 				  (unsigned long long)n_params, spec, m->n_params);
 		goto done;
 	}
+	if (m->n_buffers != n_buffers && !(version == 1 && m->n_buffers == 0)) {
+		rc = bv_error_set(BV_EFORMAT, "'%s': %llu buffers stored, spec '%s' has %zu", path,
+				  (unsigned long long)n_buffers, spec, m->n_buffers);
+		goto done;
+	}
 	memcpy(m->params, data + pos, n_params * 4); /* little-endian hosts only, checked in CMake */
+	if (n_buffers)
+		memcpy(m->buffers, data + buf_pos, n_buffers * 4);
 	*out = m;
 	m = NULL;
 done:

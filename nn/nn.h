@@ -165,6 +165,11 @@ typedef enum bv_op {
 	BV_OP_LINEAR = 1,
 	BV_OP_RELU,
 	BV_OP_DROPOUT,
+	BV_OP_CONV,
+	BV_OP_BN,
+	BV_OP_MAXPOOL,
+	BV_OP_GAP,
+	BV_OP_ADD,
 } bv_op;
 
 #define BV_MAX_NODE_PARAMS 4
@@ -176,10 +181,14 @@ typedef struct bv_node {
 	int n_params;
 	size_t param_off[BV_MAX_NODE_PARAMS];  /* offsets into model->params / grads */
 	size_t param_size[BV_MAX_NODE_PARAMS];
-	int param_fan_in[BV_MAX_NODE_PARAMS];  /* > 0: He-initialised weight; 0: zeros */
+	int param_fan_in[BV_MAX_NODE_PARAMS];  /* > 0: He-initialised weight; 0: zeros; -1: ones */
+	size_t buf_off;       /* batch norm: running mean at buffers + buf_off, variance after it */
 	union {
 		struct { int n_in, n_out; } linear;
 		struct { float p; } dropout;
+		struct { int c_out, k, stride, pad, bias; } conv;
+		struct { float momentum, eps; } bn;
+		struct { int k, stride, pad; } pool;
 	} u;
 } bv_node;
 
@@ -192,29 +201,40 @@ typedef struct bv_model {
 	size_t n_params;
 	float *params;        /* (n_params) all trainable tensors, contiguous */
 	float *grads;         /* (n_params) */
+	size_t n_buffers;
+	float *buffers;       /* (n_buffers) state that is saved but not trained: BN running stats */
+	float *col;           /* convolution workspace, shared by every conv node */
 	/* activation buffers, sized for `cap_batch` samples */
 	int cap_batch;
 	float **acts;         /* n_nodes + 1 buffers: acts[0] holds a copy of the input */
 	float **dacts;        /* gradients of the activations */
-	float **caches;       /* per node, e.g. the dropout mask; NULL where unused */
+	float **caches;       /* per node: dropout mask, BN xhat, max-pool argmax; NULL where unused */
+	float **caches2;      /* per node: BN invstd */
 } bv_model;
 
 /*
  * Build a model from a spec:
  *   mlp:H1-H2-...        fully connected, ReLU between layers (mlp: or mlp:0 = linear)
  *   mlp:H1-H2:dropout=P  dropout with rate P after every hidden ReLU
+ *   resnet8|14|20|32|44|56|110, resnet8x4, resnet32x4, wrn-16-1|16-2|40-1|40-2,
+ *   vgg8|11|13           the CIFAR networks of the CRD benchmark (RepDistiller's
+ *                        definitions), any input C x H x W
+ *   cnn-small            two conv-BN-ReLU-maxpool stages (32, 64) and a 128-unit
+ *                        hidden layer: a fast convolutional student
  * Input shape and class count come from the data. Parameters are zero until
  * bv_model_init. An unknown spec is BV_EINVAL with a message listing the forms.
  */
 int bv_model_new(bv_model **out, const char *spec, bv_shape in_shape, int n_classes);
 void bv_model_free(bv_model *m);
-/* He-normal weights N(0, 2/fan_in) and zero biases, from a GSL mt19937 seeded with `seed`. */
+/* He-normal weights N(0, 2/fan_in), zero biases, BN scale 1 and shift 0, BN
+ * running mean 0 and variance 1, from a GSL mt19937 seeded with `seed`. */
 void bv_model_init(bv_model *m, unsigned long seed);
 /* Make the activation buffers hold at least n samples. */
 int bv_model_reserve(bv_model *m, int n);
 /* Forward n samples x (n, in_shape); returns the logits (n, n_classes), owned by
- * the model and valid until the next call. `train` enables dropout (and, later,
- * batch statistics); rng drives dropout and may be NULL when train == 0. */
+ * the model and valid until the next call. `train` enables dropout and batch
+ * norm's batch statistics (and updates its running statistics); rng drives
+ * dropout and may be NULL when train == 0. NULL on out of memory. */
 const float *bv_model_forward(bv_model *m, const float *x, int n, int train, gsl_rng *rng);
 /* Backward from dlogits (n, n_classes) after a forward of the same n;
  * overwrites m->grads. */
@@ -261,12 +281,13 @@ void bv_schedule_format(char *out, size_t size, const bv_schedule *s);
 
 /*
  * File layout (all little-endian):
- *   "BVCKPT\0\0" magic, u32 version (1), u32 spec length, spec bytes,
- *   u32 c, h, w, n_classes, u64 n_params, n_params float32, u32 CRC-32 of
- *   everything before it.
+ *   "BVCKPT\0\0" magic, u32 version (2), u32 spec length, spec bytes,
+ *   u32 c, h, w, n_classes, u64 n_params, n_params float32, u64 n_buffers,
+ *   n_buffers float32 (batch norm's running statistics; version 2), u32 CRC-32
+ *   of everything before it. Version 1 files (no buffers) still load.
  * Written atomically (temp file + rename).
  */
-#define BV_CKPT_VERSION 1
+#define BV_CKPT_VERSION 2
 int bv_ckpt_save(const bv_model *m, const char *path);
 /* Load a checkpoint into a new model; expect_in / expect_classes, when non-NULL /
  * > 0, must match (BV_EMISMATCH otherwise). */
