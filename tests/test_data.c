@@ -316,7 +316,7 @@ static void test_errors(void)
 
 	expect_fail("mnist", BV_EINVAL, "needs a directory: --data mnist:DIR", "mnist without dir");
 	expect_fail("idx:", BV_EINVAL, "needs a directory", "idx with empty dir");
-	expect_fail("cifar10:/tmp", BV_EINVAL, "fashion-mnist", "unknown name");
+	expect_fail("svhn:/tmp", BV_EINVAL, "fashion-mnist", "unknown name");
 	expect_fail("", BV_EINVAL, "unknown data", "empty spec");
 
 	snprintf(spec, sizeof spec, "idx:%s/no-such-dir", root);

@@ -59,14 +59,19 @@ int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const i
 	const int soft = cfg->loss.method == BV_METHOD_KD || cfg->loss.method == BV_METHOD_WSL ||
 			 cfg->loss.method == BV_METHOD_KD_FILTER;
 	int *order = NULL, *yb = NULL;
-	float *xb = NULL, *tb = NULL, *dlogits = NULL, *test_logits = NULL;
-	gsl_rng *rng_shuffle = NULL, *rng_drop = NULL;
+	float *xb = NULL, *xa = NULL, *tb = NULL, *dlogits = NULL, *test_logits = NULL;
+	gsl_rng *rng_shuffle = NULL, *rng_drop = NULL, *rng_aug = NULL, *rng_teacher = NULL;
+	float pad_value[3] = {0, 0, 0}; /* a black pixel, normalised: the crop's padding */
 	bv_sgd opt = {0};
 	int rc = 0;
 
 	if (!idx)
 		n_idx = d->train.n;
-	if (soft && !teacher_logits)
+	/* the teacher runs per batch on the augmented inputs, or in BN train mode;
+	 * otherwise its precomputed eval-mode logits are gathered */
+	const int teacher_per_batch =
+		soft && cfg->teacher && (cfg->augment || cfg->teacher_bn_train || !teacher_logits);
+	if (soft && !teacher_logits && !cfg->teacher)
 		return bv_error_set(BV_EINVAL, "method '%s' needs a teacher (--teacher)",
 				    bv_method_name(cfg->loss.method));
 	if (k != d->n_classes)
@@ -74,6 +79,16 @@ int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const i
 				    m->spec, k, d->n_classes);
 	rng_shuffle = gsl_rng_alloc(gsl_rng_mt19937);
 	rng_drop = gsl_rng_alloc(gsl_rng_mt19937);
+	rng_aug = gsl_rng_alloc(gsl_rng_mt19937);
+	/* the teacher's own stream (dropout in train mode), so that running it does not
+	 * shift the student's streams: ce and kd students of a seed stay paired */
+	rng_teacher = gsl_rng_alloc(gsl_rng_mt19937);
+	if (d->shape.c <= 3)
+		bv_data_zero_value(pad_value, d);
+	if (cfg->augment && !(xa = malloc(sizeof(float) * D * (size_t)B))) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory for training");
+		goto done;
+	}
 	order = malloc(sizeof(int) * (size_t)n_idx);
 	yb = malloc(sizeof(int) * (size_t)B);
 	xb = malloc(sizeof(float) * D * (size_t)B);
@@ -81,6 +96,7 @@ int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const i
 	dlogits = malloc(sizeof(float) * (size_t)k * (size_t)B);
 	test_logits = malloc(sizeof(float) * (size_t)k * (size_t)(d->test.n ? d->test.n : 1));
 	if (!order || !yb || !xb || !tb || !dlogits || !test_logits || !rng_shuffle || !rng_drop ||
+	    !rng_aug || !rng_teacher ||
 	    bv_sgd_init(&opt, m->n_params, cfg->lr, cfg->momentum, cfg->wd, cfg->nesterov) != 0) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory for training");
 		goto done;
@@ -99,6 +115,8 @@ int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const i
 			order[i] = idx ? idx[i] : i;
 		gsl_rng_set(rng_shuffle, shuffle_seed(cfg->seed, epoch));
 		gsl_ran_shuffle(rng_shuffle, order, (size_t)n_idx, sizeof(int));
+		/* augmentation, like the batch order, depends on the seed and epoch only */
+		gsl_rng_set(rng_aug, shuffle_seed(cfg->seed, epoch) ^ 0x2545f491ul);
 
 		for (int start = 0, step = 0; start < n_idx; start += B, step++) {
 			const int nb = n_idx - start < B ? n_idx - start : B;
@@ -106,11 +124,25 @@ int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const i
 				const int r = order[start + j];
 				memcpy(xb + (size_t)j * D, d->train.x + (size_t)r * D, D * sizeof(float));
 				yb[j] = d->train.y[r];
-				if (soft)
+				if (soft && !teacher_per_batch)
 					memcpy(tb + (size_t)j * k, teacher_logits + (size_t)r * k,
 					       (size_t)k * sizeof(float));
 			}
-			const float *logits = bv_model_forward(m, xb, nb, 1, rng_drop);
+			const float *xin = xb;
+			if (cfg->augment) {
+				bv_augment_crop_flip(xa, xb, nb, d->shape, 4, pad_value, rng_aug);
+				xin = xa;
+			}
+			if (teacher_per_batch) {
+				const float *tl = bv_model_forward(cfg->teacher, xin, nb, cfg->teacher_bn_train,
+								  rng_teacher);
+				if (!tl) {
+					rc = bv_error_code();
+					goto done;
+				}
+				memcpy(tb, tl, sizeof(float) * (size_t)nb * k);
+			}
+			const float *logits = bv_model_forward(m, xin, nb, 1, rng_drop);
 			bv_loss_stats st;
 			if (!logits) {
 				rc = bv_error_code();
@@ -157,6 +189,11 @@ done:
 		gsl_rng_free(rng_shuffle);
 	if (rng_drop)
 		gsl_rng_free(rng_drop);
+	if (rng_aug)
+		gsl_rng_free(rng_aug);
+	if (rng_teacher)
+		gsl_rng_free(rng_teacher);
+	free(xa);
 	free(order);
 	free(yb);
 	free(xb);
