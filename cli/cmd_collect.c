@@ -33,7 +33,7 @@
 
 typedef struct collect_opts {
 	const char *db_path, *data_spec, *teacher_spec, *teacher_ckpt, *student_spec;
-	const char *methods, *temps, *record_epochs, *schedule;
+	const char *methods, *temps, *record_epochs, *schedule, *augment, *teacher_bn;
 	int seeds, teacher_epochs, teacher_seed, epochs, batch, jobs, threads, subset;
 	int record_train, nesterov;
 	double teacher_lr, lr, momentum, wd, alpha, gamma;
@@ -267,9 +267,18 @@ static void worker(int fd, const collect_opts *o, const bv_data *d, const bv_tra
 	bv_nn_set_threads(o->threads);
 	ckpt_name(rel, sizeof rel, db_base, bv_method_name(cell->method), cell->temp, cell->seed);
 	snprintf(abs, sizeof abs, "%s/%s", db_dir, rel);
+	bv_train_cfg c = *cfg;
+	bv_model *teacher = NULL;
 	rc = bv_db_open(&db, o->db_path, BV_DB_CREATE);
+	if (rc == 0 && cell->method != BV_METHOD_CE && (c.augment || c.teacher_bn_train)) {
+		/* the teacher must see each augmented batch (or use batch statistics) */
+		char tpath[2048];
+		snprintf(tpath, sizeof tpath, "%s/%s.ckpt/teacher.ckpt", db_dir, db_base);
+		if ((rc = bv_ckpt_load(&teacher, tpath, &d->shape, d->n_classes)) == 0)
+			c.teacher = teacher;
+	}
 	if (rc == 0) {
-		rc = bv_cell_train(db, d, o->student_spec, cfg, rec, cell, teacher_logits, abs, rel,
+		rc = bv_cell_train(db, d, o->student_spec, &c, rec, cell, teacher_logits, abs, rel,
 				   worker_progress, &w);
 		if (rc != 0) {
 			char saved[1024];
@@ -289,6 +298,7 @@ static void worker(int fd, const collect_opts *o, const bv_data *d, const bv_tra
 		/* nothing more to tell */
 	}
 	bv_db_close(db);
+	bv_model_free(teacher);
 	_exit(rc == 0 ? 0 : 1);
 }
 
@@ -349,6 +359,7 @@ static int prepare_teacher(float **out, bv_db *db, const collect_opts *o, const 
 		cfg.batch = o->batch;
 		cfg.seed = (unsigned long)o->teacher_seed;
 		cfg.threads = o->threads; /* not jobs * threads: the teacher must not depend on --jobs */
+		bv_augment_parse(&cfg.augment, o->augment, "--augment"); /* checked already */
 		if ((rc = bv_model_new(&t, o->teacher_spec, d->shape, d->n_classes)) != 0)
 			return bv_error_prefix(rc, "--teacher");
 		bv_model_init(t, (unsigned long)o->teacher_seed);
@@ -446,6 +457,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		{"wd", "--wd"}, {"schedule", "--schedule"}, {"batch", "--batch"},
 		{"alpha", "--alpha"}, {"gamma", "--gamma"}, {"record_epochs", "--record-epochs"},
 		{"record_train", "--record-train"}, {"n_classes", "--data"},
+		{"augment", "--augment"}, {"teacher_bn", "--teacher-bn"},
 	};
 	snprintf(s[0].value, sizeof s[0].value, "%s:%s", d.name, d.dir);
 	snprintf(s[1].value, sizeof s[1].value, "%d", d.train.n);
@@ -466,6 +478,8 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 	snprintf(s[16].value, sizeof s[16].value, "%s", recs);
 	snprintf(s[17].value, sizeof s[17].value, "%s", o->record_train ? "on" : "off");
 	snprintf(s[18].value, sizeof s[18].value, "%d", d.n_classes);
+	snprintf(s[19].value, sizeof s[19].value, "%s", o->augment);
+	snprintf(s[20].value, sizeof s[20].value, "%s", o->teacher_bn);
 	if ((rc = check_config(db, s, (int)BV_ARRAY_LEN(s))) != 0)
 		goto done;
 	if ((rc = bv_db_config_set(db, "bvtool_version", BV_VERSION)) != 0)
@@ -705,13 +719,14 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 	collect_opts o = {
 		.db_path = "runs.db", .data_spec = "fashion-mnist", .teacher_spec = "mlp:1200-1200",
 		.student_spec = "mlp:64", .methods = "ce,kd,wsl", .temps = "1,2,4,8",
-		.record_epochs = "all", .schedule = "cosine", .seeds = 8, .teacher_epochs = 10,
+		.record_epochs = "all", .schedule = "cosine", .augment = "none", .teacher_bn = "eval",
+		.seeds = 8, .teacher_epochs = 10,
 		.teacher_seed = 1, .epochs = 10, .batch = 128, .jobs = 1, .threads = 1,
 		.teacher_lr = 0.05, .lr = 0.01, .momentum = 0.9, .wd = 5e-4, .alpha = 2.25, .gamma = 1,
 	};
 	const cli_opt opts[] = {
 		{"--db", OPT_STR, &o.db_path, "FILE", "the SQLite database to create or extend"},
-		{"--data", OPT_STR, &o.data_spec, "NAME[:DIR]", "fashion-mnist[:DIR], mnist:DIR or idx:DIR"},
+		{"--data", OPT_STR, &o.data_spec, "NAME[:DIR]", "fashion-mnist[:DIR], mnist:DIR, idx:DIR, cifar10:DIR or cifar100:DIR"},
 		{"--train-subset", OPT_INT, &o.subset, "N", "use only the first N training samples (0 = all)", 0, 100000000},
 		{"--teacher", OPT_STR, &o.teacher_spec, "SPEC", "the teacher's model spec"},
 		{"--teacher-epochs", OPT_INT, &o.teacher_epochs, "N", "the teacher's training epochs", 1, 100000},
@@ -733,6 +748,8 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 		{"--batch", OPT_INT, &o.batch, "N", "mini-batch size", 1, 65536},
 		{"--record-epochs", OPT_STR, &o.record_epochs, "E", "all, last, or a list such as 1,5,10"},
 		{"--record-train", OPT_FLAG, &o.record_train, NULL, "also record the training split's logits"},
+		{"--augment", OPT_STR, &o.augment, "A", "none, or crop-flip (random 4-pixel padded crop and horizontal flip)"},
+		{"--teacher-bn", OPT_STR, &o.teacher_bn, "M", "the teacher's batch norm for the students: eval or train"},
 		{"--jobs", OPT_INT, &o.jobs, "J", "cells trained at once (processes)", 1, 256},
 		{"--threads", OPT_INT, &o.threads, "N", "BLAS threads per job", 1, 256},
 		{0},
@@ -751,6 +768,12 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 	    (rc = bv_record_parse(&rec, o.record_epochs, o.epochs, "--record-epochs")) != 0)
 		return cli_fail(rc);
 	rec.train = o.record_train;
+	if ((rc = bv_augment_parse(&cfg.augment, o.augment, "--augment")) != 0)
+		return cli_fail(rc);
+	if (strcmp(o.teacher_bn, "eval") != 0 && strcmp(o.teacher_bn, "train") != 0)
+		return cli_fail(bv_error_set(BV_EINVAL, "--teacher-bn: expected eval or train, got '%s'",
+					     o.teacher_bn));
+	cfg.teacher_bn_train = strcmp(o.teacher_bn, "train") == 0;
 	cfg.loss.alpha = (float)o.alpha;
 	cfg.loss.gamma = (float)o.gamma;
 	cfg.lr = (float)o.lr;

@@ -32,6 +32,7 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 {
 	const char *data_spec = "fashion-mnist", *model_spec = "mlp:1200-1200", *method = "ce";
 	const char *teacher_path = NULL, *out_path = NULL, *schedule = "cosine";
+	const char *augment = "none", *teacher_bn = "eval";
 	bv_train_cfg cfg;
 	bv_train_cfg_default(&cfg);
 	double temp = cfg.loss.temp, alpha = cfg.loss.alpha, gamma = cfg.loss.gamma;
@@ -39,8 +40,8 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 	int nesterov = 0, epochs = cfg.epochs, batch = cfg.batch, seed = (int)cfg.seed;
 	int threads = cfg.threads, subset = 0;
 	const cli_opt opts[] = {
-		{"--data", OPT_STR, &data_spec, "NAME[:DIR]", "fashion-mnist[:DIR], mnist:DIR or idx:DIR"},
-		{"--model", OPT_STR, &model_spec, "SPEC", "model spec, e.g. mlp:1200-1200, mlp:64, mlp:512:dropout=0.2"},
+		{"--data", OPT_STR, &data_spec, "NAME[:DIR]", "fashion-mnist[:DIR], mnist:DIR, idx:DIR, cifar10:DIR or cifar100:DIR"},
+		{"--model", OPT_STR, &model_spec, "SPEC", "model spec, e.g. mlp:1200-1200, mlp:64:dropout=0.2, cnn-small, resnet20, wrn-16-2, vgg8"},
 		{"--method", OPT_STR, &method, "M", "ce, kd, wsl or kd-filter"},
 		{"--teacher", OPT_STR, &teacher_path, "CKPT", "teacher checkpoint (kd, wsl, kd-filter)"},
 		{"--out", OPT_STR, &out_path, "CKPT", "write the trained model here (atomically)"},
@@ -57,6 +58,8 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 		{"--seed", OPT_INT, &seed, "N", "seed of the weights, batch order and dropout", 0, 2147483647},
 		{"--threads", OPT_INT, &threads, "N", "BLAS threads", 1, 256},
 		{"--train-subset", OPT_INT, &subset, "N", "use only the first N training samples (0 = all)", 0, 100000000},
+		{"--augment", OPT_STR, &augment, "A", "none, or crop-flip (random 4-pixel padded crop and horizontal flip)"},
+		{"--teacher-bn", OPT_STR, &teacher_bn, "M", "the teacher's batch norm: eval (running statistics) or train (batch statistics)"},
 		{0},
 	};
 	cli_cmd local = *cmd;
@@ -87,10 +90,17 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 		rc = cli_fail(BV_EINVAL);
 		goto done;
 	}
-	if ((rc = bv_schedule_parse(&cfg.schedule, schedule, "--schedule")) != 0) {
+	if ((rc = bv_schedule_parse(&cfg.schedule, schedule, "--schedule")) != 0 ||
+	    (rc = bv_augment_parse(&cfg.augment, augment, "--augment")) != 0) {
 		rc = cli_fail(rc);
 		goto done;
 	}
+	if (strcmp(teacher_bn, "eval") != 0 && strcmp(teacher_bn, "train") != 0) {
+		rc = cli_fail(bv_error_set(BV_EINVAL, "--teacher-bn: expected eval or train, got '%s'",
+					   teacher_bn));
+		goto done;
+	}
+	cfg.teacher_bn_train = strcmp(teacher_bn, "train") == 0;
 	cfg.loss.temp = (float)temp;
 	cfg.loss.alpha = (float)alpha;
 	cfg.loss.gamma = (float)gamma;
@@ -122,6 +132,11 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 			rc = cli_fail(rc);
 			goto done;
 		}
+		/* the teacher sees each augmented batch, or runs with batch statistics */
+		cfg.teacher = teacher;
+	}
+	if (soft && !cfg.augment && !cfg.teacher_bn_train) {
+		/* otherwise: once, in eval mode, gathered per batch */
 		teacher_logits = malloc(sizeof(float) * (size_t)data.train.n * data.n_classes);
 		if (!teacher_logits) {
 			rc = cli_fail(bv_error_set(BV_ENOMEM, "out of memory for teacher logits"));
