@@ -30,6 +30,8 @@
  */
 #include "nn.h"
 
+#include "internal.h"
+
 #include <cblas.h>
 #include <pthread.h>
 #include <string.h>
@@ -238,22 +240,6 @@ static void col2im(float *restrict dx, float *restrict dcol, const bv_conv_dims 
 	}
 }
 
-/* sum of x[0..len) in float lanes the compiler vectorises, combined in double */
-static double sum_lanes(const float *x, size_t len)
-{
-	float acc[16] = {0};
-	size_t i = 0;
-	for (; i + 16 <= len; i += 16)
-		for (int j = 0; j < 16; j++)
-			acc[j] += x[i + j];
-	double s = 0;
-	for (; i < len; i++)
-		s += x[i];
-	for (int j = 0; j < 16; j++)
-		s += acc[j];
-	return s;
-}
-
 /* The work of one thread: samples [lo, hi) with its own workspace slice. */
 typedef struct conv_job {
 	const bv_conv_dims *d;
@@ -308,7 +294,7 @@ static void *backward_job(void *arg)
 			    dy, ohw, 1.0f, j->dw, d->c_out);
 		if (j->db)
 			for (int co = 0; co < d->c_out; co++)
-				j->db[co] += (float)sum_lanes(dy + (size_t)co * ohw, (size_t)ohw);
+				j->db[co] += (float)nn_sum_f32(dy + (size_t)co * ohw, (size_t)ohw);
 		if (!j->din)
 			continue;
 		float *dx = j->din + (size_t)i * in_size;

@@ -5,6 +5,8 @@
  */
 #include "nn.h"
 
+#include "internal.h"
+
 #include <cblas.h>
 #include <string.h>
 
@@ -106,4 +108,19 @@ void bv_dropout_backward(float *din, const float *dout, const float *mask, size_
 {
 	for (size_t i = 0; i < size; i++)
 		din[i] += dout[i] * mask[i];
+}
+
+double nn_sum_f32(const float *x, size_t len)
+{
+	float acc[16] = {0};
+	size_t i = 0;
+	for (; i + 16 <= len; i += 16)
+		for (int j = 0; j < 16; j++)
+			acc[j] += x[i + j];
+	double s = 0;
+	for (; i < len; i++)
+		s += x[i];
+	for (int j = 0; j < 16; j++)
+		s += acc[j];
+	return s;
 }

@@ -12,23 +12,9 @@
  */
 #include "nn.h"
 
-#include <math.h>
+#include "internal.h"
 
-/* sum of x[0..len) */
-static double row_sum(const float *x, int len)
-{
-	float acc[16] = {0};
-	int i = 0;
-	for (; i + 16 <= len; i += 16)
-		for (int j = 0; j < 16; j++)
-			acc[j] += x[i + j];
-	double s = 0;
-	for (; i < len; i++)
-		s += x[i];
-	for (int j = 0; j < 16; j++)
-		s += acc[j];
-	return s;
-}
+#include <math.h>
 
 /* sum of (x - mean)^2 over x[0..len) */
 static double row_sqdev(const float *x, int len, float mean)
@@ -85,7 +71,7 @@ void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 		if (train) {
 			double s = 0;
 			for (int i = 0; i < n; i++)
-				s += row_sum(x + i * cs, hw);
+				s += nn_sum_f32(x + i * cs, hw);
 			const double m = s / N;
 			double ss = 0;
 			for (int i = 0; i < n; i++)
@@ -138,7 +124,7 @@ void bv_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, 
 		const size_t off = (size_t)ch * hw;
 		double sdy = 0, sdyx = 0;
 		for (int i = 0; i < n; i++) {
-			sdy += row_sum(dout + off + i * cs, hw);
+			sdy += nn_sum_f32(dout + off + i * cs, hw);
 			sdyx += row_dot(dout + off + i * cs, xhat + off + i * cs, hw);
 		}
 		dgamma[ch] += (float)sdyx;
