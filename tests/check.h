@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int bv_check_pass_, bv_check_fail_;
 
@@ -40,6 +41,34 @@ static int bv_check_pass_, bv_check_fail_;
 		CHECK(rc_ == (code), "%s: got rc %d want %d (%s)", #call, rc_,  \
 		      (code), bv_error_last());                                 \
 	} while (0)
+
+/* central difference of f with respect to x[i]; float inputs, eps suits float32 */
+#define FD(expr, x, i, eps, out)                                               \
+	do {                                                                   \
+		float x0_ = (x)[i];                                            \
+		(x)[i] = x0_ + (eps);                                          \
+		double fp_ = (expr);                                           \
+		(x)[i] = x0_ - (eps);                                          \
+		double fm_ = (expr);                                           \
+		(x)[i] = x0_;                                                  \
+		(out) = (fp_ - fm_) / (2.0 * (eps));                           \
+	} while (0)
+
+/* A fresh directory "$BV_TMP/<name>.XXXXXX" (mkdtemp's template) in root; 0 or -1. */
+static inline int bv_check_tmpdir(char *root, size_t size, const char *name)
+{
+	const char *tmp = getenv("BV_TMP");
+	if (!tmp || !*tmp) {
+		tmp = "/tmp";
+		printf("note: BV_TMP not set, using /tmp\n");
+	}
+	snprintf(root, size, "%s/%s.XXXXXX", tmp, name);
+	if (!mkdtemp(root)) {
+		fprintf(stderr, "cannot create a directory under '%s'\n", tmp);
+		return -1;
+	}
+	return 0;
+}
 
 static inline int bv_check_done(void)
 {

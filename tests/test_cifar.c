@@ -674,16 +674,8 @@ static void test_real_cifar10(void)
 
 int main(void)
 {
-	const char *tmp = getenv("BV_TMP");
-	if (!tmp || !*tmp) {
-		tmp = "/tmp";
-		printf("note: BV_TMP not set, using /tmp\n");
-	}
-	snprintf(root, sizeof root, "%s/test_cifar.XXXXXX", tmp);
-	if (!mkdtemp(root)) {
-		fprintf(stderr, "cannot create a directory under '%s'\n", tmp);
+	if (bv_check_tmpdir(root, sizeof root, "test_cifar") != 0)
 		return 1;
-	}
 
 	printf("round trip\n");
 	test_round_trip();

@@ -62,18 +62,6 @@ static double dot(const float *a, const float *b, size_t n)
 	return s;
 }
 
-/* central difference of f with respect to x[i]; float inputs, eps suits float32 */
-#define FD(expr, x, i, eps, out)                                               \
-	do {                                                                   \
-		float x0_ = (x)[i];                                            \
-		(x)[i] = x0_ + (eps);                                          \
-		double fp_ = (expr);                                           \
-		(x)[i] = x0_ - (eps);                                          \
-		double fm_ = (expr);                                           \
-		(x)[i] = x0_;                                                  \
-		(out) = (fp_ - fm_) / (2.0 * (eps));                           \
-	} while (0)
-
 /* |analytic - numeric| relative to 1 + |numeric|, folded into *worst */
 static void fold(double *worst, double analytic, double numeric)
 {

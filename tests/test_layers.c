@@ -56,18 +56,6 @@ static double linear_obj(const float *in, const float *w, const float *b, const 
 	return s;
 }
 
-/* central difference of f with respect to x[i]; float inputs, eps suits float32 */
-#define FD(expr, x, i, eps, out)                                               \
-	do {                                                                   \
-		float x0_ = (x)[i];                                            \
-		(x)[i] = x0_ + (eps);                                          \
-		double fp_ = (expr);                                           \
-		(x)[i] = x0_ - (eps);                                          \
-		double fm_ = (expr);                                           \
-		(x)[i] = x0_;                                                  \
-		(out) = (fp_ - fm_) / (2.0 * (eps));                           \
-	} while (0)
-
 static void test_linear(int n, int ni, int no)
 {
 	float *in = randn((size_t)n * ni, 1), *w = randn((size_t)no * ni, 0.5), *b = randn(no, 0.5);
