@@ -31,12 +31,6 @@ typedef struct report {
 	acc_group *groups;
 } report;
 
-static int sql_err(bv_db *db)
-{
-	return bv_error_set(BV_EDB, "database '%s': %s", bv_db_path(db),
-			    sqlite3_errmsg(bv_db_handle(db)));
-}
-
 static int same_T(double a, double b)
 {
 	return isnan(a) ? isnan(b) : a == b;
@@ -62,9 +56,9 @@ static int load_accuracy(report *r, bv_db *db)
 	const char *sql = "SELECT method, temperature, seed, final_acc, best_acc FROM run_accuracy "
 			  "WHERE status = 'done' ORDER BY CASE method WHEN 'teacher' THEN 0 WHEN 'ce' "
 			  "THEN 1 WHEN 'kd' THEN 2 WHEN 'wsl' THEN 3 ELSE 4 END, temperature, seed";
-	if (sqlite3_prepare_v2(bv_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_err(db);
 	int rc;
+	if ((rc = bv_db_prepare(db, &st, sql)) != 0)
+		return rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *m = (const char *)sqlite3_column_text(st, 0);
 		double T = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
@@ -78,7 +72,7 @@ static int load_accuracy(report *r, bv_db *db)
 		g->n++;
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sql_err(db);
+	return rc == SQLITE_DONE ? 0 : bv_db_error(db);
 }
 
 /* Per-seed differences a - b over the seeds both groups have. */
@@ -297,10 +291,8 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 		"JOIN decompositions d ON d.temperature = c.temperature AND d.epoch = c.epoch AND d.split = c.split "
 		"WHERE c.method != 'ce' AND c.epoch = (SELECT max(epoch) FROM decompositions d2 WHERE d2.split = c.split) "
 		"ORDER BY CASE c.split WHEN 'test' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, c.temperature, c.method";
-	if (sqlite3_prepare_v2(bv_db_handle(db), reg_sql, -1, &st, NULL) != SQLITE_OK) {
-		rc = sql_err(db);
+	if ((rc = bv_db_prepare(db, &st, reg_sql)) != 0)
 		goto done;
-	}
 	if (fm == FMT_MD)
 		fprintf(f, "\n## Regularization samples\n\nSamples whose bias rises and variance falls "
 			   "against the paired ce students (or the criterion named), at the last decomposed "
@@ -343,7 +335,7 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 	sqlite3_finalize(st);
 	st = NULL;
 	if (rc != SQLITE_DONE) {
-		rc = sql_err(db);
+		rc = bv_db_error(db);
 		goto done;
 	}
 	rc = 0;
@@ -354,10 +346,8 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 	const char *corr_sql = "SELECT method, split, epoch, criterion, n_points, pearson_r, pearson_p, "
 			       "spearman_rho, spearman_p, r_ci_low, r_ci_high, n_boot FROM correlations "
 			       "ORDER BY CASE split WHEN 'test' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, method";
-	if (sqlite3_prepare_v2(bv_db_handle(db), corr_sql, -1, &st, NULL) != SQLITE_OK) {
-		rc = sql_err(db);
+	if ((rc = bv_db_prepare(db, &st, corr_sql)) != 0)
 		goto done;
-	}
 	if (fm == FMT_MD)
 		fprintf(f, "\n## Correlation: regularization samples vs accuracy\n\nAcross temperatures: "
 			   "the number of regularization samples against the students' mean test accuracy "
@@ -413,7 +403,7 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 	sqlite3_finalize(st);
 	st = NULL;
 	if (rc != SQLITE_DONE) {
-		rc = sql_err(db);
+		rc = bv_db_error(db);
 		goto done;
 	}
 	rc = 0;

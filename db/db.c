@@ -440,6 +440,17 @@ void bv_db_close(bv_db *db)
 	free(db);
 }
 
+int bv_db_error(bv_db *db)
+{
+	return dberr(db);
+}
+
+int bv_db_prepare(bv_db *db, sqlite3_stmt **out, const char *sql)
+{
+	*out = NULL;
+	return sqlite3_prepare_v2(db->h, sql, -1, out, NULL) == SQLITE_OK ? 0 : dberr(db);
+}
+
 sqlite3 *bv_db_handle(bv_db *db)
 {
 	return db->h;

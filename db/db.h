@@ -26,6 +26,7 @@
 #include "base.h"
 
 typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
 
 #define BV_DB_SCHEMA_VERSION 2
 #define BV_DB_APPLICATION_ID 0x62765462 /* "bvTb" */
@@ -51,6 +52,12 @@ int bv_db_open(bv_db **out, const char *path, int flags);
 void bv_db_close(bv_db *db); /* NULL is a no-op */
 sqlite3 *bv_db_handle(bv_db *db);
 const char *bv_db_path(const bv_db *db);
+
+/* For readers that run their own SQL on the documented tables and views
+ * (report, plot): prepare `sql` on the connection, and turn the connection's
+ * last SQLite error into BV_EDB "database '<path>': <message>". */
+int bv_db_prepare(bv_db *db, sqlite3_stmt **out, const char *sql);
+int bv_db_error(bv_db *db);
 
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
 int bv_db_begin(bv_db *db);

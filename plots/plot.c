@@ -16,11 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int sql_err(bv_db *db)
-{
-	return bv_error_set(BV_EDB, "database '%s': %s", bv_db_path(db), sqlite3_errmsg(bv_db_handle(db)));
-}
-
 void plot_printf(bv_buf *b, const char *fmt, ...)
 {
 	char small[512];
@@ -83,8 +78,8 @@ int plot_query(plot_table *t, char *sql_out, size_t cap, const plot_ctx *c, cons
 	memset(t, 0, sizeof *t);
 	sqlite3_stmt *st = NULL;
 	int rc;
-	if (sqlite3_prepare_v2(bv_db_handle(c->db), sql_out, -1, &st, NULL) != SQLITE_OK)
-		return sql_err(c->db);
+	if ((rc = bv_db_prepare(c->db, &st, sql_out)) != 0)
+		return rc;
 	t->n_cols = sqlite3_column_count(st);
 	if (t->n_cols > PLOT_MAX_COLS) {
 		sqlite3_finalize(st);
@@ -112,7 +107,7 @@ int plot_query(plot_table *t, char *sql_out, size_t cap, const plot_ctx *c, cons
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		plot_table_release(t);
-		return sql_err(c->db);
+		return bv_db_error(c->db);
 	}
 	return 0;
 }
@@ -243,14 +238,15 @@ void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title)
 static int scalar_double(double *out, bv_db *db, const char *sql, const double *arg)
 {
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(bv_db_handle(db), sql, -1, &st, NULL) != SQLITE_OK)
-		return sql_err(db);
+	int rc;
+	if ((rc = bv_db_prepare(db, &st, sql)) != 0)
+		return rc;
 	if (arg)
 		sqlite3_bind_double(st, 1, *arg);
-	int rc = sqlite3_step(st);
+	rc = sqlite3_step(st);
 	*out = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_double(st, 0) : NAN;
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_err(db);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : bv_db_error(db);
 }
 
 static int choose(plot_ctx *c, double temp)
@@ -266,16 +262,14 @@ static int choose(plot_ctx *c, double temp)
 	if (any == 0)
 		return bv_error_set(BV_ESTATE, "'%s' has no decomposition yet: run bvtool decompose --db %s first",
 				    path, path);
-	if (sqlite3_prepare_v2(bv_db_handle(db),
-			       "SELECT DISTINCT temperature FROM decompositions WHERE split = 'test' "
-			       "ORDER BY temperature",
-			       -1, &st, NULL) != SQLITE_OK)
-		return sql_err(db);
+	if ((rc = bv_db_prepare(db, &st, "SELECT DISTINCT temperature FROM decompositions "
+				     "WHERE split = 'test' ORDER BY temperature")) != 0)
+		return rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64)
 		temps[n++] = sqlite3_column_double(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_err(db);
+		return bv_db_error(db);
 	if (n == 0)
 		return bv_error_set(BV_ESTATE,
 				    "'%s' has no decomposition of the test split yet: run bvtool decompose --db %s first",
@@ -314,10 +308,9 @@ static int choose(plot_ctx *c, double temp)
 				&c->T)) != 0)
 		return rc;
 	c->E = (int)x;
-	if (sqlite3_prepare_v2(bv_db_handle(db),
-			       "SELECT criterion FROM decompositions WHERE split = 'test' AND temperature = ? AND epoch = ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		return sql_err(db);
+	if ((rc = bv_db_prepare(db, &st, "SELECT criterion FROM decompositions WHERE split = 'test' "
+				     "AND temperature = ? AND epoch = ?")) != 0)
+		return rc;
 	sqlite3_bind_double(st, 1, c->T);
 	sqlite3_bind_int(st, 2, c->E);
 	snprintf(c->criterion, sizeof c->criterion, "bv");
@@ -412,7 +405,7 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 		goto done;
 	/* one read transaction: every figure sees the same database, even while a collect writes */
 	if (sqlite3_exec(bv_db_handle(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = sql_err(db);
+		rc = bv_db_error(db);
 		goto done;
 	}
 	in_txn = 1;
