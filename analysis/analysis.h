@@ -44,11 +44,14 @@ void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, 
 			 const double *weights);
 
 /* As bv_decompose_sample, plus *wsl: the (weighted) mean over replicas of the
- * WSL weight 1 - exp(-CE_s / (CE_t + 1e-7)) against the teacher's logits
- * (K), computed in the same pass (bv_wsl_weight_mean is the unweighted
- * stand-alone form). */
+ * WSL weight 1 - exp(-CE_s / (teacher_ce + 1e-7)), teacher_ce being the
+ * teacher's -log softmax(t)[y] (bv_ce_at), computed in the same pass
+ * (bv_wsl_weight_mean is the unweighted stand-alone form). */
 void bv_decompose_sample_wsl(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
-			     int K, int y, const double *weights, const float *teacher);
+			     int K, int y, const double *weights, double teacher_ce);
+
+/* -log softmax(z)[y] of one row of K logits: the cross-entropy at label y. */
+double bv_ce_at(const float *z, int K, int y);
 
 /* ---- regularization-sample criteria (SPEC.md) --------------------------- */
 

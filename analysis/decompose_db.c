@@ -201,12 +201,12 @@ static int load(float *buf, bv_db *db, const bv_run *const *runs, int B, int epo
 		run_name(name, sizeof name, runs[b]);
 		if ((rc = bv_db_logits_get(db, runs[b]->id, epoch, split, dst, N, K)) != 0)
 			return bv_error_prefix(rc, "%s epoch %d", name, epoch);
-		for (size_t i = 0; i < (size_t)N * K; i++)
-			if (!isfinite(dst[i]))
-				return bv_error_set(BV_EFORMAT,
-						    "%s epoch %d: non-finite logit (%g) for %s sample %zu; "
-						    "the run diverged or the database is damaged",
-						    name, epoch, (double)dst[i], split, i / (size_t)K);
+		const size_t i = bv_first_nonfinite(dst, (size_t)N * K);
+		if (i < (size_t)N * K)
+			return bv_error_set(BV_EFORMAT,
+					    "%s epoch %d: non-finite logit (%g) for %s sample %zu; "
+					    "the run diverged or the database is damaged",
+					    name, epoch, (double)dst[i], split, i / (size_t)K);
 	}
 	return 0;
 }
@@ -250,6 +250,7 @@ typedef struct selection {
 	int N, K;
 	const int *labels;      /* (N) */
 	const float *teacher;   /* (N, K) or NULL */
+	const double *teacher_ce; /* (N) -log softmax(teacher)[y], when teacher is not NULL */
 	const int *oob;         /* (B, N) 1 where seed b did not draw sample i; NULL unless oob */
 	bv_criterion crit;
 	double T;
@@ -275,6 +276,11 @@ static int decompose_method(bv_stat_row *rows, const float *buf, int B, const se
 	const size_t stride = (size_t)s->N * s->K;
 	int n_rows = 0;
 	for (int i = 0; i < s->N; i++) {
+		/* the B rows of sample i + 8 lie B strides apart: too many streams for
+		 * the hardware prefetcher, whose misses were half of the decomposition */
+		if (i + 8 < s->N)
+			for (int b = 0; b < B; b++)
+				__builtin_prefetch(buf + (size_t)b * stride + (size_t)(i + 8) * s->K);
 		int nb = sample_weights(w, s, B, i);
 		if (nb < 2)
 			continue;
@@ -284,7 +290,8 @@ static int decompose_method(bv_stat_row *rows, const float *buf, int B, const se
 		const int y = s->labels[i];
 		const float *t = s->teacher ? s->teacher + (size_t)i * s->K : NULL;
 		if (soft && t)
-			bv_decompose_sample_wsl(&d, &wsl, z, stride, B, s->K, y, s->oob ? w : NULL, t);
+			bv_decompose_sample_wsl(&d, &wsl, z, stride, B, s->K, y, s->oob ? w : NULL,
+						s->teacher_ce[i]);
 		else
 			bv_decompose_sample(&d, z, stride, B, s->K, y, s->oob ? w : NULL);
 		bv_stat_row *r = &rows[n_rows];
@@ -297,15 +304,7 @@ static int decompose_method(bv_stat_row *rows, const float *buf, int B, const se
 		r->acc = d.acc;
 		r->regularization = -1;
 		r->wsl_weight = wsl;
-		r->teacher_p_true = NAN;
-		if (t) {
-			double mx = -INFINITY, sum = 0;
-			for (int k = 0; k < s->K; k++)
-				mx = fmax(mx, (double)t[k]);
-			for (int k = 0; k < s->K; k++)
-				sum += exp(t[k] - mx);
-			r->teacher_p_true = exp(t[y] - mx) / sum;
-		}
+		r->teacher_p_true = t ? exp(-s->teacher_ce[i]) : NAN;
 		if (soft) {
 			/* ce_rows[] holds every sample that has a row, in the same order */
 			const bv_stat_row *c = &ce_rows[n_rows];
@@ -601,6 +600,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	selection s = {0};
 	int rc, *labels = NULL, *epochs = NULL, n_epochs = 0, *oob = NULL, N = 0;
 	float *teacher = NULL, *ce_buf = NULL, *m_buf = NULL;
+	double *teacher_ce = NULL;
 	bv_stat_row *ce_cache = NULL, *m_rows = NULL; /* ce rows of every epoch (n_epochs, N) */
 	int *ce_n = NULL;                             /* rows per epoch */
 	char ce_seeds[1024] = "";                     /* the seeds ce_cache was computed with */
@@ -609,7 +609,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	double max_err = 0;
 
 	/* read the snapshots through a memory map: no copy through the kernel */
-	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
+	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -131072", NULL, NULL, NULL);
 	if ((rc = make_plan(&p, db, o, say, ctx)) != 0)
 		goto done;
 	s.split = o->split;
@@ -709,6 +709,16 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 			goto done;
 	}
 	s.teacher = teacher;
+	if (teacher) {
+		teacher_ce = malloc(sizeof(double) * (size_t)N);
+		if (!teacher_ce) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory");
+			goto done;
+		}
+		for (int i = 0; i < N; i++)
+			teacher_ce[i] = bv_ce_at(teacher + (size_t)i * s.K, s.K, labels[i]);
+	}
+	s.teacher_ce = teacher_ce;
 	if (!teacher && s.crit != BV_CRIT_BV) {
 		rc = bv_error_set(BV_ESTATE, "--criterion %s needs the teacher's %s logits, which '%s' lacks",
 				  bv_criterion_name(s.crit), s.snap, bv_db_path(db));
@@ -767,6 +777,11 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		const int reuse_ce = strcmp(ce_seeds, seeds_text) == 0;
 		if (!reuse_ce)
 			snprintf(ce_seeds, sizeof ce_seeds, "%s", seeds_text);
+		/* the earlier rows of every epoch go first, so that the new ones are
+		 * appended in key order rather than split into the old ones' pages */
+		for (int e = 0; e < n_epochs; e++)
+			if ((rc = bv_db_stats_clear(db, T, epochs[e], o->split)) != 0)
+				goto done;
 		for (int e = 0; e < n_epochs; e++) {
 			const int E = epochs[e];
 			bv_stat_row *ce_rows = ce_cache + (size_t)e * N;
@@ -778,8 +793,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				ce_n[e] = decompose_method(ce_rows, ce_buf, B, &s, NULL, 0, &max_err);
 			}
 			const int n_rows = ce_n[e];
-			if ((rc = bv_db_stats_clear(db, T, E, o->split)) != 0 ||
-			    (rc = bv_db_stats_put(db, T, E, o->split, "ce", ce_rows, n_rows)) != 0)
+			if ((rc = bv_db_stats_put(db, T, E, o->split, "ce", ce_rows, n_rows)) != 0)
 				goto done;
 			double sb = 0, sv = 0, sl = 0;
 			for (int i = 0; i < n_rows; i++)
@@ -868,6 +882,7 @@ done:
 	free(epochs);
 	free(oob);
 	free(teacher);
+	free(teacher_ce);
 	free(ce_buf);
 	free(m_buf);
 	free(ce_cache);

@@ -68,6 +68,16 @@ double bv_now(void);
 int bv_parse_double(double *out, const char *s, double lo, double hi, const char *what);
 int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what);
 
+/* In place, x[i] = exp(x[i]) and x[i] = log(x[i]) for i < n, vectorised
+ * (base/vmath.c), within a few ulps of libm. bv_vexp: any input (0 under
+ * -708, +inf over 709.78, NaN stays NaN). bv_vlog: positive normal finite
+ * inputs only (no check: 0, subnormals, negatives and infinities give
+ * meaningless values). */
+void bv_vexp(double *x, size_t n);
+void bv_vlog(double *x, size_t n);
+/* The index of the first NaN or infinity of x[0..n), or n when all are finite. */
+size_t bv_first_nonfinite(const float *x, size_t n);
+
 #define BV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -55,7 +55,6 @@ enum stmt_id {
 	S_METRICS_GET,
 	S_STATS_CLEAR,
 	S_DECOMP_CLEAR,
-	S_STATS_PUT,
 	S_DECOMP_PUT,
 	S_CORR_PUT,
 	N_STMT
@@ -106,10 +105,6 @@ static const char *const stmt_sql[N_STMT] = {
 	[S_STATS_CLEAR] = "DELETE FROM sample_stats WHERE temperature = ?1 AND epoch = ?2 AND split = ?3",
 	[S_DECOMP_CLEAR] = "DELETE FROM decompositions WHERE temperature = ?1 AND epoch = ?2 "
 			   "AND split = ?3",
-	[S_STATS_PUT] = "INSERT OR REPLACE INTO sample_stats(temperature, epoch, split, sample_idx, "
-			"method, bias, variance, loss, regularization, n_seeds, p_true, acc, "
-			"wsl_weight, teacher_p_true) "
-			"VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[S_DECOMP_PUT] = "INSERT OR REPLACE INTO decompositions(temperature, epoch, split, criterion, "
 			 "n_samples, seeds, max_identity_error, created_at) "
 			 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
@@ -126,7 +121,13 @@ struct bv_db {
 	sqlite3 *h;
 	char *path;
 	sqlite3_stmt *stmt[N_STMT]; /* prepared on first use */
+	sqlite3_stmt *stats_batch;  /* STATS_BATCH sample_stats rows, prepared on first use */
 };
+
+/* Rows per INSERT of bv_db_stats_put. One statement per row spent most of its
+ * time reopening the table's cursor and seeking from the root; 256 rows per
+ * statement wrote 300,000 rows in half the time (docs/benchmarks.md, issue 4). */
+enum { STATS_BATCH = 256, STATS_SHARED = 4, STATS_PER_ROW = 10 };
 
 _Static_assert(sizeof(float) == 4, "logits BLOBs are float32");
 
@@ -435,6 +436,7 @@ void bv_db_close(bv_db *db)
 		return;
 	for (int i = 0; i < N_STMT; i++)
 		sqlite3_finalize(db->stmt[i]);
+	sqlite3_finalize(db->stats_batch);
 	sqlite3_close_v2(db->h); /* NULL is a no-op */
 	free(db->path);
 	free(db);
@@ -1024,34 +1026,81 @@ int bv_db_stats_clear(bv_db *db, double temperature, int epoch, const char *spli
 	return rc;
 }
 
+/* The INSERT of n_rows sample_stats rows: ?1-?4 are temperature, epoch, split
+ * and method, shared; row j's ten values are ?(5 + 10 j) to ?(14 + 10 j). */
+static int stats_prepare(bv_db *db, sqlite3_stmt **out, int n_rows)
+{
+	bv_buf sql;
+	bv_buf_init(&sql);
+	static const char head[] = "INSERT OR REPLACE INTO sample_stats(temperature, epoch, split, "
+				   "method, sample_idx, bias, variance, loss, regularization, n_seeds, "
+				   "p_true, acc, wsl_weight, teacher_p_true) VALUES";
+	bv_buf_append(&sql, head, sizeof head - 1);
+	for (int j = 0; j < n_rows; j++) {
+		char row[160];
+		const int p = STATS_SHARED + 1 + STATS_PER_ROW * j;
+		int len = snprintf(row, sizeof row, "%s(?1,?2,?3,?4", j ? "," : "");
+		for (int c = 0; c < STATS_PER_ROW; c++)
+			len += snprintf(row + len, sizeof row - (size_t)len, ",?%d", p + c);
+		bv_buf_append(&sql, row, (size_t)len);
+		bv_buf_append(&sql, ")", 1);
+	}
+	int rc = 0;
+	if (sql.failed)
+		rc = bv_error_set(BV_ENOMEM, "out of memory");
+	else if (sqlite3_prepare_v3(db->h, (const char *)sql.data, (int)sql.len,
+				    SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK)
+		rc = dberr(db);
+	bv_buf_release(&sql);
+	return rc;
+}
+
+/* Bind row j's ten values of a stats_prepare statement. */
+static int stats_bind(bv_db *db, sqlite3_stmt *st, int j, const bv_stat_row *r)
+{
+	const int p = STATS_SHARED + 1 + STATS_PER_ROW * j;
+	return bind_failed(db, sqlite3_bind_int(st, p, r->sample_idx) |
+				       sqlite3_bind_double(st, p + 1, r->bias) |
+				       sqlite3_bind_double(st, p + 2, r->variance) |
+				       sqlite3_bind_double(st, p + 3, r->loss) |
+				       (r->regularization < 0 ? sqlite3_bind_null(st, p + 4)
+							      : sqlite3_bind_int(st, p + 4, r->regularization)) |
+				       sqlite3_bind_int(st, p + 5, r->n_seeds) |
+				       bind_real(st, p + 6, r->p_true) | bind_real(st, p + 7, r->acc) |
+				       bind_real(st, p + 8, r->wsl_weight) |
+				       bind_real(st, p + 9, r->teacher_p_true));
+}
+
 int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,
 		    const char *method, const bv_stat_row *rows, int n)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
-	if ((rc = stmt(db, S_STATS_PUT, &st)) != 0)
+	sqlite3_stmt *tail = NULL;
+	int rc = 0;
+	if (n >= STATS_BATCH && !db->stats_batch &&
+	    (rc = stats_prepare(db, &db->stats_batch, STATS_BATCH)) != 0)
 		return rc;
-	for (int i = 0; i < n && rc == 0; i++) {
-		const bv_stat_row *r = &rows[i];
-		if ((rc = bind_failed(db, sqlite3_bind_double(st, 1, temperature))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_int(st, 2, epoch))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_int(st, 4, r->sample_idx))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_text(st, 5, method, -1, SQLITE_STATIC))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_double(st, 6, r->bias))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_double(st, 7, r->variance))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_double(st, 8, r->loss))) == 0 &&
-		    (rc = bind_failed(db, r->regularization < 0 ? sqlite3_bind_null(st, 9)
-							       : sqlite3_bind_int(st, 9, r->regularization))) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_int(st, 10, r->n_seeds))) == 0 &&
-		    (rc = bind_failed(db, bind_real(st, 11, r->p_true))) == 0 &&
-		    (rc = bind_failed(db, bind_real(st, 12, r->acc))) == 0 &&
-		    (rc = bind_failed(db, bind_real(st, 13, r->wsl_weight))) == 0 &&
-		    (rc = bind_failed(db, bind_real(st, 14, r->teacher_p_true))) == 0)
+	for (int i = 0; i < n && rc == 0;) {
+		const int m = n - i < STATS_BATCH ? n - i : STATS_BATCH;
+		sqlite3_stmt *st = db->stats_batch;
+		if (m < STATS_BATCH) /* the last, shorter statement: prepared for this call only */
+			if ((rc = stats_prepare(db, &tail, m)) != 0)
+				break;
+		st = m < STATS_BATCH ? tail : st;
+		if ((rc = bind_failed(db, sqlite3_bind_double(st, 1, temperature) |
+						  sqlite3_bind_int(st, 2, epoch) |
+						  sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC) |
+						  sqlite3_bind_text(st, 4, method, -1, SQLITE_STATIC))) != 0)
+			break;
+		for (int j = 0; j < m && rc == 0; j++)
+			rc = stats_bind(db, st, j, &rows[i + j]);
+		if (rc == 0)
 			rc = run(db, st);
 		sqlite3_reset(st);
+		i += m;
 	}
-	unstmt(st);
+	if (db->stats_batch)
+		sqlite3_clear_bindings(db->stats_batch); /* no pointer to split and method kept */
+	sqlite3_finalize(tail);
 	return rc;
 }
 
