@@ -609,7 +609,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	double max_err = 0;
 
 	/* read the snapshots through a memory map: no copy through the kernel */
-	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -131072", NULL, NULL, NULL);
+	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
 	if ((rc = make_plan(&p, db, o, say, ctx)) != 0)
 		goto done;
 	s.split = o->split;

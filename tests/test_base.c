@@ -1,6 +1,7 @@
 /*
- * base: error buffer, atomic writes, checked number parsing.
+ * base: error buffer, atomic writes, checked number parsing, vectorised exp/log.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +9,89 @@
 
 #include "base.h"
 #include "check.h"
+
+/* distance in units in the last place of want (of the least subnormal under it) */
+static double ulps(double got, double want)
+{
+	const double u = nextafter(fabs(want), INFINITY) - fabs(want);
+	return fabs(got - want) / u;
+}
+
+/* bv_vexp and bv_vlog against libm: random arguments over their whole range
+ * (array lengths that leave remainders after any vector width), then the edges. */
+static void test_vmath(void)
+{
+	enum { N = 100003 };
+	double *x = malloc(sizeof(double) * N), *y = malloc(sizeof(double) * N);
+	CHECK(x && y, "allocation");
+	if (!x || !y)
+		return;
+	srand(7);
+	for (int i = 0; i < N; i++) /* [-750, 712]: subnormal results, overflow, and small |x| */
+		x[i] = i % 3 ? -750.0 + 1462.0 * rand() / RAND_MAX : 1e-3 * (rand() - RAND_MAX / 2) / RAND_MAX;
+	memcpy(y, x, sizeof(double) * N);
+	bv_vexp(y, N);
+	double worst = 0;
+	int wrong = 0;
+	for (int i = 0; i < N; i++) {
+		const double want = exp(x[i]);
+		if (isinf(want) || want == 0)
+			wrong += y[i] != want;
+		else
+			worst = fmax(worst, ulps(y[i], want));
+	}
+	CHECK(worst <= 2 && wrong == 0, "bv_vexp: %.2f ulps at worst (<= 2), %d wrong 0/inf", worst, wrong);
+	printf("bv_vexp: %.2f ulps at worst over %d arguments\n", worst, N);
+
+	for (int i = 0; i < N; i++) /* 1e-300 .. 1e300, and 1 + tiny (log near 0) */
+		x[i] = i % 4 ? exp(-690.0 + 1380.0 * rand() / RAND_MAX) : 1.0 + 1e-6 * rand() / RAND_MAX;
+	memcpy(y, x, sizeof(double) * N);
+	bv_vlog(y, N);
+	worst = 0;
+	for (int i = 0; i < N; i++)
+		worst = fmax(worst, ulps(y[i], log(x[i])));
+	CHECK(worst <= 2, "bv_vlog: %.2f ulps at worst (<= 2)", worst);
+	printf("bv_vlog: %.2f ulps at worst over %d arguments\n", worst, N);
+
+	double e[] = {0.0, -0.0, 1.0, -745.2, -746.0, -1e4, -INFINITY, 709.78, 709.8, INFINITY, NAN};
+	const size_t n_e = sizeof e / sizeof e[0];
+	double want[sizeof e / sizeof e[0]];
+	for (size_t i = 0; i < n_e; i++)
+		want[i] = exp(e[i]);
+	bv_vexp(e, n_e);
+	for (size_t i = 0; i < n_e; i++)
+		CHECK((isnan(want[i]) && isnan(e[i])) || e[i] == want[i] || ulps(e[i], want[i]) <= 2,
+		      "bv_vexp edge %zu: got %.17g want %.17g", i, e[i], want[i]);
+	double l[] = {1.0, 2.0, 0.5, 0x1.6a09e667f3bcdp+0, 0x1.6a09e667f3bccp+0, 1.7976931348623157e308,
+		      2.2250738585072014e-308};
+	const size_t n_l = sizeof l / sizeof l[0];
+	double want_l[sizeof l / sizeof l[0]];
+	for (size_t i = 0; i < n_l; i++)
+		want_l[i] = log(l[i]);
+	bv_vlog(l, n_l);
+	for (size_t i = 0; i < n_l; i++)
+		CHECK(l[i] == want_l[i] || ulps(l[i], want_l[i]) <= 2, "bv_vlog edge %zu: got %.17g want %.17g",
+		      i, l[i], want_l[i]);
+	CHECK(l[0] == 0.0, "log 1 is exactly 0");
+
+	/* bv_first_nonfinite: none, then the first of two, in a later block */
+	float *f = malloc(sizeof(float) * N);
+	CHECK(f != NULL, "allocation");
+	if (f) {
+		for (int i = 0; i < N; i++)
+			f[i] = (float)(i % 17) - 8.0f;
+		CHECK(bv_first_nonfinite(f, N) == N, "all finite");
+		f[N - 5] = INFINITY;
+		f[9000] = NAN;
+		CHECK(bv_first_nonfinite(f, N) == 9000, "first non-finite: %zu", bv_first_nonfinite(f, N));
+		CHECK(bv_first_nonfinite(f, 9000) == 9000, "a prefix without it");
+		f[9000] = -INFINITY;
+		CHECK(bv_first_nonfinite(f, N) == 9000, "-inf found");
+		free(f);
+	}
+	free(x);
+	free(y);
+}
 
 int main(void)
 {
@@ -59,5 +143,7 @@ int main(void)
 	const unsigned char want[] = {4, 3, 2, 1, 0x11, 0x10, 0x0f, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 0, 0, 0x80, 0x3f};
 	CHECK(b.len == sizeof want && memcmp(b.data, want, sizeof want) == 0, "little-endian encoding");
 	bv_buf_release(&b);
+
+	test_vmath();
 	return bv_check_done();
 }
