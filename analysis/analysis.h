@@ -50,6 +50,16 @@ void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, 
 void bv_decompose_sample_wsl(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
 			     int K, int y, const double *weights, double teacher_ce);
 
+/* bv_decompose_sample(_wsl) for n samples at once (faster: the exps and logs
+ * of many rows go through one vectorised call): sample j's rows at logits +
+ * j*K (+ r*stride for replica r), its label y[j], its weights (B, may be NULL:
+ * all 1) at weights + j*w_stride, its teacher CE teacher_ce[j]; out[j] and,
+ * when wsl is not NULL, wsl[j]. Results are those of the one-sample calls,
+ * bit for bit. */
+void bv_decompose_samples(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
+			  int K, int n, const int *y, const double *weights, size_t w_stride,
+			  const double *teacher_ce);
+
 /* -log softmax(z)[y] of one row of K logits: the cross-entropy at label y. */
 double bv_ce_at(const float *z, int K, int y);
 

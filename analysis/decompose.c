@@ -1,11 +1,11 @@
 /*
  * The per-sample bias/variance decomposition of log loss (Heskes 1998) and the
  * regularization-sample criteria of SPEC.md, on plain float32 logit arrays.
- * The database-driven `decompose` step calls bv_decompose_sample once per
- * (sample, method, epoch) with rows pointing into (B, N, K) snapshots, so it
- * is written for speed: no allocation and no limit on K, one exp per logit
- * plus one per class, one log per replica, all of them through the vectorised
- * bv_vexp / bv_vlog (base/vmath.c) on buffers of a few hundred values.
+ * The database-driven `decompose` step calls bv_decompose_samples on blocks
+ * of samples of (B, N, K) snapshots, so it is written for speed: no
+ * allocation up to 4096 classes and no limit on K, one exp per logit plus one
+ * per class, one log per replica, all of them through the vectorised
+ * bv_vexp / bv_vlog (base/vmath.c) on buffers of thousands of values.
  *
  * Softmax is shift-invariant. With c_r = max_k z_r[k], s_r = sum_k
  * exp(z_r[k] - c_r) (so log q_r[k] = z_r[k] - c_r - log s_r) and weights w_r,
@@ -17,11 +17,12 @@
  * rounding stays at ulps of log K: a zero variance comes out as 0 (exactly 0
  * for one replica) rather than as -1e-15 noise of a large logsumexp.
  * Pass 1 walks each replica's row once (max, argmax, s_r, q_r[y]); pass 2
- * forms the d_k (A_k - sum_r w_r c_r) up to 512 classes at a time.
+ * forms the d_k (A_k - sum_r w_r c_r) of every sample of a block.
  */
 #include "analysis.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static double log_softmax_at(const float *z, int K, int y, double T);
@@ -29,159 +30,186 @@ static double log_softmax_at(const float *z, int K, int y, double T);
 /* ---- the decomposition -------------------------------------------------- */
 
 enum {
-	CHUNK = 512, /* doubles of the exp buffer: whole rows of up to 512 classes, or pieces of one */
-	GROUP = 64,  /* replicas whose rows pass 1 puts through one bv_vexp call, at most */
+	CAP = 4096,   /* doubles of the exp buffer (32 KiB): rows of many replicas and samples */
+	ITEMS = 1024, /* (sample, replica) rows per pass-1 batch, at most */
+	BLOCK = 64,   /* samples per block, at most */
 };
 
-/* d[k] = ((sum_r w_r z_r[k0 + k]) - sum_c) / W for k < n, over the rows of weight != 0:
- * the mean centred logit d_k of the classes k0 .. k0 + n - 1 */
-static void centred_means(double *d, const float *logits, size_t stride, int B, int k0, int n,
-			  const double *weights, double sum_c, double W)
+/* One (sample, replica) row of pass 1. */
+typedef struct item {
+	const float *z; /* the row: K logits */
+	double w, c;    /* its weight and c_r = max_k z_r[k] */
+	int j, arg_y;   /* its sample in the block; whether its (first) argmax is the label */
+} item;
+
+/* A sample's weighted sums over its replicas. */
+typedef struct sums {
+	double W, c, log_s, p_true, acc, wsl;
+} sums;
+
+/* Pass 1 for a batch of rows: s_r = sum_k exp(z_r[k] - c_r) for all of them
+ * through one bv_vexp call, then log s_r, q_r[y] and the WSL weight, added to
+ * each row's sample in replica order. buf holds n_it * K doubles. */
+static void pass1(sums *S, const item *it, int n_it, int K, const int *y, const double *ce_t,
+		  double *buf)
 {
-	for (int k = 0; k < n; k++)
-		d[k] = 0;
-	for (int r = 0; r < B; r++) {
-		const double w = weights ? weights[r] : 1.0;
-		if (w == 0)
-			continue;
-		const float *z = logits + (size_t)r * stride + (size_t)k0;
-		for (int k = 0; k < n; k++)
-			d[k] += w * z[k];
+	double v[ITEMS], u[ITEMS];
+	for (int t = 0; t < n_it; t++)
+		for (int k = 0; k < K; k++)
+			buf[(size_t)t * K + k] = (double)it[t].z[k] - it[t].c;
+	bv_vexp(buf, (size_t)n_it * K);
+	for (int t = 0; t < n_it; t++) {
+		const double *e = buf + (size_t)t * K;
+		double s = 0;
+		for (int k = 0; k < K; k++)
+			s += e[k];
+		v[t] = s;
+		S[it[t].j].p_true += it[t].w * (e[y[it[t].j]] / s); /* q_r[y] = exp(z_y - c_r) / s_r */
 	}
-	for (int k = 0; k < n; k++)
-		d[k] = (d[k] - sum_c) / W;
+	bv_vlog(v, (size_t)n_it);
+	if (ce_t) { /* CE_s = -log q_r[y] = c_r + log s_r - z_r[y] */
+		for (int t = 0; t < n_it; t++)
+			u[t] = -(it[t].c + v[t] - (double)it[t].z[y[it[t].j]]) / (ce_t[it[t].j] + 1e-7);
+		bv_vexp(u, (size_t)n_it);
+	}
+	for (int t = 0; t < n_it; t++) {
+		sums *x = &S[it[t].j];
+		x->W += it[t].w;
+		x->c += it[t].w * it[t].c;
+		x->log_s += it[t].w * v[t];
+		if (ce_t)
+			x->wsl += it[t].w * (1.0 - u[t]);
+		x->acc += it[t].arg_y ? it[t].w : 0.0;
+	}
 }
 
-/* The decomposition; with ce_t not NaN also the weighted mean WSL weight
- * 1 - exp(-CE_s / (ce_t + 1e-7)) of the replicas, from the same pass. The exps
- * and logs go through bv_vexp / bv_vlog a buffer at a time. */
-static void decompose(bv_bv *out, double *wsl, const float *logits, size_t stride, int B, int K,
-		      int y, const double *weights, double ce_t)
+/* n <= BLOCK samples with n * K <= cap; sample j's replica r at
+ * logits + r * stride + j * K, its weights at weights + j * w_stride */
+static void decompose_block(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
+			    int K, int n, const int *y, const double *weights, size_t w_stride,
+			    const double *ce_t, double *buf, size_t cap)
 {
-	double W = 0, sum_c = 0, sum_log_s = 0, p_true = 0, acc = 0, sum_wsl = 0;
-	double buf[CHUNK];
-	double c[GROUP], ls[GROUP], e_y[GROUP], u[GROUP], wg[GROUP];
-	const float *zg[GROUP];
-	int arg_y[GROUP];
-	const int per_group = K > CHUNK ? 1 : CHUNK / K < GROUP ? CHUNK / K : GROUP;
+	sums S[BLOCK] = {{0}};
+	item it[ITEMS];
+	const int per_batch = cap / (size_t)K < ITEMS ? (int)(cap / (size_t)K) : ITEMS;
+	int n_it = 0;
 
-	/* pass 1, a group of replicas at a time: c_r = max_k z_r[k], log s_r with
-	 * s_r = sum_k exp(z_r[k] - c_r), q_r[y] and whether the argmax is y */
-	for (int r = 0; r < B;) {
-		int g = 0;
-		for (; r < B && g < per_group; r++) {
-			const double w = weights ? weights[r] : 1.0;
+	/* pass 1: c_r = max_k z_r[k], whether the argmax is y, then batches of rows */
+	for (int j = 0; j < n; j++)
+		for (int r = 0; r < B; r++) {
+			const double w = weights ? weights[(size_t)j * w_stride + (size_t)r] : 1.0;
 			if (w == 0)
 				continue;
-			const float *z = logits + (size_t)r * stride;
+			const float *z = logits + (size_t)r * stride + (size_t)j * K;
 			int arg = 0; /* first max wins, like the rest of bvtool */
 			for (int k = 1; k < K; k++)
 				if (z[k] > z[arg])
 					arg = k;
-			zg[g] = z;
-			wg[g] = w;
-			c[g] = z[arg];
-			arg_y[g] = arg == y;
-			g++;
-		}
-		if (g == 0)
-			break;
-		if (K <= CHUNK) { /* g whole rows in buf */
-			for (int j = 0; j < g; j++)
-				for (int k = 0; k < K; k++)
-					buf[j * K + k] = (double)zg[j][k] - c[j];
-			bv_vexp(buf, (size_t)g * K);
-			for (int j = 0; j < g; j++) {
-				double s = 0;
-				for (int k = 0; k < K; k++)
-					s += buf[j * K + k];
-				ls[j] = s;
-				e_y[j] = buf[j * K + y];
+			it[n_it++] = (item){z, w, z[arg], j, arg == y[j]};
+			if (n_it == per_batch) {
+				pass1(S, it, n_it, K, y, ce_t, buf);
+				n_it = 0;
 			}
-		} else { /* one row (g == 1), CHUNK classes at a time */
-			double s = 0;
-			for (int k0 = 0; k0 < K; k0 += CHUNK) {
-				const int n = K - k0 < CHUNK ? K - k0 : CHUNK;
-				for (int k = 0; k < n; k++)
-					buf[k] = (double)zg[0][k0 + k] - c[0];
-				bv_vexp(buf, (size_t)n);
-				for (int k = 0; k < n; k++)
-					s += buf[k];
-				if (y >= k0 && y < k0 + n)
-					e_y[0] = buf[y - k0];
-			}
-			ls[0] = s;
 		}
-		for (int j = 0; j < g; j++)
-			p_true += wg[j] * (e_y[j] / ls[j]); /* q_r[y] = exp(z_y - c_r) / s_r */
-		bv_vlog(ls, (size_t)g);
-		if (wsl) { /* CE_s = -log q_r[y] = c_r + log s_r - z_r[y] */
-			for (int j = 0; j < g; j++)
-				u[j] = -(c[j] + ls[j] - (double)zg[j][y]) / (ce_t + 1e-7);
-			bv_vexp(u, (size_t)g);
+	if (n_it)
+		pass1(S, it, n_it, K, y, ce_t, buf);
+
+	/* pass 2: d_k = (1/W) sum_r w_r (z_r[k] - c_r) and lse_k(d) = m + log sum_k
+	 * exp(d_k - m), m = max_k d_k, the exps of the whole block in one call */
+	double m[BLOCK], d_y[BLOCK], lse[BLOCK];
+	for (int j = 0; j < n; j++) {
+		double *d = buf + (size_t)j * K;
+		for (int k = 0; k < K; k++)
+			d[k] = 0;
+		m[j] = -INFINITY;
+		d_y[j] = 0;
+		if (!(S[j].W > 0))
+			continue;
+		for (int r = 0; r < B; r++) {
+			const double w = weights ? weights[(size_t)j * w_stride + (size_t)r] : 1.0;
+			if (w == 0)
+				continue;
+			const float *z = logits + (size_t)r * stride + (size_t)j * K;
+			for (int k = 0; k < K; k++)
+				d[k] += w * z[k];
 		}
-		for (int j = 0; j < g; j++) {
-			W += wg[j];
-			sum_c += wg[j] * c[j];
-			sum_log_s += wg[j] * ls[j];
+		for (int k = 0; k < K; k++) {
+			d[k] = (d[k] - S[j].c) / S[j].W;
+			m[j] = d[k] > m[j] ? d[k] : m[j];
+		}
+		d_y[j] = d[y[j]];
+		for (int k = 0; k < K; k++)
+			d[k] -= m[j];
+	}
+	bv_vexp(buf, (size_t)n * K);
+	for (int j = 0; j < n; j++) {
+		double s = 0;
+		for (int k = 0; k < K; k++)
+			s += buf[(size_t)j * K + k];
+		lse[j] = S[j].W > 0 ? s : 1.0;
+	}
+	bv_vlog(lse, (size_t)n);
+
+	for (int j = 0; j < n; j++) {
+		const sums *x = &S[j];
+		bv_bv *o = &out[j];
+		if (!(x->W > 0)) {
+			o->bias = o->variance = o->loss = o->p_true = o->acc = NAN;
 			if (wsl)
-				sum_wsl += wg[j] * (1.0 - u[j]);
-			acc += arg_y[j] ? wg[j] : 0.0;
+				wsl[j] = NAN;
+			continue;
 		}
-	}
-	if (!(W > 0)) {
-		out->bias = out->variance = out->loss = out->p_true = out->acc = NAN;
+		const double lse_d = m[j] + lse[j];
+		const double L = x->log_s / x->W;
+		o->loss = L - d_y[j];       /* (1/W) sum_r w_r (-log q_r[y]) = -l_y */
+		o->bias = lse_d - d_y[j];   /* -log qbar[y] = -l_y + log Z */
+		o->variance = L - lse_d;    /* mean_r KL(qbar || q_r) = -log Z, >= 0 by Jensen */
+		o->p_true = x->p_true / x->W;
+		o->acc = x->acc / x->W;
 		if (wsl)
-			*wsl = NAN;
-		return;
+			wsl[j] = x->wsl / x->W;
 	}
-	if (wsl)
-		*wsl = sum_wsl / W;
+}
 
-	/* pass 2: lse_k(d) = m + log sum_k exp(d_k - m), m = max_k d_k; with more
-	 * than CHUNK classes the d_k are formed twice, for the max and for the sum */
-	double m = -INFINITY, d_y = 0;
-	for (int k0 = 0; k0 < K; k0 += CHUNK) {
-		const int n = K - k0 < CHUNK ? K - k0 : CHUNK;
-		centred_means(buf, logits, stride, B, k0, n, weights, sum_c, W);
-		for (int k = 0; k < n; k++)
-			m = buf[k] > m ? buf[k] : m;
-		if (y >= k0 && y < k0 + n)
-			d_y = buf[y - k0];
+void bv_decompose_samples(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
+			  int K, int n, const int *y, const double *weights, size_t w_stride,
+			  const double *teacher_ce)
+{
+	double stack[CAP];
+	double *buf = stack;
+	size_t cap = CAP;
+	if (K > CAP) { /* more classes than the stack buffer holds: one sample's row at a time */
+		if (!(buf = malloc(sizeof(double) * (size_t)K))) {
+			for (int j = 0; j < n; j++) {
+				out[j].bias = out[j].variance = out[j].loss = out[j].p_true = out[j].acc = NAN;
+				if (wsl)
+					wsl[j] = NAN;
+			}
+			return;
+		}
+		cap = (size_t)K;
 	}
-	double s = 0;
-	for (int k0 = 0; k0 < K; k0 += CHUNK) {
-		const int n = K - k0 < CHUNK ? K - k0 : CHUNK;
-		if (K > CHUNK)
-			centred_means(buf, logits, stride, B, k0, n, weights, sum_c, W);
-		for (int k = 0; k < n; k++)
-			buf[k] -= m;
-		bv_vexp(buf, (size_t)n);
-		for (int k = 0; k < n; k++)
-			s += buf[k];
+	const int per_block = cap / (size_t)K < BLOCK ? (int)(cap / (size_t)K) : BLOCK;
+	for (int j0 = 0; j0 < n; j0 += per_block) {
+		const int nb = n - j0 < per_block ? n - j0 : per_block;
+		decompose_block(out + j0, wsl ? wsl + j0 : NULL, logits + (size_t)j0 * K, stride, B, K,
+				nb, y + j0, weights ? weights + (size_t)j0 * w_stride : NULL, w_stride,
+				wsl ? teacher_ce + j0 : NULL, buf, cap);
 	}
-	buf[0] = s;
-	bv_vlog(buf, 1);
-	const double lse_d = m + buf[0];
-	const double L = sum_log_s / W;
-
-	out->loss = L - d_y;         /* (1/W) sum_r w_r (-log q_r[y]) = -l_y */
-	out->bias = lse_d - d_y;     /* -log qbar[y] = -l_y + log Z */
-	out->variance = L - lse_d;   /* mean_r KL(qbar || q_r) = -log Z, >= 0 by Jensen */
-	out->p_true = p_true / W;
-	out->acc = acc / W;
+	if (buf != stack)
+		free(buf);
 }
 
 void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, int K, int y,
 			 const double *weights)
 {
-	decompose(out, NULL, logits, stride, B, K, y, weights, NAN);
+	bv_decompose_samples(out, NULL, logits, stride, B, K, 1, &y, weights, 0, NULL);
 }
 
 void bv_decompose_sample_wsl(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
 			     int K, int y, const double *weights, double teacher_ce)
 {
-	decompose(out, wsl, logits, stride, B, K, y, weights, teacher_ce);
+	bv_decompose_samples(out, wsl, logits, stride, B, K, 1, &y, weights, 0, &teacher_ce);
 }
 
 double bv_ce_at(const float *z, int K, int y)

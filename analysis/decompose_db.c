@@ -267,62 +267,74 @@ static int sample_weights(double *w, const selection *s, int B, int i)
 	return n;
 }
 
+enum { SAMPLES = 64 }; /* samples per bv_decompose_samples call */
+
 /* Decompose every sample of one method; rows (N) out, returning how many were
- * written (oob samples with < 2 out-of-bag seeds are left out). */
+ * written (oob samples with < 2 out-of-bag seeds are left out), or BV_ENOMEM. */
 static int decompose_method(bv_stat_row *rows, const float *buf, int B, const selection *s,
 			    const bv_stat_row *ce_rows, int soft, double *max_err)
 {
-	double w[MAX_SEEDS];
 	const size_t stride = (size_t)s->N * s->K;
+	const int K = s->K, use_wsl = soft && s->teacher;
+	double *w = malloc(sizeof(double) * SAMPLES * (size_t)B); /* (SAMPLES, B) */
+	if (!w)
+		return bv_error_set(BV_ENOMEM, "out of memory");
 	int n_rows = 0;
-	for (int i = 0; i < s->N; i++) {
-		/* the B rows of sample i + 8 lie B strides apart: too many streams for
-		 * the hardware prefetcher, whose misses were half of the decomposition */
-		if (i + 8 < s->N)
-			for (int b = 0; b < B; b++)
-				__builtin_prefetch(buf + (size_t)b * stride + (size_t)(i + 8) * s->K);
-		int nb = sample_weights(w, s, B, i);
-		if (nb < 2)
-			continue;
-		bv_bv d;
-		double wsl = NAN;
-		const float *z = buf + (size_t)i * s->K;
-		const int y = s->labels[i];
-		const float *t = s->teacher ? s->teacher + (size_t)i * s->K : NULL;
-		if (soft && t)
-			bv_decompose_sample_wsl(&d, &wsl, z, stride, B, s->K, y, s->oob ? w : NULL,
-						s->teacher_ce[i]);
-		else
-			bv_decompose_sample(&d, z, stride, B, s->K, y, s->oob ? w : NULL);
-		bv_stat_row *r = &rows[n_rows];
-		r->sample_idx = i;
-		r->bias = d.bias;
-		r->variance = d.variance;
-		r->loss = d.loss;
-		r->n_seeds = nb;
-		r->p_true = d.p_true;
-		r->acc = d.acc;
-		r->regularization = -1;
-		r->wsl_weight = wsl;
-		r->teacher_p_true = t ? exp(-s->teacher_ce[i]) : NAN;
-		if (soft) {
-			/* ce_rows[] holds every sample that has a row, in the same order */
-			const bv_stat_row *c = &ce_rows[n_rows];
-			switch (s->crit) {
-			case BV_CRIT_BV:
-				r->regularization = bv_flag_bv(&d, &(bv_bv){c->bias, c->variance, c->loss, 0, 0});
-				break;
-			case BV_CRIT_GRAD:
-				r->regularization = bv_flag_grad(NULL, z, stride, B, s->K, y, t, s->T);
-				break;
-			case BV_CRIT_TEACHER:
-				r->regularization = bv_flag_teacher(t, s->K, y, d.loss);
-				break;
+	for (int i0 = 0; i0 < s->N; i0 += SAMPLES) {
+		const int n = s->N - i0 < SAMPLES ? s->N - i0 : SAMPLES;
+		/* the next block's rows lie in B places a stride apart: more streams
+		 * than the hardware prefetcher follows, whose misses were half of the
+		 * decomposition's time */
+		const int n_next = s->N - i0 - n < SAMPLES ? s->N - i0 - n : SAMPLES;
+		for (int b = 0; b < B; b++)
+			for (int f = 0; f < n_next * K; f += 16)
+				__builtin_prefetch(buf + (size_t)b * stride + (size_t)(i0 + n) * K + f);
+		int nb[SAMPLES];
+		for (int j = 0; j < n; j++)
+			nb[j] = sample_weights(w + (size_t)j * B, s, B, i0 + j);
+		bv_bv d[SAMPLES];
+		double wsl[SAMPLES];
+		bv_decompose_samples(d, use_wsl ? wsl : NULL, buf + (size_t)i0 * K, stride, B, K, n,
+				     s->labels + i0, s->oob ? w : NULL, (size_t)B,
+				     use_wsl ? s->teacher_ce + i0 : NULL);
+		for (int j = 0; j < n; j++) {
+			if (nb[j] < 2)
+				continue;
+			const int i = i0 + j, y = s->labels[i];
+			const float *t = s->teacher ? s->teacher + (size_t)i * K : NULL;
+			bv_stat_row *r = &rows[n_rows];
+			r->sample_idx = i;
+			r->bias = d[j].bias;
+			r->variance = d[j].variance;
+			r->loss = d[j].loss;
+			r->n_seeds = nb[j];
+			r->p_true = d[j].p_true;
+			r->acc = d[j].acc;
+			r->regularization = -1;
+			r->wsl_weight = use_wsl ? wsl[j] : NAN;
+			r->teacher_p_true = t ? exp(-s->teacher_ce[i]) : NAN;
+			if (soft) {
+				/* ce_rows[] holds every sample that has a row, in the same order */
+				const bv_stat_row *c = &ce_rows[n_rows];
+				switch (s->crit) {
+				case BV_CRIT_BV:
+					r->regularization =
+						bv_flag_bv(&d[j], &(bv_bv){c->bias, c->variance, c->loss, 0, 0});
+					break;
+				case BV_CRIT_GRAD:
+					r->regularization = bv_flag_grad(NULL, buf + (size_t)i * K, stride, B,
+									 K, y, t, s->T);
+					break;
+				case BV_CRIT_TEACHER:
+					r->regularization = bv_flag_teacher(t, K, y, d[j].loss);
+					break;
+				}
 			}
+			*max_err = fmax(*max_err, fabs(d[j].loss - d[j].bias - d[j].variance));
+			n_rows++;
 		}
-		*max_err = fmax(*max_err, fabs(d.loss - d.bias - d.variance));
-		n_rows++;
 	}
+	free(w);
 	return n_rows;
 }
 
@@ -790,7 +802,8 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 					rr[b] = find_run(&p, "ce", NAN, sd[b]);
 				if ((rc = load(ce_buf, db, rr, B, E, s.snap, N, s.K)) != 0)
 					goto done;
-				ce_n[e] = decompose_method(ce_rows, ce_buf, B, &s, NULL, 0, &max_err);
+				if ((rc = ce_n[e] = decompose_method(ce_rows, ce_buf, B, &s, NULL, 0, &max_err)) < 0)
+					goto done;
 			}
 			const int n_rows = ce_n[e];
 			if ((rc = bv_db_stats_put(db, T, E, o->split, "ce", ce_rows, n_rows)) != 0)
@@ -808,7 +821,9 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 					rr[b] = find_run(&p, soft_methods[m], T, sd[b]);
 				if ((rc = load(m_buf, db, rr, B, E, s.snap, N, s.K)) != 0)
 					goto done;
-				int n_m = decompose_method(m_rows, m_buf, B, &s, ce_rows, 1, &max_err);
+				const int n_m = decompose_method(m_rows, m_buf, B, &s, ce_rows, 1, &max_err);
+				if ((rc = n_m) < 0)
+					goto done;
 				if ((rc = bv_db_stats_put(db, T, E, o->split, soft_methods[m], m_rows, n_m)) != 0)
 					goto done;
 				if (E == last_epoch) {

@@ -68,6 +68,15 @@ double bv_now(void);
 int bv_parse_double(double *out, const char *s, double lo, double hi, const char *what);
 int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what);
 
+/* On x86-64 with GCC: compile the function for AVX-512, AVX2 and the baseline,
+ * the loader picking the best for the machine. For loops worth vectorising;
+ * with floating-point contraction off (ISO C mode) every clone rounds alike. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BV_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BV_TARGET_CLONES
+#endif
+
 /* In place, x[i] = exp(x[i]) and x[i] = log(x[i]) for i < n, vectorised
  * (base/vmath.c), within a few ulps of libm. bv_vexp: any input (0 under
  * -708, +inf over 709.78, NaN stays NaN). bv_vlog: positive normal finite

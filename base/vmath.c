@@ -24,12 +24,6 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
-
 static const double LN2_HI = 6.93147180369123816490e-01; /* 0x3fe62e42fee00000 */
 static const double LN2_LO = 1.90821492927058770002e-10; /* 0x3dea39ef35793c76 */
 static const double LOG2E = 1.44269504088896338700e+00;
@@ -49,7 +43,7 @@ static inline double double_of(uint64_t u)
 	return x;
 }
 
-CLONES void bv_vexp(double *x, size_t n)
+BV_TARGET_CLONES void bv_vexp(double *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		const double v = x[i];
@@ -79,7 +73,7 @@ CLONES void bv_vexp(double *x, size_t n)
 	}
 }
 
-CLONES void bv_vlog(double *x, size_t n)
+BV_TARGET_CLONES void bv_vlog(double *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		const uint64_t b = bits_of(x[i]);
@@ -102,7 +96,7 @@ CLONES void bv_vlog(double *x, size_t n)
 	}
 }
 
-CLONES size_t bv_first_nonfinite(const float *x, size_t n)
+BV_TARGET_CLONES size_t bv_first_nonfinite(const float *x, size_t n)
 {
 	/* a pass of exponent-field tests (vectorised) over blocks, a scalar search
 	 * only inside the block that holds a NaN or an infinity */
