@@ -10,6 +10,7 @@
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sort.h>
 #include <math.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -338,6 +339,135 @@ static int decompose_method(bv_stat_row *rows, const float *buf, int B, const se
 	return n_rows;
 }
 
+/* ---- writing while computing ------------------------------------------------ */
+
+/*
+ * The rows of an epoch go to SQLite on a thread of their own while the next
+ * epoch's snapshots are read (through a second, read-only connection) and
+ * decomposed: on two cores the writing, half of the time, overlaps the rest.
+ * Jobs are written in the order given, one at a time; the caller fills the
+ * buffers of the next job while the writer has the previous one, and
+ * writer_submit waits for that one to be written before handing over.
+ */
+enum { MAX_PUTS = 1 + N_SOFT };
+
+typedef struct epoch_job {
+	double T;
+	int E, n_puts;
+	const char *split;
+	const int *clear; /* with n_clear > 0 the job only deletes these epochs' earlier rows */
+	int n_clear;
+	const char *method[MAX_PUTS];
+	const bv_stat_row *rows[MAX_PUTS];
+	int n[MAX_PUTS];
+	bv_db_decomposition d;
+	char seeds[1024];
+} epoch_job;
+
+typedef struct writer {
+	bv_db *db;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int started, has_job, quit, rc;
+	epoch_job job;
+	char err[1024]; /* the writer thread's error message (messages are per thread) */
+} writer;
+
+static int write_job(bv_db *db, const epoch_job *j)
+{
+	int rc = 0;
+	if (j->n_clear > 0) {
+		for (int e = 0; e < j->n_clear && rc == 0; e++)
+			rc = bv_db_stats_clear(db, j->T, j->clear[e], j->split);
+		return rc;
+	}
+	for (int m = 0; m < j->n_puts && rc == 0; m++)
+		rc = bv_db_stats_put(db, j->T, j->E, j->split, j->method[m], j->rows[m], j->n[m]);
+	return rc ? rc : bv_db_decomposition_put(db, &j->d);
+}
+
+static void *writer_main(void *arg)
+{
+	writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->has_job && !w->quit)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->has_job)
+			break;
+		pthread_mutex_unlock(&w->mu);
+		int rc = w->rc == 0 ? write_job(w->db, &w->job) : 0; /* after an error, skip */
+		pthread_mutex_lock(&w->mu);
+		if (rc != 0 && w->rc == 0) {
+			w->rc = rc;
+			snprintf(w->err, sizeof w->err, "%s", bv_error_last());
+		}
+		w->has_job = 0;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Start the thread when `threaded`; without one (or when it could not start)
+ * jobs are written inline by writer_submit. */
+static void writer_start(writer *w, bv_db *db, int threaded)
+{
+	memset(w, 0, sizeof *w);
+	w->db = db;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->started = threaded && pthread_create(&w->thread, NULL, writer_main, w) == 0;
+}
+
+/* Wait until the job handed over last is written; its error, if any. */
+static int writer_drain(writer *w)
+{
+	if (!w->started)
+		return w->rc;
+	pthread_mutex_lock(&w->mu);
+	while (w->has_job)
+		pthread_cond_wait(&w->cv, &w->mu);
+	const int rc = w->rc;
+	pthread_mutex_unlock(&w->mu);
+	return rc ? bv_error_set(rc, "%s", w->err) : 0;
+}
+
+/* Hand over a job (copied); the buffers it points to must stay untouched until
+ * the next writer_submit or writer_drain returns. */
+static int writer_submit(writer *w, const epoch_job *j)
+{
+	int rc;
+	if (!w->started)
+		return w->rc = write_job(w->db, j);
+	if ((rc = writer_drain(w)) != 0)
+		return rc;
+	pthread_mutex_lock(&w->mu);
+	w->job = *j;
+	w->job.d.seeds = w->job.seeds;
+	w->has_job = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	return 0;
+}
+
+/* Drain, stop and join the thread; the first error of all. */
+static int writer_stop(writer *w)
+{
+	const int rc = writer_drain(w);
+	if (w->started) {
+		pthread_mutex_lock(&w->mu);
+		w->quit = 1;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->thread, NULL);
+	}
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	return rc;
+}
+
 /* ---- the correlation ------------------------------------------------------ */
 
 /* log_softmax of every (replica, sample) into logp (B, N, K), in double so that
@@ -617,8 +747,10 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	int *ce_n = NULL;                             /* rows per epoch */
 	char ce_seeds[1024] = "";                     /* the seeds ce_cache was computed with */
 	const bv_run **runs = NULL;
-	int in_tx = 0;
+	int in_tx = 0, writer_running = 0;
 	double max_err = 0;
+	bv_db *rd = NULL; /* read-only, for the snapshots */
+	writer w;
 
 	/* read the snapshots through a memory map: no copy through the kernel */
 	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
@@ -741,14 +873,23 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	s.labels = labels;
 	ce_cache = malloc(sizeof(bv_stat_row) * (size_t)N * (size_t)n_epochs);
 	ce_n = calloc((size_t)n_epochs, sizeof(int));
-	m_rows = malloc(sizeof(bv_stat_row) * (size_t)N);
+	m_rows = malloc(sizeof(bv_stat_row) * 2 * N_SOFT * (size_t)N); /* (2, N_SOFT, N) */
 	if (!ce_cache || !ce_n || !m_rows) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory");
 		goto done;
 	}
+	/* snapshots are read through a read-only connection of their own while the
+	 * writer thread writes through db; without one, everything on db, in turn */
+	if (bv_db_open(&rd, bv_db_path(db), BV_DB_READONLY) == 0)
+		sqlite3_exec(bv_db_handle(rd), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
+	else
+		rd = NULL;
+	bv_db *src = rd ? rd : db;
 	if ((rc = bv_db_begin(db)) != 0)
 		goto done;
 	in_tx = 1;
+	writer_start(&w, db, rd != NULL);
+	writer_running = 1;
 	const int last_epoch = epochs[n_epochs - 1];
 	for (int t = 0; t < p.n_temps; t++) {
 		const double T = p.temps[t];
@@ -790,24 +931,30 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		if (!reuse_ce)
 			snprintf(ce_seeds, sizeof ce_seeds, "%s", seeds_text);
 		/* the earlier rows of every epoch go first, so that the new ones are
-		 * appended in key order rather than split into the old ones' pages */
-		for (int e = 0; e < n_epochs; e++)
-			if ((rc = bv_db_stats_clear(db, T, epochs[e], o->split)) != 0)
-				goto done;
+		 * appended in key order rather than split into the old ones' pages;
+		 * the writer deletes them while the first epoch is decomposed */
+		epoch_job clear = {.T = T, .split = o->split, .clear = epochs, .n_clear = n_epochs};
+		if ((rc = writer_submit(&w, &clear)) != 0)
+			goto done;
 		for (int e = 0; e < n_epochs; e++) {
 			const int E = epochs[e];
 			bv_stat_row *ce_rows = ce_cache + (size_t)e * N;
+			/* the writer may still have the previous epoch's rows: the other half */
+			bv_stat_row *mr = m_rows + (size_t)(e % 2) * N_SOFT * N;
+			epoch_job job = {.T = T, .E = E, .split = o->split};
 			if (!reuse_ce) {
 				for (int b = 0; b < B; b++)
 					rr[b] = find_run(&p, "ce", NAN, sd[b]);
-				if ((rc = load(ce_buf, db, rr, B, E, s.snap, N, s.K)) != 0)
+				if ((rc = load(ce_buf, src, rr, B, E, s.snap, N, s.K)) != 0)
 					goto done;
 				if ((rc = ce_n[e] = decompose_method(ce_rows, ce_buf, B, &s, NULL, 0, &max_err)) < 0)
 					goto done;
 			}
 			const int n_rows = ce_n[e];
-			if ((rc = bv_db_stats_put(db, T, E, o->split, "ce", ce_rows, n_rows)) != 0)
-				goto done;
+			job.method[0] = "ce";
+			job.rows[0] = ce_rows;
+			job.n[0] = n_rows;
+			job.n_puts = 1;
 			double sb = 0, sv = 0, sl = 0;
 			for (int i = 0; i < n_rows; i++)
 				sb += ce_rows[i].bias, sv += ce_rows[i].variance, sl += ce_rows[i].loss;
@@ -819,19 +966,21 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 					continue;
 				for (int b = 0; b < B; b++)
 					rr[b] = find_run(&p, soft_methods[m], T, sd[b]);
-				if ((rc = load(m_buf, db, rr, B, E, s.snap, N, s.K)) != 0)
+				if ((rc = load(m_buf, src, rr, B, E, s.snap, N, s.K)) != 0)
 					goto done;
-				const int n_m = decompose_method(m_rows, m_buf, B, &s, ce_rows, 1, &max_err);
+				bv_stat_row *m_rows_m = mr + (size_t)m * N;
+				const int n_m = decompose_method(m_rows_m, m_buf, B, &s, ce_rows, 1, &max_err);
 				if ((rc = n_m) < 0)
 					goto done;
-				if ((rc = bv_db_stats_put(db, T, E, o->split, soft_methods[m], m_rows, n_m)) != 0)
-					goto done;
+				job.method[job.n_puts] = soft_methods[m];
+				job.rows[job.n_puts] = m_rows_m;
+				job.n[job.n_puts++] = n_m;
 				if (E == last_epoch) {
 					double mb = 0, mv = 0, ml = 0;
 					int n_reg = 0;
 					for (int i = 0; i < n_m; i++) {
-						mb += m_rows[i].bias, mv += m_rows[i].variance, ml += m_rows[i].loss;
-						n_reg += m_rows[i].regularization == 1;
+						mb += m_rows_m[i].bias, mv += m_rows_m[i].variance, ml += m_rows_m[i].loss;
+						n_reg += m_rows_m[i].regularization == 1;
 					}
 					sayf(say, ctx,
 					     "T=%-4g epoch %-3d %-9s bias %.4f  variance %.4f  loss %.4f  "
@@ -840,15 +989,22 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 					     100.0 * n_reg / n_m);
 				}
 			}
-			bv_db_decomposition d = {T, E, o->split, bv_criterion_name(s.crit), seeds_text, n_rows,
-						 max_err};
-			if ((rc = bv_db_decomposition_put(db, &d)) != 0)
+			snprintf(job.seeds, sizeof job.seeds, "%s", seeds_text);
+			job.d = (bv_db_decomposition){T, E, o->split, bv_criterion_name(s.crit), job.seeds,
+						      n_rows, max_err};
+			if ((rc = writer_submit(&w, &job)) != 0)
 				goto done;
 			if (strcmp(o->split, "oob") == 0 && n_rows < N && E == last_epoch)
 				sayf(say, ctx, "T=%g: %d of %d training samples have < 2 out-of-bag seeds and are left out",
 				     T, N - n_rows, N);
 		}
+		/* the next temperature starts with deletes on the writer's connection */
+		if ((rc = writer_drain(&w)) != 0)
+			goto done;
 	}
+	writer_running = 0;
+	if ((rc = writer_stop(&w)) != 0)
+		goto done;
 	if (max_err > 1e-4) {
 		rc = bv_error_set(BV_EFORMAT,
 				  "identity check failed: max |loss - bias - variance| = %.3g > 1e-4; "
@@ -889,6 +1045,9 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 			goto done;
 	}
 done:
+	if (writer_running)
+		writer_stop(&w);
+	bv_db_close(rd);
 	if (in_tx)
 		bv_db_rollback(db);
 	free(p.runs);

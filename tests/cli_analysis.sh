@@ -124,6 +124,13 @@ sqlite3 nan.db "UPDATE snapshots SET logits = X'0000C07F' || substr(logits, 5) W
 id=$(q nan.db "SELECT id FROM runs WHERE method = 'kd' AND temperature = 2 AND seed = 2")
 expect 4 "bvtool: run $id (kd T=2 seed 2) epoch 2: non-finite logit (nan) for test sample 0; the run diverged or the database is damaged" "$bv" decompose --db nan.db
 assert "nothing written after a failed decompose" [ "$(q nan.db "SELECT count(*) FROM sample_stats")" = 0 ]
+# a write refused on the writer thread, after some rows of the run went in:
+# the database's error, and the earlier decomposition untouched
+cp a.db refuse.db
+sqlite3 refuse.db "CREATE TRIGGER refuse BEFORE INSERT ON sample_stats WHEN NEW.method = 'wsl' AND NEW.epoch = 2 BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+before=$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")
+expect 6 "bvtool: database 'refuse.db': refused by a test trigger" "$bv" decompose --db refuse.db --bootstrap 0
+assert "the earlier rows stay as they were" [ "$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")" = "$before" ]
 
 cd /
 rm -rf "$t"
