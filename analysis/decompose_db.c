@@ -5,12 +5,14 @@
  * transaction), and the correlation of regularization-sample counts with
  * accuracy across temperatures, with a bootstrap interval over seeds.
  */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "analysis.h"
 
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sort.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -408,6 +410,13 @@ static void *writer_main(void *arg)
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
+}
+
+/* The CPUs this process may run on (taskset, cgroups' cpusets). */
+static int cpus_available(void)
+{
+	cpu_set_t set;
+	return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 2;
 }
 
 /* Start the thread when `threaded`; without one (or when it could not start)
@@ -879,8 +888,9 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		goto done;
 	}
 	/* snapshots are read through a read-only connection of their own while the
-	 * writer thread writes through db; without one, everything on db, in turn */
-	if (bv_db_open(&rd, bv_db_path(db), BV_DB_READONLY) == 0)
+	 * writer thread writes through db; with one CPU, or without that
+	 * connection, everything on db, in turn */
+	if (cpus_available() > 1 && bv_db_open(&rd, bv_db_path(db), BV_DB_READONLY) == 0)
 		sqlite3_exec(bv_db_handle(rd), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
 	else
 		rd = NULL;

@@ -13,8 +13,12 @@
 #      bvtool decompose --db A --temp 4 --bootstrap 0
 #      bvtool decompose --db A --temp 4                 (default --bootstrap 200)
 #      python3 bench/decompose_numpy.py B               (writes sample_stats_numpy)
-#    with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1. Wall time of the whole
-#    process (start-up and, for Python, the numpy import included).
+#    and then both again on the machine's cores, unpinned (bvtool writes rows on
+#    a second thread while it decomposes the next epoch; the NumPy script has
+#    one thread), with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1. Wall time of
+#    the whole process (start-up and, for Python, the numpy import included).
+#    The first run of each program writes into an empty table, the later ones
+#    replace the rows of the run before.
 # 3. Checks that both wrote the same rows: max |difference| of bias, variance,
 #    loss, p_true, acc, wsl_weight, teacher_p_true; differing regularization
 #    flags and n_seeds.
@@ -22,7 +26,7 @@
 #    second database (temps 1,2,4,8, 8 seeds, otherwise the same) is decomposed
 #    over all its temperatures with --bootstrap 0 and with the default 200.
 # Prints Markdown on stdout; progress and raw timings go to stderr.
-# About 1 minute on 2 cores, plus about 20 s for building the databases the
+# About 1.5 minutes on 2 cores, plus about 20 s for building the databases the
 # first time. Needs sqlite3, the time utility and /usr/bin/python3 with numpy.
 # Environment: REPS (default 3), BV_BENCH_DIR (keep the databases there).
 set -eu
@@ -133,6 +137,18 @@ while [ "$i" -le "$reps" ]; do
 	say "rep $i: bvtool --bootstrap 0 ${t} s, bvtool --bootstrap 200 ${t2} s, numpy ${t3} s ($(tail -n 1 "$tmp/np_phases"))"
 	i=$((i + 1))
 done
+say "== the same, unpinned ($(getconf _NPROCESSORS_ONLN) CPUs), $reps reps, interleaved"
+: >"$tmp/t_bv_all"
+: >"$tmp/t_np_all"
+i=1
+while [ "$i" -le "$reps" ]; do
+	t=$(timed "$tmp/bv_all.log" "$bv" decompose --db "$tmp/bv.db" --temp 4 --bootstrap 0)
+	echo "$t" >>"$tmp/t_bv_all"
+	t3=$(timed "$tmp/np_all.log" "$py" "$here/decompose_numpy.py" "$tmp/np.db")
+	echo "$t3" >>"$tmp/t_np_all"
+	say "rep $i unpinned: bvtool --bootstrap 0 ${t} s, numpy ${t3} s"
+	i=$((i + 1))
+done
 
 # ---- 2. the same rows?
 say "== comparing sample_stats (bvtool) with sample_stats_numpy"
@@ -180,6 +196,8 @@ boot_line=$(grep -c 'bootstrap 95% interval' "$tmp/bt200.log" || true)
 b_bv0=$(minimum <"$tmp/t_bv0") m_bv0=$(median <"$tmp/t_bv0")
 b_bv200=$(minimum <"$tmp/t_bv200") m_bv200=$(median <"$tmp/t_bv200")
 b_np=$(minimum <"$tmp/t_np") m_np=$(median <"$tmp/t_np")
+b_bv_all=$(minimum <"$tmp/t_bv_all") m_bv_all=$(median <"$tmp/t_bv_all")
+b_np_all=$(minimum <"$tmp/t_np_all") m_np_all=$(median <"$tmp/t_np_all")
 b_bt0=$(minimum <"$tmp/t_bt0") m_bt0=$(median <"$tmp/t_bt0")
 b_bt200=$(minimum <"$tmp/t_bt200") m_bt200=$(median <"$tmp/t_bt200")
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown)
@@ -198,7 +216,16 @@ $n_bv sample_stats rows; $reps runs each, interleaved; wall seconds of the whole
 | bvtool decompose --temp 4 (default --bootstrap 200; 1 temperature, so no bootstrap) | $b_bv200 | $m_bv200 | $(runs <"$tmp/t_bv200") |
 | python3 bench/decompose_numpy.py | $b_np | $m_np | $(runs <"$tmp/t_np") |
 
-NumPy / bvtool (--bootstrap 0): $(calc '%.2f' "$b_np / $b_bv0")x on the best runs, $(calc '%.2f' "$m_np / $m_bv0")x on the medians.
+NumPy / bvtool (--bootstrap 0), one core: $(calc '%.2f' "$b_np / $b_bv0")x on the best runs, $(calc '%.2f' "$m_np / $m_bv0")x on the medians.
+
+Unpinned, on the machine's $(getconf _NPROCESSORS_ONLN) CPUs (bvtool's writer thread on the second):
+
+| program | best (s) | median (s) | all runs (s) |
+|---|--:|--:|---|
+| bvtool decompose --temp 4 --bootstrap 0 | $b_bv_all | $m_bv_all | $(runs <"$tmp/t_bv_all") |
+| python3 bench/decompose_numpy.py | $b_np_all | $m_np_all | $(runs <"$tmp/t_np_all") |
+
+NumPy / bvtool (--bootstrap 0), unpinned: $(calc '%.2f' "$b_np_all / $b_bv_all")x on the best runs, $(calc '%.2f' "$m_np_all / $m_bv_all")x on the medians.
 NumPy's own phases (after start-up and imports), run by run:
 $(sed 's/^/- /' "$tmp/np_phases")
 
