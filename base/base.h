@@ -71,7 +71,9 @@ int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what);
 /* On x86-64 with GCC: compile the function for AVX-512, AVX2 and the baseline,
  * the loader picking the best for the machine. For loops worth vectorising;
  * with floating-point contraction off (ISO C mode) every clone rounds alike. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+/* (not under ThreadSanitizer, whose runtime is not up when the loader runs the
+ * clones' resolvers) */
 #define BV_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define BV_TARGET_CLONES
