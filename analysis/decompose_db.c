@@ -2,7 +2,8 @@
  * bvtool decompose over a collected database: which runs and seeds take part,
  * loading snapshots into (B, N, K) arrays, the per-sample decomposition and
  * criteria for ce and every soft method, the sample_stats rows (one
- * transaction), and the correlation of regularization-sample counts with
+ * transaction, written by a second thread while the next epoch is
+ * decomposed), and the correlation of regularization-sample counts with
  * accuracy across temperatures, with a bootstrap interval over seeds.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
