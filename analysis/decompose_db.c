@@ -498,96 +498,164 @@ static void log_softmax_all(double *logp, const float *z, size_t n_rows, int K)
 	}
 }
 
-/* bias and variance of one sample from precomputed log-probabilities, replicas
- * weighted by w (the bootstrap's draw counts) */
-static void bv_from_logp(double *bias, double *var, double *loss, const double *logp, size_t stride,
-			 int B, int K, int y, const double *w)
+enum {
+	BOOT_CAP = 4096, /* doubles of bv_from_logp's buffer */
+	BOOT_BLOCK = 64, /* samples per bv_from_logp call, at most */
+};
+
+/* bias, variance and loss of n samples (n <= BOOT_BLOCK, n * K <= BOOT_CAP)
+ * from precomputed log-probabilities: sample j's replica b at logp + b * stride
+ * + j * K, weighted by w[j * w_stride + b] (the bootstrap's draw counts); the
+ * exps and logs of the block in one vectorised call each */
+BV_TARGET_CLONES static void bv_from_logp(double *bias, double *var, double *loss,
+					  const double *logp, size_t stride, int B, int K, int n,
+					  const int *y, const double *w, size_t w_stride)
 {
-	double l[1024] = {0}, wsum = 0;
+	double l[BOOT_CAP], m[BOOT_BLOCK], s[BOOT_BLOCK], ly[BOOT_BLOCK], wsum[BOOT_BLOCK];
+	const size_t nk = (size_t)n * K;
+	for (size_t i = 0; i < nk; i++)
+		l[i] = 0;
+	for (int j = 0; j < n; j++)
+		wsum[j] = 0;
+	/* replica by replica: its rows of the block are contiguous */
 	for (int b = 0; b < B; b++) {
-		if (w[b] == 0)
-			continue;
 		const double *lp = logp + (size_t)b * stride;
-		for (int k = 0; k < K; k++)
-			l[k] += w[b] * lp[k];
-		wsum += w[b];
+		if (w_stride == 0) { /* one weight for every sample: one long loop */
+			const double wb = w[b];
+			if (wb == 0)
+				continue;
+			for (size_t i = 0; i < nk; i++)
+				l[i] += wb * lp[i];
+			for (int j = 0; j < n; j++)
+				wsum[j] += wb;
+			continue;
+		}
+		for (int j = 0; j < n; j++) {
+			const double wb = w[(size_t)j * w_stride + (size_t)b];
+			if (wb == 0)
+				continue;
+			for (int k = 0; k < K; k++)
+				l[(size_t)j * K + k] += wb * lp[(size_t)j * K + k];
+			wsum[j] += wb;
+		}
 	}
-	double mx = -INFINITY, sum = 0;
-	for (int k = 0; k < K; k++)
-		mx = fmax(mx, l[k] /= wsum);
-	for (int k = 0; k < K; k++)
-		sum += exp(l[k] - mx);
-	const double logZ = mx + log(sum);
-	*bias = -l[y] + logZ;
-	*var = -logZ;
-	*loss = -l[y];
+	for (int j = 0; j < n; j++) {
+		double *lj = l + (size_t)j * K, mx = -INFINITY;
+		const double inv = 1.0 / wsum[j];
+		for (int k = 0; k < K; k++) {
+			lj[k] *= inv;
+			mx = lj[k] > mx ? lj[k] : mx;
+		}
+		ly[j] = lj[y[j]];
+		m[j] = mx;
+		for (int k = 0; k < K; k++)
+			lj[k] -= mx;
+	}
+	bv_vexp(l, (size_t)n * K);
+	for (int j = 0; j < n; j++) {
+		double sum = 0;
+		for (int k = 0; k < K; k++)
+			sum += l[(size_t)j * K + k];
+		s[j] = sum;
+	}
+	bv_vlog(s, (size_t)n);
+	for (int j = 0; j < n; j++) {
+		const double logZ = m[j] + s[j];
+		bias[j] = -ly[j] + logZ;
+		var[j] = -logZ;
+		loss[j] = -ly[j];
+	}
 }
 
 typedef struct corr_data {
 	int n_t;
 	double temps[BV_MAX_TEMPS];
-	double *ce[BV_MAX_TEMPS], *m[BV_MAX_TEMPS]; /* (B, N, K) log-probabilities */
+	double *ce, *m[BV_MAX_TEMPS]; /* (B, N, K) log-probabilities; ce's at every temperature */
 	double acc[BV_MAX_TEMPS][MAX_SEEDS];        /* per seed test accuracy of the method */
 	int B, N, K;
 } corr_data;
 
-/* Regularization count of method vs ce at temperature index t under weights w. */
-static int boot_count(const corr_data *cd, int t, const selection *s, const double *w)
+/* Regularization counts of method vs ce, counts[t * n_w + q] at temperature
+ * index t under the weights W + q * B of each of n_w draws. A block of
+ * samples at a time, for all draws and temperatures, so that the (B, N, K)
+ * log-probabilities are read once rather than once per draw, and ce (the same
+ * runs at every temperature) is decomposed once per draw. wb is scratch for
+ * BOOT_BLOCK * B weights. */
+static void boot_counts(int *counts, const corr_data *cd, const selection *s, const double *W,
+			int n_w, double *wb)
 {
 	const size_t stride = (size_t)cd->N * cd->K;
-	int count = 0;
-	double wi[MAX_SEEDS];
-	for (int i = 0; i < cd->N; i++) {
-		const double *ww = w;
-		if (s->oob) {
+	const int B = cd->B, K = cd->K;
+	const int per_block = BOOT_CAP / K < BOOT_BLOCK ? BOOT_CAP / K : BOOT_BLOCK;
+	for (int q = 0; q < n_w * cd->n_t; q++)
+		counts[q] = 0;
+	for (int i0 = 0; i0 < cd->N; i0 += per_block)
+	for (int q = 0; q < n_w; q++) {
+		const double *w = W + (size_t)q * B;
+		const int n = cd->N - i0 < per_block ? cd->N - i0 : per_block;
+		int skip[BOOT_BLOCK];
+		for (int j = 0; j < n; j++) {
 			int nb = 0;
-			for (int b = 0; b < cd->B; b++) {
-				wi[b] = w[b] * s->oob[(size_t)b * cd->N + i];
-				nb += wi[b] > 0;
+			for (int b = 0; b < B; b++) {
+				double x = w[b] * (s->oob ? s->oob[(size_t)b * cd->N + i0 + j] : 1);
+				wb[(size_t)j * B + b] = x;
+				nb += x > 0;
 			}
-			if (nb < 2)
-				continue;
-			ww = wi;
+			skip[j] = s->oob && nb < 2; /* as the decomposition: < 2 out-of-bag seeds */
 		}
-		const int y = s->labels[i];
-		const double *cm = cd->m[t] + (size_t)i * cd->K;
-		double mb, mv, ml;
-		bv_from_logp(&mb, &mv, &ml, cm, stride, cd->B, cd->K, y, ww);
-		if (s->crit == BV_CRIT_BV) {
-			double cb, cv, cl;
-			bv_from_logp(&cb, &cv, &cl, cd->ce[t] + (size_t)i * cd->K, stride, cd->B, cd->K, y, ww);
-			count += mb > cb && mv < cv;
-		} else if (s->crit == BV_CRIT_TEACHER) {
-			const float *tz = s->teacher + (size_t)i * cd->K;
-			count += bv_flag_teacher(tz, cd->K, y, ml);
-		} else {
-			/* grad: weighted majority of replicas with |b| > |a| */
-			const float *tz = s->teacher + (size_t)i * cd->K;
-			double lt[1024], mx = -INFINITY, sum = 0, agree = 0, wsum = 0;
-			const double T = cd->temps[t];
-			for (int k = 0; k < cd->K; k++)
-				mx = fmax(mx, tz[k] / T);
-			for (int k = 0; k < cd->K; k++)
-				sum += exp((lt[k] = tz[k] / T) - mx);
-			const double pt = exp(lt[y] - mx) / sum;
-			for (int b = 0; b < cd->B; b++) {
-				if (ww[b] == 0)
+		const int *y = s->labels + i0;
+		double mb[BOOT_BLOCK], mv[BOOT_BLOCK], ml[BOOT_BLOCK];
+		double cb[BOOT_BLOCK], cv[BOOT_BLOCK], cl[BOOT_BLOCK];
+		/* without oob, the draw's weights are every sample's */
+		const double *ws = s->oob ? wb : w;
+		const size_t w_stride = s->oob ? (size_t)B : 0;
+		if (s->crit == BV_CRIT_BV)
+			bv_from_logp(cb, cv, cl, cd->ce + (size_t)i0 * K, stride, B, K, n, y, ws, w_stride);
+		for (int t = 0; t < cd->n_t; t++) {
+			int count = 0;
+			bv_from_logp(mb, mv, ml, cd->m[t] + (size_t)i0 * K, stride, B, K, n, y, ws,
+				     w_stride);
+			for (int j = 0; j < n; j++) {
+				if (skip[j])
 					continue;
-				const double *lp = cm + (size_t)b * stride; /* log q at T = 1 */
-				double mxT = -INFINITY, sT = 0;
-				for (int k = 0; k < cd->K; k++)
-					mxT = fmax(mxT, lp[k] / T);
-				for (int k = 0; k < cd->K; k++)
-					sT += exp(lp[k] / T - mxT);
-				const double ps = exp(lp[y] / T - mxT) / sT; /* softmax(z/T) = softmax(log q / T) */
-				const double a = exp(lp[y]) - 1.0, bb = T * (ps - pt) - a;
-				agree += ww[b] * (fabs(bb) > fabs(a));
-				wsum += ww[b];
+				const int i = i0 + j;
+				const double *ww = wb + (size_t)j * B;
+				if (s->crit == BV_CRIT_BV) {
+					count += mb[j] > cb[j] && mv[j] < cv[j];
+				} else if (s->crit == BV_CRIT_TEACHER) {
+					count += bv_flag_teacher(s->teacher + (size_t)i * K, K, y[j], ml[j]);
+				} else {
+					/* grad: weighted majority of replicas with |b| > |a| */
+					const float *tz = s->teacher + (size_t)i * K;
+					const double *cm = cd->m[t] + (size_t)i * K;
+					double lt[1024], mx = -INFINITY, sum = 0, agree = 0, wsum = 0;
+					const double T = cd->temps[t];
+					for (int k = 0; k < K; k++)
+						mx = fmax(mx, tz[k] / T);
+					for (int k = 0; k < K; k++)
+						sum += exp((lt[k] = tz[k] / T) - mx);
+					const double pt = exp(lt[y[j]] - mx) / sum;
+					for (int b = 0; b < B; b++) {
+						if (ww[b] == 0)
+							continue;
+						const double *lp = cm + (size_t)b * stride; /* log q at T = 1 */
+						double mxT = -INFINITY, sT = 0;
+						for (int k = 0; k < K; k++)
+							mxT = fmax(mxT, lp[k] / T);
+						for (int k = 0; k < K; k++)
+							sT += exp(lp[k] / T - mxT);
+						/* softmax(z/T) = softmax(log q / T) */
+						const double ps = exp(lp[y[j]] / T - mxT) / sT;
+						const double a = exp(lp[y[j]]) - 1.0, bb = T * (ps - pt) - a;
+						agree += ww[b] * (fabs(bb) > fabs(a));
+						wsum += ww[b];
+					}
+					count += agree > 0.5 * wsum;
+				}
 			}
-			count += agree > 0.5 * wsum;
+			counts[(size_t)t * n_w + q] += count;
 		}
 	}
-	return count;
 }
 
 static int correlate_method(bv_db *db, const plan *p, const char *method, int epoch,
@@ -596,7 +664,9 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	corr_data *cd = calloc(1, sizeof *cd);
 	double x[BV_MAX_TEMPS], y[BV_MAX_TEMPS];
 	int seeds[MAX_SEEDS], rc = 0;
-	double *rs = NULL;
+	double *rs = NULL, *wb = NULL; /* wb: boot_counts' weights (BOOT_BLOCK, B) */
+	double *W = NULL;              /* (1 + n_boot, B) the draws' weights */
+	int *counts = NULL;
 	float *raw = NULL;
 	if (!cd)
 		return bv_error_set(BV_ENOMEM, "out of memory for the correlation");
@@ -634,14 +704,15 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	selection s = *s0;
 	const bv_run *runs[MAX_SEEDS];
 	raw = malloc(sizeof(float) * (size_t)B * s.N * s.K);
-	if (!raw) {
+	wb = malloc(sizeof(double) * BOOT_BLOCK * (size_t)B);
+	if (!raw || !wb) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory for the correlation");
 		goto done;
 	}
 	for (int t = 0; t < cd->n_t; t++) {
 		const char *mm[2] = {"ce", method};
-		double **dst[2] = {&cd->ce[t], &cd->m[t]};
-		for (int j = 0; j < 2; j++) {
+		double **dst[2] = {&cd->ce, &cd->m[t]};
+		for (int j = t == 0 ? 0 : 1; j < 2; j++) { /* ce (no temperature) once */
 			for (int b = 0; b < B; b++)
 				runs[b] = find_run(p, mm[j], j == 0 ? NAN : cd->temps[t], seeds[b]);
 			if ((rc = load(raw, db, runs, B, epoch, s.snap, s.N, s.K)) != 0)
@@ -670,13 +741,36 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 			}
 		}
 	}
-	/* the point estimate on all seeds, then the bootstrap */
-	double w[MAX_SEEDS];
+	/* the weights: all seeds (the point estimate), then each bootstrap draw */
+	const int n_w = 1 + (o->n_boot > 0 ? o->n_boot : 0);
+	W = malloc(sizeof(double) * (size_t)n_w * B);
+	counts = malloc(sizeof(int) * (size_t)n_w * cd->n_t); /* (n_t, n_w) */
+	rs = malloc(sizeof(double) * (size_t)n_w);
+	if (!W || !counts || !rs) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory for the bootstrap");
+		goto done;
+	}
 	for (int b = 0; b < B; b++)
-		w[b] = 1;
+		W[b] = 1;
+	if (o->n_boot > 0) {
+		gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+		if (!rng) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory for the bootstrap");
+			goto done;
+		}
+		gsl_rng_set(rng, o->boot_seed);
+		for (int it = 0; it < o->n_boot; it++) {
+			double *w = W + (size_t)(1 + it) * B;
+			for (int b = 0; b < B; b++)
+				w[b] = 0;
+			for (int b = 0; b < B; b++)
+				w[gsl_rng_uniform_int(rng, (unsigned long)B)] += 1;
+		}
+		gsl_rng_free(rng);
+	}
+	boot_counts(counts, cd, &s, W, n_w, wb);
 	for (int t = 0; t < cd->n_t; t++) {
-		s.T = cd->temps[t];
-		x[t] = boot_count(cd, t, &s, w);
+		x[t] = counts[(size_t)t * n_w];
 		y[t] = 0;
 		for (int b = 0; b < B; b++)
 			y[t] += cd->acc[t][b] / B;
@@ -688,39 +782,23 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	}
 	double lo = NAN, hi = NAN;
 	int n_ok = 0;
-	if (o->n_boot > 0) {
-		gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-		rs = malloc(sizeof(double) * (size_t)o->n_boot);
-		if (!rng || !rs) {
-			if (rng)
-				gsl_rng_free(rng);
-			rc = bv_error_set(BV_ENOMEM, "out of memory for the bootstrap");
-			goto done;
-		}
-		gsl_rng_set(rng, o->boot_seed);
-		for (int it = 0; it < o->n_boot; it++) {
+	for (int it = 0; it < o->n_boot; it++) {
+		const double *w = W + (size_t)(1 + it) * B;
+		double xb[BV_MAX_TEMPS], yb[BV_MAX_TEMPS];
+		for (int t = 0; t < cd->n_t; t++) {
+			xb[t] = counts[(size_t)t * n_w + 1 + it];
+			yb[t] = 0;
 			for (int b = 0; b < B; b++)
-				w[b] = 0;
-			for (int b = 0; b < B; b++)
-				w[gsl_rng_uniform_int(rng, (unsigned long)B)] += 1;
-			double xb[BV_MAX_TEMPS], yb[BV_MAX_TEMPS];
-			for (int t = 0; t < cd->n_t; t++) {
-				s.T = cd->temps[t];
-				xb[t] = boot_count(cd, t, &s, w);
-				yb[t] = 0;
-				for (int b = 0; b < B; b++)
-					yb[t] += w[b] * cd->acc[t][b] / B;
-			}
-			bv_corr cb;
-			if (bv_correlate(&cb, xb, yb, cd->n_t) == 0)
-				rs[n_ok++] = cb.r;
+				yb[t] += w[b] * cd->acc[t][b] / B;
 		}
-		gsl_rng_free(rng);
-		if (n_ok >= 2) {
-			gsl_sort(rs, 1, (size_t)n_ok);
-			lo = rs[(size_t)floor(0.025 * (n_ok - 1))];
-			hi = rs[(size_t)ceil(0.975 * (n_ok - 1))];
-		}
+		bv_corr cb;
+		if (bv_correlate(&cb, xb, yb, cd->n_t) == 0)
+			rs[n_ok++] = cb.r;
+	}
+	if (n_ok >= 2) {
+		gsl_sort(rs, 1, (size_t)n_ok);
+		lo = rs[(size_t)floor(0.025 * (n_ok - 1))];
+		hi = rs[(size_t)ceil(0.975 * (n_ok - 1))];
 	}
 	bv_db_correlation cor = {s.split, method, bv_criterion_name(s.crit), epoch, cd->n_t, n_ok,
 				 c.r, c.r_p, c.rho, c.rho_p, lo, hi};
@@ -734,13 +812,15 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 		sayf(say, ctx, "  bootstrap 95%% interval for r over seeds: [%.3f, %.3f] (%d of %d resamples defined)",
 		     lo, hi, n_ok, o->n_boot);
 done:
-	for (int t = 0; t < BV_MAX_TEMPS; t++) {
-		free(cd->ce[t]);
+	for (int t = 0; t < BV_MAX_TEMPS; t++)
 		free(cd->m[t]);
-	}
+	free(cd->ce);
 	free(cd);
 	free(rs);
 	free(raw);
+	free(wb);
+	free(W);
+	free(counts);
 	return rc;
 }
 
