@@ -9,4 +9,12 @@
 /* sum of x[0..len) in float lanes the compiler vectorises, combined in double */
 double nn_sum_f32(const float *x, size_t len);
 
+/* fn(ctx, lo, hi) over pieces of [0, n) on up to openblas_get_num_threads()
+ * threads, each piece at least min_chunk items (nn/parallel.c). */
+typedef void (*nn_range_fn)(void *ctx, size_t lo, size_t hi);
+void nn_parallel_for(size_t n, size_t min_chunk, nn_range_fn fn, void *ctx);
+
+/* Items per piece for elementwise loops: below this a thread costs more than it saves. */
+#define NN_MIN_CHUNK 32768
+
 #endif

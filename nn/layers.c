@@ -79,19 +79,38 @@ void bv_linear_backward_naive(float *din, float *dw, float *db, const float *dou
 		}
 }
 
+typedef struct relu_args {
+	float *y;            /* forward: out; backward: din */
+	const float *x, *gate; /* forward: in, -; backward: dout, out */
+} relu_args;
+
+static void relu_forward_range(void *arg, size_t lo, size_t hi)
+{
+	const relu_args *a = arg;
+	for (size_t i = lo; i < hi; i++)
+		a->y[i] = a->x[i] > 0.0f ? a->x[i] : 0.0f;
+}
+
 void bv_relu_forward(float *out, const float *in, size_t size)
 {
-	for (size_t i = 0; i < size; i++)
-		out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+	relu_args a = {out, in, NULL};
+	nn_parallel_for(size, NN_MIN_CHUNK, relu_forward_range, &a);
+}
+
+static void relu_backward_range(void *arg, size_t lo, size_t hi)
+{
+	const relu_args *a = arg;
+	/* load dout outside the comparison: no branch, so the loop vectorises */
+	for (size_t i = lo; i < hi; i++) {
+		const float d = a->x[i];
+		a->y[i] += a->gate[i] > 0.0f ? d : 0.0f;
+	}
 }
 
 void bv_relu_backward(float *din, const float *dout, const float *out, size_t size)
 {
-	/* load dout outside the comparison: no branch, so the loop vectorises */
-	for (size_t i = 0; i < size; i++) {
-		const float d = dout[i];
-		din[i] += out[i] > 0.0f ? d : 0.0f;
-	}
+	relu_args a = {din, dout, out};
+	nn_parallel_for(size, NN_MIN_CHUNK, relu_backward_range, &a);
 }
 
 void bv_dropout_forward(float *out, float *mask, const float *in, size_t size, float p,

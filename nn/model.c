@@ -12,6 +12,8 @@
  */
 #include "nn.h"
 
+#include "internal.h"
+
 #include <gsl/gsl_randist.h>
 #include <math.h>
 #include <stdlib.h>
@@ -559,8 +561,12 @@ const float *bv_model_forward(bv_model *m, const float *x, int n, int train, gsl
 /* din += dout, for the residual add's two inputs */
 static void accumulate(float *din, const float *dout, size_t size)
 {
-	for (size_t i = 0; i < size; i++)
-		din[i] += dout[i];
+	bv_add_forward(din, din, dout, size);
+}
+
+static void zero_range(void *arg, size_t lo, size_t hi)
+{
+	memset((float *)arg + lo, 0, (hi - lo) * sizeof(float));
 }
 
 void bv_model_backward(bv_model *m, const float *dlogits, int n)
@@ -568,7 +574,8 @@ void bv_model_backward(bv_model *m, const float *dlogits, int n)
 	memset(m->grads, 0, m->n_params * sizeof(float));
 	/* dacts[0] (the input) is never needed */
 	for (int i = 1; i < m->n_nodes; i++)
-		memset(m->dacts[i], 0, bv_shape_size(act_shape(m, i)) * (size_t)n * sizeof(float));
+		nn_parallel_for(bv_shape_size(act_shape(m, i)) * (size_t)n, 4 * NN_MIN_CHUNK, zero_range,
+				m->dacts[i]);
 	memcpy(m->dacts[m->n_nodes], dlogits, (size_t)m->n_classes * n * sizeof(float));
 	for (int i = m->n_nodes - 1; i >= 0; i--) {
 		const bv_node *nd = &m->nodes[i];

@@ -8,7 +8,8 @@
  * (mean, then the mean square deviation: no E[x^2] - E[x]^2 cancellation),
  * each row summed in float lanes that vectorise and rows combined in double.
  * For the n = 128 ResNet-20 shapes one channel (at most 512 KiB) stays in L2
- * between the passes.
+ * between the passes. Channels are independent and split over the threads
+ * (nn_parallel_for).
  */
 #include "nn.h"
 
@@ -59,16 +60,24 @@ static double row_dot(const float *a, const float *b, int len)
  * Eval: the same with the running statistics; xhat and invstd are not
  * written and may be NULL.
  */
-void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, const float *gamma,
-		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
-		   int train, float momentum, float eps)
+typedef struct bn_fwd {
+	float *out, *xhat, *invstd, *run_mean, *run_var;
+	const float *in, *gamma, *beta;
+	int n, c, hw, train;
+	float momentum, eps;
+} bn_fwd;
+
+/* channels [lo, hi) of bv_bn_forward */
+static void bn_forward_channels(void *arg, size_t lo, size_t hi)
 {
-	const size_t cs = (size_t)c * hw; /* stride between the rows of one channel */
+	const bn_fwd *a = arg;
+	const int n = a->n, hw = a->hw;
+	const size_t cs = (size_t)a->c * hw; /* stride between the rows of one channel */
 	const double N = (double)n * hw;
-	for (int ch = 0; ch < c; ch++) {
-		const float *x = in + (size_t)ch * hw;
+	for (size_t ch = lo; ch < hi; ch++) {
+		const float *x = a->in + ch * hw;
 		float mean, inv;
-		if (train) {
+		if (a->train) {
 			double s = 0;
 			for (int i = 0; i < n; i++)
 				s += nn_sum_f32(x + i * cs, hw);
@@ -80,23 +89,24 @@ void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 			double var = ss / N - (m - (float)m) * (m - (float)m);
 			var = var > 0 ? var : 0;
 			mean = (float)m;
-			inv = (float)(1.0 / sqrt(var + eps));
-			invstd[ch] = inv;
-			if (run_mean && run_var) {
+			inv = (float)(1.0 / sqrt(var + a->eps));
+			a->invstd[ch] = inv;
+			if (a->run_mean && a->run_var) {
 				const double unbiased = N > 1 ? var * N / (N - 1) : var;
-				run_mean[ch] = (float)((1.0 - momentum) * run_mean[ch] + momentum * m);
-				run_var[ch] = (float)((1.0 - momentum) * run_var[ch] + momentum * unbiased);
+				const double mo = a->momentum;
+				a->run_mean[ch] = (float)((1.0 - mo) * a->run_mean[ch] + mo * m);
+				a->run_var[ch] = (float)((1.0 - mo) * a->run_var[ch] + mo * unbiased);
 			}
 		} else {
-			mean = run_mean[ch];
-			inv = (float)(1.0 / sqrt((double)run_var[ch] + eps));
+			mean = a->run_mean[ch];
+			inv = (float)(1.0 / sqrt((double)a->run_var[ch] + a->eps));
 		}
-		const float g = gamma[ch], b = beta[ch];
+		const float g = a->gamma[ch], b = a->beta[ch];
 		for (int i = 0; i < n; i++) {
 			const float *xr = x + i * cs;
-			float *o = out + (size_t)ch * hw + i * cs;
-			if (train) {
-				float *xh = xhat + (size_t)ch * hw + i * cs;
+			float *o = a->out + ch * hw + i * cs;
+			if (a->train) {
+				float *xh = a->xhat + ch * hw + i * cs;
 				for (int k = 0; k < hw; k++) {
 					const float v = (xr[k] - mean) * inv;
 					xh[k] = v;
@@ -110,33 +120,66 @@ void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 	}
 }
 
+/* Channels per thread, at least: enough values that a thread pays off. */
+static size_t channel_chunk(int n, int hw)
+{
+	const size_t per = (size_t)n * hw;
+	return per >= NN_MIN_CHUNK ? 1 : (NN_MIN_CHUNK + per - 1) / per;
+}
+
+void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, const float *gamma,
+		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
+		   int train, float momentum, float eps)
+{
+	bn_fwd a = {out, xhat, invstd, run_mean, run_var, in, gamma, beta, n, c, hw, train,
+		    momentum, eps};
+	/* channels are independent: split them over the threads */
+	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_forward_channels, &a);
+}
+
 /*
  * Per channel, with sums over its N = n*hw values:
  * din += gamma * invstd / N * (N dout - sum dout - xhat sum(dout xhat)),
  * dgamma += sum(dout xhat), dbeta += sum dout. din may be NULL.
  */
+typedef struct bn_bwd {
+	float *din, *dgamma, *dbeta;
+	const float *dout, *xhat, *invstd, *gamma;
+	int n, c, hw;
+} bn_bwd;
+
+/* channels [lo, hi) of bv_bn_backward */
+static void bn_backward_channels(void *arg, size_t lo, size_t hi)
+{
+	const bn_bwd *a = arg;
+	const int n = a->n, hw = a->hw;
+	const size_t cs = (size_t)a->c * hw;
+	const double N = (double)n * hw;
+	for (size_t ch = lo; ch < hi; ch++) {
+		const size_t off = ch * hw;
+		double sdy = 0, sdyx = 0;
+		for (int i = 0; i < n; i++) {
+			sdy += nn_sum_f32(a->dout + off + i * cs, hw);
+			sdyx += row_dot(a->dout + off + i * cs, a->xhat + off + i * cs, hw);
+		}
+		a->dgamma[ch] += (float)sdyx;
+		a->dbeta[ch] += (float)sdy;
+		if (!a->din)
+			continue;
+		const float g = a->gamma[ch] * a->invstd[ch], m1 = (float)(sdy / N),
+			    m2 = (float)(sdyx / N);
+		for (int i = 0; i < n; i++) {
+			const float *dy = a->dout + off + i * cs, *xh = a->xhat + off + i * cs;
+			float *dx = a->din + off + i * cs;
+			for (int k = 0; k < hw; k++)
+				dx[k] += g * (dy[k] - m1 - xh[k] * m2);
+		}
+	}
+}
+
 void bv_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
 		    const float *invstd, const float *gamma, int n, int c, int hw)
 {
-	const size_t cs = (size_t)c * hw;
-	const double N = (double)n * hw;
-	for (int ch = 0; ch < c; ch++) {
-		const size_t off = (size_t)ch * hw;
-		double sdy = 0, sdyx = 0;
-		for (int i = 0; i < n; i++) {
-			sdy += nn_sum_f32(dout + off + i * cs, hw);
-			sdyx += row_dot(dout + off + i * cs, xhat + off + i * cs, hw);
-		}
-		dgamma[ch] += (float)sdyx;
-		dbeta[ch] += (float)sdy;
-		if (!din)
-			continue;
-		const float a = gamma[ch] * invstd[ch], m1 = (float)(sdy / N), m2 = (float)(sdyx / N);
-		for (int i = 0; i < n; i++) {
-			const float *dy = dout + off + i * cs, *xh = xhat + off + i * cs;
-			float *dx = din + off + i * cs;
-			for (int k = 0; k < hw; k++)
-				dx[k] += a * (dy[k] - m1 - xh[k] * m2);
-		}
-	}
+	bn_bwd a = {din, dgamma, dbeta, dout, xhat, invstd, gamma, n, c, hw};
+	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_backward_channels, &a);
 }

@@ -6,6 +6,8 @@
  */
 #include "nn.h"
 
+#include "internal.h"
+
 #include <math.h>
 
 /*
@@ -91,9 +93,21 @@ void bv_gap_backward(float *din, const float *dout, int n, int c, int hw)
 	}
 }
 
+typedef struct add_args {
+	float *out;
+	const float *a, *b;
+} add_args;
+
+static void add_range(void *arg, size_t lo, size_t hi)
+{
+	const add_args *x = arg;
+	for (size_t i = lo; i < hi; i++)
+		x->out[i] = x->a[i] + x->b[i];
+}
+
 /* out = a + b; out may be a or b */
 void bv_add_forward(float *out, const float *a, const float *b, size_t size)
 {
-	for (size_t i = 0; i < size; i++)
-		out[i] = a[i] + b[i];
+	add_args x = {out, a, b};
+	nn_parallel_for(size, NN_MIN_CHUNK, add_range, &x);
 }
