@@ -32,6 +32,9 @@
 #include "base.h"
 #include "nn.h"
 
+/* OpenBLAS's own: the kernel family it runs (cblas.h clashes with GSL's) */
+char *openblas_get_corename(void);
+
 #define N_CLASSES 10
 #define N_POOL 8 /* distinct synthetic batches, cycled */
 
@@ -233,12 +236,13 @@ int main(int argc, char **argv)
 	       "executed (%.0f flops per sample)\n",
 	       samples_per_s, gflops, bv_model_flops_per_sample(m), gflops_exact,
 	       step_flops_per_sample(m));
-	printf("peak RSS %.1f MiB\n", peak_rss_kb / 1024.0);
+	printf("peak RSS %.1f MiB; OpenBLAS core %s\n", peak_rss_kb / 1024.0, openblas_get_corename());
 	printf("bench_train model=%s input=%dx%dx%d batch=%d threads=%ld method=%s "
 	       "samples_per_s=%.1f gflops=%.3f gflops_exact=%.3f flops_per_sample=%.0f "
-	       "peak_rss_kb=%ld\n",
+	       "peak_rss_kb=%ld openblas_core=%s\n",
 	       o.model, o.input.c, o.input.h, o.input.w, n, o.threads, o.method, samples_per_s,
-	       gflops, gflops_exact, bv_model_flops_per_sample(m), peak_rss_kb);
+	       gflops, gflops_exact, bv_model_flops_per_sample(m), peak_rss_kb,
+	       openblas_get_corename());
 done:
 	if (rc)
 		fprintf(stderr, "bench_train: %s\n", bv_error_last());

@@ -19,7 +19,12 @@
 #   MODELS (default "resnet20 resnet8x4 vgg8"), BATCHES (default "64 128"),
 #   TORCH_SETTINGS2 (PyTorch's 2-thread settings, intra/OpenBLAS; default
 #   "2/2 1/2"), TORCH_MAX_TIME (seconds of timed steps after which a PyTorch
-#   run stops early; default 4).
+#   run stops early; default 4), BLAS_ENV (default "as-is"; "native" runs both
+#   programs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, so that
+#   OpenBLAS uses the kernel it detects for the CPU: the machines of
+#   docs/benchmarks.md set both to pin OpenBLAS to its Haswell kernel; their
+#   notes allow unsetting the two together in a benchmark command, never in
+#   tests or CI).
 set -eu
 
 build=${1:-build}
@@ -32,6 +37,15 @@ settings2=${TORCH_SETTINGS2:-"2/2 1/2"}
 max_time=${TORCH_MAX_TIME:-4}
 threads="1 2"
 input=3x32x32
+run_env=""
+case ${BLAS_ENV:-as-is} in
+as-is) ;;
+native) run_env="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" ;;
+*)
+	echo "run_cnn.sh: BLAS_ENV must be as-is or native, not '$BLAS_ENV'" >&2
+	exit 2
+	;;
+esac
 
 train=$build/bench/bench_train
 if [ ! -x "$train" ]; then
@@ -69,11 +83,11 @@ field() {
 # flops: lines "model bvtool_flops torch_flops"
 : >"$tmp/flops"
 for model in $models; do
-	bvf=$("$train" --model "$model" --input $input --batch 1 --steps 1 --warmup 0 |
+	bvf=$($run_env "$train" --model "$model" --input $input --batch 1 --steps 1 --warmup 0 |
 		tail -n 1 | field flops_per_sample)
 	tf=n/a
 	if [ $have_torch = 1 ]; then
-		tf=$("$python" "$here/torch_cnn.py" --model "$model" --input $input --flops-only |
+		tf=$($run_env "$python" "$here/torch_cnn.py" --model "$model" --input $input --flops-only |
 			tail -n 1 | field flops_per_sample)
 	fi
 	echo "== $model: forward flops per sample: bvtool $bvf, PyTorch $tf" >&2
@@ -90,7 +104,7 @@ while [ "$r" -le "$reps" ]; do
 			[ "$steps" -ge 1 ] || steps=1
 			for t in $threads; do
 				echo "== rep $r/$reps $model batch=$batch threads=$t ($(uptime | sed 's/.*load average: /load /'))" >&2
-				line=$("$train" --model "$model" --input $input --batch "$batch" \
+				line=$($run_env "$train" --model "$model" --input $input --batch "$batch" \
 					--threads "$t" --steps "$steps" --warmup 1 | tail -n 1)
 				echo "$line" >&2
 				echo "bv $model $batch $t - $(echo "$line" | field samples_per_s)" \
@@ -100,7 +114,7 @@ while [ "$r" -le "$reps" ]; do
 				settings="$t/$t"
 				[ "$t" -gt 1 ] && settings=$settings2
 				for s in $settings; do
-					line=$("$python" "$here/torch_cnn.py" --model "$model" --input $input \
+					line=$($run_env "$python" "$here/torch_cnn.py" --model "$model" --input $input \
 						--batch "$batch" --threads "${s%/*}" \
 						--blas-threads "${s#*/}" --steps "$steps" --warmup 2 \
 						--max-time "$max_time" | tail -n 1)
@@ -118,7 +132,9 @@ done
 
 echo
 echo "Best of $reps runs per cell, input $input, CE loss, SGD momentum 0.9;" \
-	"PyTorch $("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo n/a)"
+	"PyTorch $("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo n/a);" \
+	"BLAS_ENV=${BLAS_ENV:-as-is} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset});" \
+	"bvtool's OpenBLAS core: $($run_env "$train" --model mlp:8 --batch 1 --steps 1 --warmup 0 | tail -n 1 | field openblas_core)"
 echo
 awk -v models="$models" -v batches="$batches" -v threads="$threads" -v settings2="$settings2" -v flops="$tmp/flops" '
 BEGIN {
