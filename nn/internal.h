@@ -14,6 +14,13 @@ double nn_sum_f32(const float *x, size_t len);
 typedef void (*nn_range_fn)(void *ctx, size_t lo, size_t hi);
 void nn_parallel_for(size_t n, size_t min_chunk, nn_range_fn fn, void *ctx);
 
+/* bv_relu_backward and bv_bn_backward with din overwritten (add = 0) rather
+ * than accumulated (add = 1): for a gradient buffer whose only consumer they
+ * are, which then need not be zeroed first. */
+void nn_relu_backward(float *din, const float *dout, const float *out, size_t size, int add);
+void nn_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
+		    const float *invstd, const float *gamma, int n, int c, int hw, int add);
+
 /* Items per piece for elementwise loops: below this a thread costs more than it saves. */
 #define NN_MIN_CHUNK 32768
 

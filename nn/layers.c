@@ -82,6 +82,7 @@ void bv_linear_backward_naive(float *din, float *dw, float *db, const float *dou
 typedef struct relu_args {
 	float *y;            /* forward: out; backward: din */
 	const float *x, *gate; /* forward: in, -; backward: dout, out */
+	int add;             /* backward: din += (1) or din = (0) */
 } relu_args;
 
 static void relu_forward_range(void *arg, size_t lo, size_t hi)
@@ -93,7 +94,7 @@ static void relu_forward_range(void *arg, size_t lo, size_t hi)
 
 void bv_relu_forward(float *out, const float *in, size_t size)
 {
-	relu_args a = {out, in, NULL};
+	relu_args a = {out, in, NULL, 0};
 	nn_parallel_for(size, NN_MIN_CHUNK, relu_forward_range, &a);
 }
 
@@ -101,16 +102,27 @@ static void relu_backward_range(void *arg, size_t lo, size_t hi)
 {
 	const relu_args *a = arg;
 	/* load dout outside the comparison: no branch, so the loop vectorises */
-	for (size_t i = lo; i < hi; i++) {
-		const float d = a->x[i];
-		a->y[i] += a->gate[i] > 0.0f ? d : 0.0f;
-	}
+	if (a->add)
+		for (size_t i = lo; i < hi; i++) {
+			const float d = a->x[i];
+			a->y[i] += a->gate[i] > 0.0f ? d : 0.0f;
+		}
+	else
+		for (size_t i = lo; i < hi; i++) {
+			const float d = a->x[i];
+			a->y[i] = a->gate[i] > 0.0f ? d : 0.0f;
+		}
+}
+
+void nn_relu_backward(float *din, const float *dout, const float *out, size_t size, int add)
+{
+	relu_args a = {din, dout, out, add};
+	nn_parallel_for(size, NN_MIN_CHUNK, relu_backward_range, &a);
 }
 
 void bv_relu_backward(float *din, const float *dout, const float *out, size_t size)
 {
-	relu_args a = {din, dout, out};
-	nn_parallel_for(size, NN_MIN_CHUNK, relu_backward_range, &a);
+	nn_relu_backward(din, dout, out, size, 1);
 }
 
 void bv_dropout_forward(float *out, float *mask, const float *in, size_t size, float p,

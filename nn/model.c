@@ -569,13 +569,32 @@ static void zero_range(void *arg, size_t lo, size_t hi)
 	memset((float *)arg + lo, 0, (hi - lo) * sizeof(float));
 }
 
+/* Whether node i's backward overwrites the gradient of its input rather than
+ * adding to it: a ReLU or batch norm that is its input's only consumer. Such
+ * a gradient buffer need not be zeroed first (about two thirds of a ResNet's). */
+static int overwrites_din(const bv_model *m, int i)
+{
+	const bv_node *nd = &m->nodes[i];
+	if ((nd->op != BV_OP_RELU && nd->op != BV_OP_BN) || nd->in == 0)
+		return 0;
+	for (int j = 0; j < m->n_nodes; j++)
+		if (j != i && (m->nodes[j].in == nd->in || m->nodes[j].in2 == nd->in))
+			return 0;
+	return 1;
+}
+
 void bv_model_backward(bv_model *m, const float *dlogits, int n)
 {
 	memset(m->grads, 0, m->n_params * sizeof(float));
 	/* dacts[0] (the input) is never needed */
-	for (int i = 1; i < m->n_nodes; i++)
-		nn_parallel_for(bv_shape_size(act_shape(m, i)) * (size_t)n, 4 * NN_MIN_CHUNK, zero_range,
-				m->dacts[i]);
+	for (int i = 1; i < m->n_nodes; i++) {
+		int skip = 0; /* overwritten by its only consumer */
+		for (int j = 0; j < m->n_nodes && !skip; j++)
+			skip = m->nodes[j].in == i && overwrites_din(m, j);
+		if (!skip)
+			nn_parallel_for(bv_shape_size(act_shape(m, i)) * (size_t)n, 4 * NN_MIN_CHUNK,
+					zero_range, m->dacts[i]);
+	}
 	memcpy(m->dacts[m->n_nodes], dlogits, (size_t)m->n_classes * n * sizeof(float));
 	for (int i = m->n_nodes - 1; i >= 0; i--) {
 		const bv_node *nd = &m->nodes[i];
@@ -592,7 +611,7 @@ void bv_model_backward(bv_model *m, const float *dlogits, int n)
 			break;
 		case BV_OP_RELU:
 			if (din)
-				bv_relu_backward(din, dout, m->acts[i + 1], size);
+				nn_relu_backward(din, dout, m->acts[i + 1], size, !overwrites_din(m, i));
 			break;
 		case BV_OP_DROPOUT:
 			if (din)
@@ -605,8 +624,8 @@ void bv_model_backward(bv_model *m, const float *dlogits, int n)
 			break;
 		}
 		case BV_OP_BN:
-			bv_bn_backward(din, G0, G1, dout, m->caches[i], m->caches2[i], P0, n, os.c,
-				       os.h * os.w);
+			nn_bn_backward(din, G0, G1, dout, m->caches[i], m->caches2[i], P0, n, os.c,
+				       os.h * os.w, !overwrites_din(m, i));
 			break;
 		case BV_OP_MAXPOOL:
 			if (din)

@@ -145,7 +145,7 @@ void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 typedef struct bn_bwd {
 	float *din, *dgamma, *dbeta;
 	const float *dout, *xhat, *invstd, *gamma;
-	int n, c, hw;
+	int n, c, hw, add;
 } bn_bwd;
 
 /* channels [lo, hi) of bv_bn_backward */
@@ -171,15 +171,25 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 		for (int i = 0; i < n; i++) {
 			const float *dy = a->dout + off + i * cs, *xh = a->xhat + off + i * cs;
 			float *dx = a->din + off + i * cs;
-			for (int k = 0; k < hw; k++)
-				dx[k] += g * (dy[k] - m1 - xh[k] * m2);
+			if (a->add)
+				for (int k = 0; k < hw; k++)
+					dx[k] += g * (dy[k] - m1 - xh[k] * m2);
+			else
+				for (int k = 0; k < hw; k++)
+					dx[k] = g * (dy[k] - m1 - xh[k] * m2);
 		}
 	}
+}
+
+void nn_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
+		    const float *invstd, const float *gamma, int n, int c, int hw, int add)
+{
+	bn_bwd a = {din, dgamma, dbeta, dout, xhat, invstd, gamma, n, c, hw, add};
+	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_backward_channels, &a);
 }
 
 void bv_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
 		    const float *invstd, const float *gamma, int n, int c, int hw)
 {
-	bn_bwd a = {din, dgamma, dbeta, dout, xhat, invstd, gamma, n, c, hw};
-	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_backward_channels, &a);
+	nn_bn_backward(din, dgamma, dbeta, dout, xhat, invstd, gamma, n, c, hw, 1);
 }
