@@ -30,9 +30,13 @@
 #include <cblas.h>
 #include <string.h>
 
-/* Tiles per chunk we aim for (the sgemms' N): see docs/benchmarks.md. */
+/* Tiles per chunk we aim for (the sgemms' N), fewer for wide layers so that
+ * a chunk's V and M stay within CHUNK_FLOATS (4 MiB); see docs/benchmarks.md. */
 #ifndef CHUNK_TILES
 #define CHUNK_TILES 128
+#endif
+#ifndef CHUNK_FLOATS
+#define CHUNK_FLOATS (1024 * 1024)
 #endif
 
 typedef struct wino_geom {
@@ -45,7 +49,9 @@ static wino_geom geom(const bv_conv_dims *d)
 	wino_geom g;
 	g.th = (d->h + 1) / 2;
 	g.tw = (d->w + 1) / 2;
-	g.rows = (CHUNK_TILES + g.tw - 1) / g.tw;
+	int tiles = CHUNK_FLOATS / (16 * (d->c_in + d->c_out));
+	tiles = tiles < CHUNK_TILES ? tiles : CHUNK_TILES;
+	g.rows = tiles > g.tw ? (tiles + g.tw - 1) / g.tw : 1;
 	return g;
 }
 
