@@ -186,16 +186,12 @@ static int next_segment(segment *sg, int *g, int g0, int g1, int th, int tw)
 /* Where xi = 4 i + j of a chunk's (16, c, N) matrix starts for channel ch and segment sg. */
 #define PLANE(base, xi, ch) ((base) + (size_t)(xi) * pstride + (size_t)(ch) * n_tiles + sg.off)
 
-/* x[k], 0 outside [0, w) */
-static inline float at(const float *xr, int k, int w)
-{
-	return k >= 0 && k < w ? xr[k] : 0.0f;
-}
-
 /* o_j[t] = bt4 of (x[2t - 1], x[2t], x[2t + 1], x[2t + 2]), 0 outside the row:
- * d B along one image row (or 0 for a row of padding, xr NULL). */
+ * d B along one image row (or 0 for a row of padding, xr NULL). The row is
+ * copied between zeros first, pad[k + 1] = x[k], so that one loop without
+ * bounds covers every tile. */
 static inline void row_bt4(float *restrict o0, float *restrict o1, float *restrict o2,
-			   float *restrict o3, const float *restrict xr, int w)
+			   float *restrict o3, float *restrict pad, const float *restrict xr, int w)
 {
 	const int tw = (w + 1) / 2;
 	if (!xr) {
@@ -205,16 +201,13 @@ static inline void row_bt4(float *restrict o0, float *restrict o1, float *restri
 		memset(o3, 0, sizeof(float) * (size_t)tw);
 		return;
 	}
-	for (int t = 1; t < tw - 1; t++) { /* every read inside */
-		const float d0 = xr[2 * t - 1], d1 = xr[2 * t], d2 = xr[2 * t + 1], d3 = xr[2 * t + 2];
-		o0[t] = d0 - d2;
-		o1[t] = d1 + d2;
-		o2[t] = d2 - d1;
-		o3[t] = d1 - d3;
-	}
-	for (int t = 0; t < tw; t += tw - 1 > 0 ? tw - 1 : 1) { /* the first and last tile */
-		const float d0 = at(xr, 2 * t - 1, w), d1 = at(xr, 2 * t, w),
-			    d2 = at(xr, 2 * t + 1, w), d3 = at(xr, 2 * t + 2, w);
+	pad[0] = 0;
+	memcpy(pad + 1, xr, sizeof(float) * (size_t)w);
+	for (int k = w + 1; k < 2 * tw + 2; k++)
+		pad[k] = 0;
+	for (int t = 0; t < tw; t++) {
+		const float d0 = pad[2 * t], d1 = pad[2 * t + 1], d2 = pad[2 * t + 2],
+			    d3 = pad[2 * t + 3];
 		o0[t] = d0 - d2;
 		o1[t] = d1 + d2;
 		o2[t] = d2 - d1;
@@ -255,6 +248,7 @@ BV_TARGET_CLONES static void input_transform(float *restrict v, float *restrict 
 	const size_t n_tiles = (size_t)(g1 - g0) * tw, pstride = (size_t)c * n_tiles;
 	const size_t stride = ((size_t)(g1 - g0 < th ? g1 - g0 : th) + 1) * tw;
 	float *e = scratch, *o = e + 4 * stride; /* (4, rows + 1, tw) each */
+	float *pad = o + 4 * stride;             /* row_bt4's 2 tw + 2 */
 	for (int ch = 0; ch < c; ch++) {
 		segment sg;
 		for (int g = g0; next_segment(&sg, &g, g0, g1, th, tw);) {
@@ -262,7 +256,7 @@ BV_TARGET_CLONES static void input_transform(float *restrict v, float *restrict 
 			for (int p = 0; p < 2 * sg.rows + 2; p++) {
 				const int y = 2 * sg.ty0 - 1 + p;
 				float *r = (p & 1 ? o : e) + (size_t)(p >> 1) * tw;
-				row_bt4(r, r + stride, r + 2 * stride, r + 3 * stride,
+				row_bt4(r, r + stride, r + 2 * stride, r + 3 * stride, pad,
 					y >= 0 && y < h ? xc + (size_t)y * w : NULL, w);
 			}
 			const int len = sg.rows * tw;
