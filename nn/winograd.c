@@ -55,11 +55,14 @@ static wino_geom geom(const bv_conv_dims *d)
 	return g;
 }
 
-/* 3x3 stride 1 pad 1; with fewer input channels (3, an RGB image) the
- * transforms cost more than the products save, and im2col is faster. */
+/* 3x3 stride 1 pad 1 with c_in >= 16. With fewer input channels the
+ * transforms cost about what the products save: at 1 thread, n = 128,
+ * Winograd is 1.6x slower for 3 -> 16 at 32x32, 1.2x for 4 -> 16, even
+ * for 8 -> 16 (0.95x) and 8 -> 64 at 8x8 (1.07x); from 16 -> 16 on it is
+ * 1.3-3x faster (docs/benchmarks.md). */
 int bv_winograd_applies(const bv_conv_dims *d)
 {
-	return d->kh == 3 && d->kw == 3 && d->stride == 1 && d->pad == 1 && d->c_in >= 8;
+	return d->kh == 3 && d->kw == 3 && d->stride == 1 && d->pad == 1 && d->c_in >= 16;
 }
 
 /* One slice: V (16, c_in, N), M (16, c_out, N), then the transforms'
