@@ -3,7 +3,7 @@
  * stride-1 pad-1 convolutions with c_in >= 16 by Winograd F(2x2, 3x3)
  * (nn/winograd.c, run in the same per-thread sample split; it does 4
  * multiplies per output and input channel instead of 9, and trains ResNet-20
- * 22-39% faster, docs/benchmarks.md), with a naive 7-loop reference beside
+ * 18-39% faster, docs/benchmarks.md), with a naive 7-loop reference beside
  * them that the tests compare against.
  *
  * Per sample, with K = c_in*kh*kw and col (K, oh*ow) the im2col matrix:
