@@ -60,8 +60,9 @@ void bv_dropout_backward(float *din, const float *dout, const float *mask, size_
 /* Convolution, NCHW. in (n, c_in, h, w) -> out (n, c_out, oh, ow) with
  * oh = (h + 2 pad - kh) / stride + 1 (likewise ow); w (c_out, c_in, kh, kw);
  * b (c_out) or NULL. Lowered onto cblas_sgemm by Winograd F(2x2, 3x3) for 3x3
- * stride-1 pad-1 convolutions, by im2col otherwise: `col` is a workspace of
- * bv_conv2d_col_size(d) floats (caller-owned, reused across calls). */
+ * stride-1 pad-1 convolutions with c_in >= 16 (bv_winograd_applies), by im2col
+ * otherwise: `col` is a workspace of bv_conv2d_col_size(d) floats
+ * (caller-owned, reused across calls). */
 typedef struct bv_conv_dims {
 	int n, c_in, h, w;
 	int c_out, kh, kw, stride, pad;
