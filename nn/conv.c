@@ -1,6 +1,10 @@
 /*
- * 2-D convolution (NCHW) lowered onto cblas_sgemm by im2col, with a naive
- * 7-loop reference beside it that the tests compare against.
+ * 2-D convolution (NCHW) lowered onto cblas_sgemm by im2col, or for 3x3
+ * stride-1 pad-1 convolutions with c_in >= 16 by Winograd F(2x2, 3x3)
+ * (nn/winograd.c, run in the same per-thread sample split; it does 4
+ * multiplies per output and input channel instead of 9, and trains ResNet-20
+ * 18-39% faster, docs/benchmarks.md), with a naive 7-loop reference beside
+ * them that the tests compare against.
  *
  * Per sample, with K = c_in*kh*kw and col (K, oh*ow) the im2col matrix:
  *     forward   out[n] (c_out, ohw) = w (c_out, K) @ col (K, ohw)  [+ b]
@@ -55,27 +59,43 @@ static size_t round16(size_t x)
 	return (x + 15) & ~(size_t)15; /* slices 64 bytes apart: little false sharing */
 }
 
-/* One thread's slice: col (K, ohw) [absent when pointwise], then the partial
- * dw^T (K, c_out) and the partial db (c_out). */
+/* Winograd's transformed filter U (16, c_out, c_in), shared by the threads
+ * at the start of the workspace; 0 on the im2col path. */
+static size_t shared_size(const bv_conv_dims *d)
+{
+	return bv_winograd_applies(d) ? round16((size_t)16 * d->c_out * d->c_in) : 0;
+}
+
+/* One thread's slice: col (K, ohw) [absent when pointwise] or Winograd's
+ * slice, then the partial dw^T (K, c_out) or dU (16, c_out, c_in), then the
+ * partial db (c_out). */
 static size_t slice_col(const bv_conv_dims *d)
 {
+	if (bv_winograd_applies(d))
+		return round16(bv_winograd_slice_size(d));
 	return is_pointwise(d) ? 0 : round16((size_t)d->c_in * d->kh * d->kw * d->oh * d->ow);
+}
+
+static size_t partial_dw_size(const bv_conv_dims *d)
+{
+	const size_t taps = bv_winograd_applies(d) ? 16 : (size_t)d->kh * d->kw;
+	return taps * d->c_out * d->c_in;
 }
 
 static size_t slice_size(const bv_conv_dims *d)
 {
-	return slice_col(d) + round16((size_t)d->c_out * d->c_in * d->kh * d->kw) +
-	       round16((size_t)d->c_out);
+	return slice_col(d) + round16(partial_dw_size(d)) + round16((size_t)d->c_out);
 }
 
 /*
- * MAX_THREADS slices of (one sample's im2col matrix, K x oh*ow floats, plus
- * the partial sums of dw and db); never 0, also for a 1x1 convolution.
- * Independent of n: size it once per model.
+ * MAX_THREADS slices of (one sample's im2col matrix, K x oh*ow floats, or
+ * Winograd's V and M for one chunk, plus the partial sums of dw and db), after
+ * Winograd's U; never 0, also for a 1x1 convolution. Independent of n: size it
+ * once per model.
  */
 size_t bv_conv2d_col_size(const bv_conv_dims *d)
 {
-	return MAX_THREADS * slice_size(d);
+	return shared_size(d) + MAX_THREADS * slice_size(d);
 }
 
 /* [*lo, *hi): the outputs o whose input o*stride - pad + k lies inside [0, size) */
@@ -245,10 +265,11 @@ typedef struct conv_job {
 	const bv_conv_dims *d;
 	float *out;          /* forward: (n, c_out, oh, ow) */
 	float *din;          /* backward: (n, c_in, h, w) or NULL */
-	float *dw;           /* backward: this thread's partial dw^T (K, c_out) */
+	float *dw;           /* backward: this thread's partial dw^T (K, c_out) or dU */
 	float *db;           /* backward: this thread's db accumulator, or NULL */
 	const float *in, *w, *b, *dout;
-	float *col;          /* (K, ohw) of this thread; unused when pointwise */
+	const float *u;      /* Winograd's U (16, c_out, c_in) */
+	float *col;          /* (K, ohw) or Winograd's slice of this thread; unused when pointwise */
 	int lo, hi;
 } conv_job;
 
@@ -312,6 +333,26 @@ static void *backward_job(void *arg)
 	return NULL;
 }
 
+static void *wino_forward_job(void *arg)
+{
+	const conv_job *j = arg;
+	bv_winograd_forward(j->out, j->col, j->in, j->u, j->b, j->d, j->lo, j->hi);
+	return NULL;
+}
+
+static void *wino_backward_job(void *arg)
+{
+	const conv_job *j = arg;
+	const bv_conv_dims *d = j->d;
+	const size_t hw = (size_t)d->h * d->w;
+	bv_winograd_backward(j->din, j->dw, j->col, j->dout, j->in, j->u, d, j->lo, j->hi);
+	if (j->db)
+		for (int i = j->lo; i < j->hi; i++)
+			for (int co = 0; co < d->c_out; co++)
+				j->db[co] += (float)nn_sum_f32(j->dout + ((size_t)i * d->c_out + co) * hw, hw);
+	return NULL;
+}
+
 /* Threads for n samples: OpenBLAS's thread count, at most MAX_THREADS and n. */
 static int n_threads(int n)
 {
@@ -352,7 +393,8 @@ static void make_jobs(conv_job *jobs, int nt, float *col, const bv_conv_dims *d)
 	for (int t = 0; t < nt; t++) {
 		memset(&jobs[t], 0, sizeof jobs[t]);
 		jobs[t].d = d;
-		jobs[t].col = col + (size_t)t * slice;
+		jobs[t].u = col;
+		jobs[t].col = col + shared_size(d) + (size_t)t * slice;
 		jobs[t].lo = (int)((long long)d->n * t / nt);
 		jobs[t].hi = (int)((long long)d->n * (t + 1) / nt);
 	}
@@ -362,25 +404,29 @@ void bv_conv2d_forward(float *out, float *col, const float *in, const float *w, 
 		       const bv_conv_dims *d)
 {
 	conv_job jobs[MAX_THREADS];
-	const int nt = n_threads(d->n);
+	const int nt = n_threads(d->n), wino = bv_winograd_applies(d);
 	make_jobs(jobs, nt, col, d);
+	if (wino)
+		bv_winograd_filter(col, w, d);
 	for (int t = 0; t < nt; t++) {
 		jobs[t].out = out;
 		jobs[t].in = in;
 		jobs[t].w = w;
 		jobs[t].b = b;
 	}
-	run_jobs(forward_job, jobs, nt);
+	run_jobs(wino ? wino_forward_job : forward_job, jobs, nt);
 }
 
 void bv_conv2d_backward(float *din, float *dw, float *db, float *col, const float *dout,
 			const float *in, const float *w, const bv_conv_dims *d)
 {
 	conv_job jobs[MAX_THREADS];
-	const int nt = n_threads(d->n);
+	const int nt = n_threads(d->n), wino = bv_winograd_applies(d);
 	const int K = d->c_in * d->kh * d->kw;
-	const size_t n_w = (size_t)d->c_out * K;
+	const size_t n_w = partial_dw_size(d);
 	make_jobs(jobs, nt, col, d);
+	if (wino && din)
+		bv_winograd_filter(col, w, d);
 	for (int t = 0; t < nt; t++) {
 		conv_job *j = &jobs[t];
 		j->din = din;
@@ -396,16 +442,22 @@ void bv_conv2d_backward(float *din, float *dw, float *db, float *col, const floa
 			memset(j->db, 0, sizeof(float) * (size_t)d->c_out);
 		}
 	}
-	run_jobs(backward_job, jobs, nt);
+	run_jobs(wino ? wino_backward_job : backward_job, jobs, nt);
 	for (int t = 0; t < nt; t++) {
 		const float *p = jobs[t].dw;
-		for (int co = 0; co < d->c_out; co++)
-			for (int k = 0; k < K; k++)
-				dw[(size_t)co * K + k] += p[(size_t)k * d->c_out + co];
+		if (wino && t > 0) /* summed into thread 0's dU, transformed once below */
+			for (size_t k = 0; k < n_w; k++)
+				jobs[0].dw[k] += p[k];
+		else if (!wino)
+			for (int co = 0; co < d->c_out; co++)
+				for (int k = 0; k < K; k++)
+					dw[(size_t)co * K + k] += p[(size_t)k * d->c_out + co];
 		if (db && t > 0)
 			for (int co = 0; co < d->c_out; co++)
 				db[co] += jobs[t].db[co];
 	}
+	if (wino)
+		bv_winograd_filter_grad(dw, jobs[0].dw, d);
 }
 
 void bv_conv2d_forward_naive(float *out, const float *in, const float *w, const float *b,

@@ -59,8 +59,10 @@ void bv_dropout_backward(float *din, const float *dout, const float *mask, size_
 
 /* Convolution, NCHW. in (n, c_in, h, w) -> out (n, c_out, oh, ow) with
  * oh = (h + 2 pad - kh) / stride + 1 (likewise ow); w (c_out, c_in, kh, kw);
- * b (c_out) or NULL. Lowered onto cblas_sgemm by im2col: `col` is a workspace
- * of bv_conv2d_col_size(d) floats (caller-owned, reused across calls). */
+ * b (c_out) or NULL. Lowered onto cblas_sgemm by Winograd F(2x2, 3x3) for 3x3
+ * stride-1 pad-1 convolutions with c_in >= 16 (bv_winograd_applies), by im2col
+ * otherwise: `col` is a workspace of bv_conv2d_col_size(d) floats
+ * (caller-owned, reused across calls). */
 typedef struct bv_conv_dims {
 	int n, c_in, h, w;
 	int c_out, kh, kw, stride, pad;
@@ -77,6 +79,18 @@ void bv_conv2d_backward(float *din, float *dw, float *db, float *col, const floa
 			const float *in, const float *w, const bv_conv_dims *d);
 void bv_conv2d_backward_naive(float *din, float *dw, float *db, const float *dout,
 			      const float *in, const float *w, const bv_conv_dims *d);
+/* The Winograd path's arithmetic (nn/winograd.c), which bv_conv2d_* run per
+ * thread on samples [lo, hi): u (16, c_out, c_in) = G w G^T; forward writes
+ * out, backward adds into din (may be NULL) and du (16, c_out, c_in), with
+ * `slice` a scratch of bv_winograd_slice_size(d) floats; dw += G^T du G. */
+int bv_winograd_applies(const bv_conv_dims *d);
+size_t bv_winograd_slice_size(const bv_conv_dims *d);
+void bv_winograd_filter(float *u, const float *w, const bv_conv_dims *d);
+void bv_winograd_filter_grad(float *dw, const float *du, const bv_conv_dims *d);
+void bv_winograd_forward(float *out, float *slice, const float *in, const float *u,
+			 const float *b, const bv_conv_dims *d, int lo, int hi);
+void bv_winograd_backward(float *din, float *du, float *slice, const float *dout,
+			  const float *in, const float *u, const bv_conv_dims *d, int lo, int hi);
 
 /* BatchNorm2d over (n, h*w) per channel, PyTorch's semantics: train mode
  * normalises with the batch mean and biased variance and updates the running

@@ -1,6 +1,7 @@
 /*
- * CNN layers: conv2d's im2col + sgemm path against its naive reference (many
- * shapes, 1 and 2 threads), finite-difference gradient checks of conv2d, batch
+ * CNN layers: conv2d's im2col + sgemm and Winograd F(2x2, 3x3) paths against
+ * the naive reference (many shapes: odd maps, a 1x1 map, chunks that split a
+ * sample or end early; 1 and 2 threads), finite-difference gradient checks of conv2d, batch
  * norm, max pooling, global average pooling and the residual add (gradients
  * asserted clearly non-zero), batch-norm running statistics and eval mode
  * against hand-computed values, and the accumulate (+=) convention of every
@@ -95,9 +96,16 @@ static float *new_col(const bv_conv_dims *d)
 	return col;
 }
 
+/* Largest difference allowed, relative to 1 + the largest |reference|, for
+ * both paths: im2col's worst here is about 3e-7; Winograd's about 1e-6 (it adds
+ * and subtracts transformed values a few times the size of the result). */
+#define CONV_TOL 1e-5
+
 static void test_conv_vs_naive(conv_case cc, int threads)
 {
 	bv_conv_dims d = dims_of(cc);
+	const int wino = bv_winograd_applies(&d);
+	const double tol = CONV_TOL;
 	const size_t ni = (size_t)d.n * d.c_in * d.h * d.w, no = (size_t)d.n * d.c_out * d.oh * d.ow;
 	const size_t nw = (size_t)d.c_out * d.c_in * d.kh * d.kw;
 	float *in = randn(ni, 1), *w = randn(nw, 0.5), *b = cc.bias ? randn(d.c_out, 0.5) : NULL;
@@ -121,14 +129,15 @@ static void test_conv_vs_naive(conv_case cc, int threads)
 	bv_conv2d_backward_naive(NULL, dw2, cc.bias ? db2 : NULL, r, in, w, &d);
 	double ddw_null = max_abs_diff(dw, dw2, nw) / (1 + max_abs(dw2, nw));
 	double worst = fmax(fmax(df, ddin), fmax(fmax(ddw, ddb), ddw_null));
-	printf("conv n=%d %dx%dx%d -> %d k%dx%d s%d p%d%s, %d thread%s: blas vs naive, worst "
+	printf("conv n=%d %dx%dx%d -> %d k%dx%d s%d p%d%s, %d thread%s: %s vs naive, worst "
 	       "relative diff %.3g (fwd %.2g din %.2g dw %.2g db %.2g)\n",
 	       d.n, d.c_in, d.h, d.w, d.c_out, d.kh, d.kw, d.stride, d.pad, cc.bias ? " +b" : "",
-	       threads, threads > 1 ? "s" : "", worst, df, ddin, ddw, ddb);
-	CHECK(df < 1e-5, "conv forward blas vs naive %.3g", df);
-	CHECK(ddin < 1e-5 && ddw < 1e-5 && ddb < 1e-5 && ddw_null < 1e-5,
-	      "conv backward blas vs naive din %.3g dw %.3g db %.3g (din NULL: dw %.3g)", ddin, ddw,
-	      ddb, ddw_null);
+	       threads, threads > 1 ? "s" : "", wino ? "winograd" : "im2col", worst, df, ddin, ddw,
+	       ddb);
+	CHECK(df < tol, "conv forward %s vs naive %.3g", wino ? "winograd" : "im2col", df);
+	CHECK(ddin < tol && ddw < tol && ddb < tol && ddw_null < tol,
+	      "conv backward %s vs naive din %.3g dw %.3g db %.3g (din NULL: dw %.3g)",
+	      wino ? "winograd" : "im2col", ddin, ddw, ddb, ddw_null);
 	free(in), free(w), free(b), free(col), free(out), free(ref), free(r);
 	free(din), free(dw), free(db), free(din2), free(dw2), free(db2);
 }
@@ -479,6 +488,18 @@ int main(void)
 		{3, 2, 2, 3, 2, 3, 3, 2, 1, 0},    /* tiny map: every window touches padding */
 		{2, 2, 5, 6, 3, 1, 3, 1, 1, 1},    /* 1x3 "same" in width: 3 fused col2im rows */
 		{2, 2, 6, 5, 3, 3, 1, 1, 0, 0},    /* 3x1 unpadded: ow == w, 3 fused rows */
+		/* Winograd: 3x3 s1 p1 with c_in >= 16 */
+		{1, 16, 7, 7, 5, 3, 3, 1, 1, 1},   /* odd map: clipped last tile row and column, n 1 */
+		{3, 17, 5, 9, 24, 3, 3, 1, 1, 0},  /* 5x9, c_out > c_in */
+		{2, 24, 9, 5, 16, 3, 3, 1, 1, 1},  /* 9x5, c_out < c_in */
+		{4, 16, 1, 1, 6, 3, 3, 1, 1, 1},   /* 1x1 map: one tile, all padding but the centre */
+		{3, 16, 2, 1, 4, 3, 3, 1, 1, 0},   /* 2x1 map */
+		{13, 16, 8, 8, 16, 3, 3, 1, 1, 1}, /* 8 samples a chunk: one full chunk and a partial */
+		{70, 16, 4, 4, 10, 3, 3, 1, 1, 0}, /* 32 samples a chunk: 70 = 64 + 6, 35 = 32 + 3 */
+		{3, 16, 41, 35, 9, 3, 3, 1, 1, 1}, /* 21 tile rows of 18 tiles: chunks of 8 rows
+						      split samples and straddle two */
+		{5, 64, 8, 8, 64, 3, 3, 1, 1, 0},  /* ResNet-20's stage 3 */
+		{2, 8, 6, 6, 4, 3, 3, 1, 1, 1},    /* c_in 8: im2col */
 	};
 	for (int t = 1; t <= 2; t++)
 		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -486,6 +507,7 @@ int main(void)
 	bv_nn_set_threads(2);
 	test_conv_fd((conv_case){2, 3, 7, 6, 4, 3, 3, 2, 1, 1});
 	test_conv_fd((conv_case){2, 2, 5, 6, 3, 3, 3, 1, 1, 1});
+	test_conv_fd((conv_case){2, 16, 5, 6, 3, 3, 3, 1, 1, 1}); /* Winograd */
 	test_conv_fd((conv_case){3, 3, 4, 5, 2, 1, 1, 1, 0, 1});
 	bv_nn_set_threads(1);
 	test_bn_fd(3, 2, 6);
