@@ -22,8 +22,8 @@
  * slower, whether or not samples are grouped; and the per-sample sgemms are
  * too small for OpenBLAS's own threading, which runs them slower at 2 threads
  * than at 1. So the samples are split among up to openblas_get_num_threads()
- * POSIX threads, created per call (about 20 us; no state kept between calls),
- * each running single-threaded sgemms on its own slice of the workspace;
+ * threads of nn's pool (nn/parallel.c), each running single-threaded sgemms
+ * on its own slice of the workspace;
  * OpenBLAS is set to 1 thread meanwhile and restored after. Each thread sums
  * dw^T into its own partial, added into dw at the end (this orientation of
  * the product is 7-20% faster in OpenBLAS than dw += dout[n] @ col^T).
@@ -37,7 +37,6 @@
 #include "internal.h"
 
 #include <cblas.h>
-#include <pthread.h>
 #include <string.h>
 
 /* Most threads a call uses; bv_conv2d_col_size reserves a slice for each. */
@@ -362,27 +361,29 @@ static int n_threads(int n)
 	return nt > 1 ? nt : 1;
 }
 
-/* Run jobs[0..nt) in parallel, job 0 on the calling thread, with OpenBLAS
- * single-threaded meanwhile. A thread that cannot be created runs its job inline. */
+typedef struct jobs_call {
+	void *(*fn)(void *);
+	conv_job *jobs;
+} jobs_call;
+
+static void run_job(void *arg, int t)
+{
+	const jobs_call *c = arg;
+	c->fn(&c->jobs[t]);
+}
+
+/* Run jobs[0..nt) in parallel on nn's thread pool, job 0 on the calling
+ * thread, with OpenBLAS single-threaded meanwhile. */
 static void run_jobs(void *(*fn)(void *), conv_job *jobs, int nt)
 {
 	if (nt == 1) {
 		fn(&jobs[0]);
 		return;
 	}
-	pthread_t tid[MAX_THREADS];
-	int started[MAX_THREADS] = {0};
 	const int blas_threads = openblas_get_num_threads();
 	openblas_set_num_threads(1);
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&tid[t], NULL, fn, &jobs[t]) == 0;
-	fn(&jobs[0]);
-	for (int t = 1; t < nt; t++) {
-		if (started[t])
-			pthread_join(tid[t], NULL);
-		else
-			fn(&jobs[t]);
-	}
+	jobs_call c = {fn, jobs};
+	nn_run_threads(nt, run_job, &c);
 	openblas_set_num_threads(blas_threads);
 }
 

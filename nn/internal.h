@@ -9,8 +9,13 @@
 /* sum of x[0..len) in float lanes the compiler vectorises, combined in double */
 double nn_sum_f32(const float *x, size_t len);
 
-/* fn(ctx, lo, hi) over pieces of [0, n) on up to openblas_get_num_threads()
- * threads, each piece at least min_chunk items (nn/parallel.c). */
+/* nn/parallel.c. nn_run_threads: fn(ctx, t) for t in [0, nt), t = 0 on the
+ * calling thread, the others on the pool's workers. nn_threads: the threads
+ * nn uses, openblas_get_num_threads() capped at 8. nn_parallel_for:
+ * fn(ctx, lo, hi) over pieces of [0, n), each piece at least min_chunk items. */
+typedef void (*nn_thread_fn)(void *ctx, int t);
+void nn_run_threads(int nt, nn_thread_fn fn, void *ctx);
+int nn_threads(void);
 typedef void (*nn_range_fn)(void *ctx, size_t lo, size_t hi);
 void nn_parallel_for(size_t n, size_t min_chunk, nn_range_fn fn, void *ctx);
 
