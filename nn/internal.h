@@ -23,8 +23,15 @@ void nn_parallel_for(size_t n, size_t min_chunk, nn_range_fn fn, void *ctx);
  * than accumulated (add = 1): for a gradient buffer whose only consumer they
  * are, which then need not be zeroed first. */
 void nn_relu_backward(float *din, const float *dout, const float *out, size_t size, int add);
+/* Batch norm with the ReLU after it fused: forward with relu = 1 writes
+ * relu(bn(x)); backward with gate = that output takes dout where gate > 0
+ * (the ReLU's backward) before batch norm's. NULL / 0: plain batch norm. */
+void nn_bn_forward(float *out, float *xhat, float *invstd, const float *in, const float *gamma,
+		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
+		   int train, float momentum, float eps, int relu);
 void nn_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
-		    const float *invstd, const float *gamma, int n, int c, int hw, int add);
+		    const float *invstd, const float *gamma, const float *gate, int n, int c, int hw,
+		    int add);
 
 /* Items per piece for elementwise loops: below this a thread costs more than it saves. */
 #define NN_MIN_CHUNK 32768

@@ -507,6 +507,22 @@ void bv_model_init(bv_model *m, unsigned long seed)
 	gsl_rng_free(rng);
 }
 
+/* Whether node i, a batch norm, and node i + 1, a ReLU that is its output's
+ * only consumer, run fused: one pass over the activation instead of two in
+ * forward and in backward, and the batch norm's output is never written. */
+static int fuses_relu(const bv_model *m, int i)
+{
+	if (m->nodes[i].op != BV_OP_BN || i + 1 >= m->n_nodes)
+		return 0;
+	const bv_node *r = &m->nodes[i + 1];
+	if (r->op != BV_OP_RELU || r->in != i + 1)
+		return 0;
+	for (int j = 0; j < m->n_nodes; j++)
+		if (j != i + 1 && (m->nodes[j].in == i + 1 || m->nodes[j].in2 == i + 1))
+			return 0;
+	return 1;
+}
+
 const float *bv_model_forward(bv_model *m, const float *x, int n, int train, gsl_rng *rng)
 {
 	if (bv_model_reserve(m, n) != 0)
@@ -539,8 +555,11 @@ const float *bv_model_forward(bv_model *m, const float *x, int n, int train, gsl
 		}
 		case BV_OP_BN: {
 			float *rs = m->buffers + nd->buf_off;
-			bv_bn_forward(out, m->caches[i], m->caches2[i], in, P0, P1, rs, rs + os.c, n, os.c,
-				      os.h * os.w, train, nd->u.bn.momentum, nd->u.bn.eps);
+			const int fused = fuses_relu(m, i); /* then writes the ReLU's output */
+			nn_bn_forward(fused ? m->acts[i + 2] : out, m->caches[i], m->caches2[i], in, P0,
+				      P1, rs, rs + os.c, n, os.c, os.h * os.w, train, nd->u.bn.momentum,
+				      nd->u.bn.eps, fused);
+			i += fused;
 			break;
 		}
 		case BV_OP_MAXPOOL:
@@ -610,7 +629,7 @@ void bv_model_backward(bv_model *m, const float *dlogits, int n)
 					   nd->u.linear.n_in, nd->u.linear.n_out);
 			break;
 		case BV_OP_RELU:
-			if (din)
+			if (din && !(i > 0 && fuses_relu(m, i - 1))) /* fused: in the batch norm's */
 				nn_relu_backward(din, dout, m->acts[i + 1], size, !overwrites_din(m, i));
 			break;
 		case BV_OP_DROPOUT:
@@ -624,8 +643,12 @@ void bv_model_backward(bv_model *m, const float *dlogits, int n)
 			break;
 		}
 		case BV_OP_BN:
-			nn_bn_backward(din, G0, G1, dout, m->caches[i], m->caches2[i], P0, n, os.c,
-				       os.h * os.w, !overwrites_din(m, i));
+			if (fuses_relu(m, i)) /* the ReLU's gradient and output, gating */
+				nn_bn_backward(din, G0, G1, m->dacts[i + 2], m->caches[i], m->caches2[i], P0,
+					       m->acts[i + 2], n, os.c, os.h * os.w, !overwrites_din(m, i));
+			else
+				nn_bn_backward(din, G0, G1, dout, m->caches[i], m->caches2[i], P0, NULL, n,
+					       os.c, os.h * os.w, !overwrites_din(m, i));
 			break;
 		case BV_OP_MAXPOOL:
 			if (din)

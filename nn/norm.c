@@ -63,7 +63,7 @@ static double row_dot(const float *a, const float *b, int len)
 typedef struct bn_fwd {
 	float *out, *xhat, *invstd, *run_mean, *run_var;
 	const float *in, *gamma, *beta;
-	int n, c, hw, train;
+	int n, c, hw, train, relu;
 	float momentum, eps;
 } bn_fwd;
 
@@ -116,6 +116,9 @@ static void bn_forward_channels(void *arg, size_t lo, size_t hi)
 				for (int k = 0; k < hw; k++)
 					o[k] = g * ((xr[k] - mean) * inv) + b;
 			}
+			if (a->relu) /* the ReLU after it, fused: the row is still in L1 */
+				for (int k = 0; k < hw; k++)
+					o[k] = o[k] > 0.0f ? o[k] : 0.0f;
 		}
 	}
 }
@@ -131,7 +134,15 @@ void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
 		   int train, float momentum, float eps)
 {
-	bn_fwd a = {out, xhat, invstd, run_mean, run_var, in, gamma, beta, n, c, hw, train,
+	nn_bn_forward(out, xhat, invstd, in, gamma, beta, run_mean, run_var, n, c, hw, train,
+		      momentum, eps, 0);
+}
+
+void nn_bn_forward(float *out, float *xhat, float *invstd, const float *in, const float *gamma,
+		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
+		   int train, float momentum, float eps, int relu)
+{
+	bn_fwd a = {out, xhat, invstd, run_mean, run_var, in, gamma, beta, n, c, hw, train, relu,
 		    momentum, eps};
 	/* channels are independent: split them over the threads */
 	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_forward_channels, &a);
@@ -145,8 +156,33 @@ void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 typedef struct bn_bwd {
 	float *din, *dgamma, *dbeta;
 	const float *dout, *xhat, *invstd, *gamma;
+	const float *gate; /* a fused ReLU's output: dout counts where gate > 0; or NULL */
 	int n, c, hw, add;
 } bn_bwd;
+
+/* sum of dy and of dy * xh over a row, dy zeroed where gate <= 0 */
+static void gated_sums(double *sdy, double *sdyx, const float *dy, const float *xh,
+		       const float *gate, int len)
+{
+	float a[16] = {0}, b[16] = {0};
+	int i = 0;
+	for (; i + 16 <= len; i += 16)
+		for (int j = 0; j < 16; j++) {
+			const float d = gate[i + j] > 0.0f ? dy[i + j] : 0.0f;
+			a[j] += d;
+			b[j] += d * xh[i + j];
+		}
+	double s = 0, t = 0;
+	for (; i < len; i++) {
+		const double d = gate[i] > 0.0f ? dy[i] : 0.0f;
+		s += d;
+		t += d * xh[i];
+	}
+	for (int j = 0; j < 16; j++)
+		s += a[j], t += b[j];
+	*sdy += s;
+	*sdyx += t;
+}
 
 /* channels [lo, hi) of bv_bn_backward */
 static void bn_backward_channels(void *arg, size_t lo, size_t hi)
@@ -159,6 +195,11 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 		const size_t off = ch * hw;
 		double sdy = 0, sdyx = 0;
 		for (int i = 0; i < n; i++) {
+			if (a->gate) {
+				gated_sums(&sdy, &sdyx, a->dout + off + i * cs, a->xhat + off + i * cs,
+					   a->gate + off + i * cs, hw);
+				continue;
+			}
 			sdy += nn_sum_f32(a->dout + off + i * cs, hw);
 			sdyx += row_dot(a->dout + off + i * cs, a->xhat + off + i * cs, hw);
 		}
@@ -171,7 +212,18 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 		for (int i = 0; i < n; i++) {
 			const float *dy = a->dout + off + i * cs, *xh = a->xhat + off + i * cs;
 			float *dx = a->din + off + i * cs;
-			if (a->add)
+			const float *gt = a->gate ? a->gate + off + i * cs : NULL;
+			if (gt && a->add)
+				for (int k = 0; k < hw; k++) {
+					const float d = gt[k] > 0.0f ? dy[k] : 0.0f;
+					dx[k] += g * (d - m1 - xh[k] * m2);
+				}
+			else if (gt)
+				for (int k = 0; k < hw; k++) {
+					const float d = gt[k] > 0.0f ? dy[k] : 0.0f;
+					dx[k] = g * (d - m1 - xh[k] * m2);
+				}
+			else if (a->add)
 				for (int k = 0; k < hw; k++)
 					dx[k] += g * (dy[k] - m1 - xh[k] * m2);
 			else
@@ -182,14 +234,15 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 }
 
 void nn_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
-		    const float *invstd, const float *gamma, int n, int c, int hw, int add)
+		    const float *invstd, const float *gamma, const float *gate, int n, int c, int hw,
+		    int add)
 {
-	bn_bwd a = {din, dgamma, dbeta, dout, xhat, invstd, gamma, n, c, hw, add};
+	bn_bwd a = {din, dgamma, dbeta, dout, xhat, invstd, gamma, gate, n, c, hw, add};
 	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_backward_channels, &a);
 }
 
 void bv_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
 		    const float *invstd, const float *gamma, int n, int c, int hw)
 {
-	nn_bn_backward(din, dgamma, dbeta, dout, xhat, invstd, gamma, n, c, hw, 1);
+	nn_bn_backward(din, dgamma, dbeta, dout, xhat, invstd, gamma, NULL, n, c, hw, 1);
 }
