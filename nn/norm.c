@@ -160,21 +160,24 @@ typedef struct bn_bwd {
 	int n, c, hw, add;
 } bn_bwd;
 
-/* sum of dy and of dy * xh over a row, dy zeroed where gate <= 0 */
-static void gated_sums(double *sdy, double *sdyx, const float *dy, const float *xh,
+/* sum of dy and of dy * xh over a row, dy zeroed where gate <= 0; not
+ * inlined: inlined into its caller, GCC 12 leaves the loop scalar */
+__attribute__((noinline)) static void gated_sums(double *sdy, double *sdyx, const float *dy, const float *xh,
 		       const float *gate, int len)
 {
 	float a[16] = {0}, b[16] = {0};
 	int i = 0;
 	for (; i + 16 <= len; i += 16)
 		for (int j = 0; j < 16; j++) {
-			const float d = gate[i + j] > 0.0f ? dy[i + j] : 0.0f;
+			/* dy loaded outside the comparison: no branch, so the loop vectorises */
+			const float v = dy[i + j], d = gate[i + j] > 0.0f ? v : 0.0f;
 			a[j] += d;
 			b[j] += d * xh[i + j];
 		}
 	double s = 0, t = 0;
 	for (; i < len; i++) {
-		const double d = gate[i] > 0.0f ? dy[i] : 0.0f;
+		const float v = dy[i];
+		const double d = gate[i] > 0.0f ? v : 0.0f;
 		s += d;
 		t += d * xh[i];
 	}
@@ -215,12 +218,12 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 			const float *gt = a->gate ? a->gate + off + i * cs : NULL;
 			if (gt && a->add)
 				for (int k = 0; k < hw; k++) {
-					const float d = gt[k] > 0.0f ? dy[k] : 0.0f;
+					const float v = dy[k], d = gt[k] > 0.0f ? v : 0.0f;
 					dx[k] += g * (d - m1 - xh[k] * m2);
 				}
 			else if (gt)
 				for (int k = 0; k < hw; k++) {
-					const float d = gt[k] > 0.0f ? dy[k] : 0.0f;
+					const float v = dy[k], d = gt[k] > 0.0f ? v : 0.0f;
 					dx[k] = g * (d - m1 - xh[k] * m2);
 				}
 			else if (a->add)
