@@ -16,19 +16,29 @@
  * into `in` (n, c, h, w) of the maximum, the first one on ties; like PyTorch
  * a NaN wins. A window wholly in the padding gives -inf and argmax -1.
  */
-void bv_maxpool_forward(float *out, int *argmax, const float *in, int n, int c, int h, int w,
-			int k, int stride, int pad, int oh, int ow)
+typedef struct pool_args {
+	float *out;      /* forward: out; backward: din */
+	int *argmax;
+	const float *in; /* forward: in; backward: dout */
+	const int *arg;  /* backward: argmax */
+	int h, w, k, stride, pad, oh, ow;
+} pool_args;
+
+/* planes [lo, hi) of bv_maxpool_forward */
+static void maxpool_planes(void *arg, size_t lo, size_t hi)
 {
-	const int planes = n * c;
-	for (int p = 0; p < planes; p++) {
-		const size_t base = (size_t)p * h * w;
-		const float *x = in + base;
-		float *o = out + (size_t)p * oh * ow;
-		int *am = argmax + (size_t)p * oh * ow;
+	const pool_args *a = arg;
+	const int h = a->h, w = a->w, k = a->k, stride = a->stride, pad = a->pad, oh = a->oh,
+		  ow = a->ow;
+	for (size_t p = lo; p < hi; p++) {
+		const size_t base = p * h * w;
+		const float *x = a->in + base;
+		float *o = a->out + p * oh * ow;
+		int *am = a->argmax + p * oh * ow;
 		for (int oy = 0; oy < oh; oy++)
 			for (int ox = 0; ox < ow; ox++) {
 				float best = -INFINITY;
-				long arg = -1;
+				long arg_max = -1;
 				for (int ki = 0; ki < k; ki++) {
 					const int iy = oy * stride - pad + ki;
 					if (iy < 0 || iy >= h)
@@ -38,26 +48,49 @@ void bv_maxpool_forward(float *out, int *argmax, const float *in, int n, int c, 
 						if (ix < 0 || ix >= w)
 							continue;
 						const float v = x[iy * w + ix];
-						if (arg < 0 || v > best || isnan(v)) {
+						if (arg_max < 0 || v > best || isnan(v)) {
 							best = v;
-							arg = (long)(base + (size_t)iy * w + ix);
+							arg_max = (long)(base + (size_t)iy * w + ix);
 						}
 					}
 				}
 				o[oy * ow + ox] = best;
-				am[oy * ow + ox] = (int)arg;
+				am[oy * ow + ox] = (int)arg_max;
 			}
 	}
+}
+
+/* Planes per thread, at least: enough outputs that a thread pays off. */
+static size_t plane_chunk(size_t per_plane)
+{
+	return per_plane >= NN_MIN_CHUNK ? 1 : (NN_MIN_CHUNK + per_plane - 1) / per_plane;
+}
+
+void bv_maxpool_forward(float *out, int *argmax, const float *in, int n, int c, int h, int w,
+			int k, int stride, int pad, int oh, int ow)
+{
+	pool_args a = {out, argmax, in, NULL, h, w, k, stride, pad, oh, ow};
+	/* planes are independent: split them over the threads */
+	nn_parallel_for((size_t)n * c, plane_chunk((size_t)h * w), maxpool_planes, &a);
+}
+
+/* planes [lo, hi) of bv_maxpool_backward: a plane's outputs scatter into
+ * that plane only, so pieces of whole planes never write the same element */
+static void maxpool_back_planes(void *arg, size_t lo, size_t hi)
+{
+	const pool_args *a = arg;
+	const size_t per = (size_t)a->oh * a->ow;
+	for (size_t i = lo * per; i < hi * per; i++)
+		if (a->arg[i] >= 0)
+			a->out[a->arg[i]] += a->in[i];
 }
 
 /* din[argmax[i]] += dout[i] over the n*c*oh*ow outputs */
 void bv_maxpool_backward(float *din, const float *dout, const int *argmax, int n, int c, int oh,
 			 int ow)
 {
-	const size_t size = (size_t)n * c * oh * ow;
-	for (size_t i = 0; i < size; i++)
-		if (argmax[i] >= 0)
-			din[argmax[i]] += dout[i];
+	pool_args a = {din, NULL, dout, argmax, 0, 0, 0, 0, 0, oh, ow};
+	nn_parallel_for((size_t)n * c, plane_chunk((size_t)oh * ow), maxpool_back_planes, &a);
 }
 
 /* out[p] = mean of in[p][0..hw) for the n*c planes */
