@@ -8,7 +8,7 @@
  *
  * Creating threads per call cost 20-40 us each plus their stacks' page
  * faults, about a tenth of a ResNet-20 step at two threads with the 150 calls
- * a step makes. Idle workers poll for the next job for about 50 us before
+ * a step makes. Idle workers poll for the next job for about 200 us before
  * they sleep on a condition, and the caller polls for the last piece the
  * same way. A call made
  * while the pool is busy (from another thread) runs its pieces inline, and a
@@ -23,10 +23,12 @@
 #include <unistd.h>
 
 #define MAX_THREADS 8
-/* Polls of a flag before a thread sleeps on a condition: about 50 us. A
- * step of a ResNet makes about 150 parallel calls; waking a sleeping thread
- * through the kernel costs tens of microseconds each time. */
-#define SPINS 2000
+/* Polls of a flag before a thread sleeps on a condition: about 200 us (on
+ * the machine of docs/benchmarks.md, 2000 polls gave ResNet-20 at batch 64
+ * 4-8% less, 30000 no more). A step of a ResNet makes about 150 parallel
+ * calls; waking a sleeping thread through the kernel costs tens of
+ * microseconds each time. */
+#define SPINS 8000
 
 static inline void cpu_relax(void)
 {
