@@ -133,7 +133,7 @@ done
 echo
 echo "Best of $reps runs per cell, input $input, CE loss, SGD momentum 0.9;" \
 	"PyTorch $("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo n/a);" \
-	"BLAS_ENV=${BLAS_ENV:-as-is} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset});" \
+	"BLAS_ENV=${BLAS_ENV:-as-is} (OPENBLAS_CORETYPE $([ -n "$run_env" ] && echo unset for both programs || echo "${OPENBLAS_CORETYPE:-not set}"));" \
 	"bvtool's OpenBLAS core: $($run_env "$train" --model mlp:8 --batch 1 --steps 1 --warmup 0 | tail -n 1 | field openblas_core)"
 echo
 awk -v models="$models" -v batches="$batches" -v threads="$threads" -v settings2="$settings2" -v flops="$tmp/flops" '
