@@ -25,13 +25,17 @@ void nn_parallel_for(size_t n, size_t min_chunk, nn_range_fn fn, void *ctx);
 void nn_relu_backward(float *din, const float *dout, const float *out, size_t size, int add);
 /* Batch norm with the ReLU after it fused: forward with relu = 1 writes
  * relu(bn(x)); backward with gate = that output takes dout where gate > 0
- * (the ReLU's backward) before batch norm's. NULL / 0: plain batch norm. */
-void nn_bn_forward(float *out, float *xhat, float *invstd, const float *in, const float *gamma,
-		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
-		   int train, float momentum, float eps, int relu);
+ * (the ReLU's backward) before batch norm's. NULL / 0: plain batch norm.
+ * Forward's xhat may be NULL (train mode then stores the batch mean in mean,
+ * which may be NULL otherwise); backward takes either xhat, or NULL and the
+ * input x with that mean, from which it recomputes xhat = (x - mean) invstd
+ * with the same operations as forward, so to the bit. */
+void nn_bn_forward(float *out, float *xhat, float *invstd, float *mean, const float *in,
+		   const float *gamma, const float *beta, float *run_mean, float *run_var, int n,
+		   int c, int hw, int train, float momentum, float eps, int relu);
 void nn_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
-		    const float *invstd, const float *gamma, const float *gate, int n, int c, int hw,
-		    int add);
+		    const float *x, const float *mean, const float *invstd, const float *gamma,
+		    const float *gate, int n, int c, int hw, int add);
 
 /* Items per piece for elementwise loops: below this a thread costs more than it saves. */
 #define NN_MIN_CHUNK 32768

@@ -461,12 +461,14 @@ int bv_model_reserve(bv_model *m, int n)
 	for (int i = 0; i < m->n_nodes; i++) {
 		const bv_node *nd = &m->nodes[i];
 		const size_t sz = bv_shape_size(nd->out_shape) * (size_t)n;
-		if (nd->op == BV_OP_DROPOUT || nd->op == BV_OP_BN || nd->op == BV_OP_MAXPOOL) {
-			/* dropout mask, BN xhat, max-pool argmax (int, the size of a float) */
+		if (nd->op == BV_OP_DROPOUT || nd->op == BV_OP_MAXPOOL) {
+			/* dropout mask, max-pool argmax (int, the size of a float) */
 			if (!(m->caches[i] = malloc(sz * sizeof(float))))
 				goto oom;
 		}
-		if (nd->op == BV_OP_BN && !(m->caches2[i] = malloc((size_t)nd->out_shape.c * sizeof(float))))
+		/* BN: invstd and mean per channel; its backward recomputes xhat from its input */
+		if (nd->op == BV_OP_BN &&
+		    !(m->caches2[i] = malloc(2 * (size_t)nd->out_shape.c * sizeof(float))))
 			goto oom;
 	}
 	m->cap_batch = n;
@@ -556,9 +558,9 @@ const float *bv_model_forward(bv_model *m, const float *x, int n, int train, gsl
 		case BV_OP_BN: {
 			float *rs = m->buffers + nd->buf_off;
 			const int fused = fuses_relu(m, i); /* then writes the ReLU's output */
-			nn_bn_forward(fused ? m->acts[i + 2] : out, m->caches[i], m->caches2[i], in, P0,
-				      P1, rs, rs + os.c, n, os.c, os.h * os.w, train, nd->u.bn.momentum,
-				      nd->u.bn.eps, fused);
+			nn_bn_forward(fused ? m->acts[i + 2] : out, NULL, m->caches2[i],
+				      m->caches2[i] + os.c, in, P0, P1, rs, rs + os.c, n, os.c, os.h * os.w,
+				      train, nd->u.bn.momentum, nd->u.bn.eps, fused);
 			i += fused;
 			break;
 		}
@@ -656,11 +658,13 @@ void bv_model_backward(bv_model *m, const float *dlogits, int n)
 		}
 		case BV_OP_BN:
 			if (fuses_relu(m, i)) /* the ReLU's gradient and output, gating */
-				nn_bn_backward(din, G0, G1, m->dacts[i + 2], m->caches[i], m->caches2[i], P0,
-					       m->acts[i + 2], n, os.c, os.h * os.w, !writes_first(m, nd->in));
+				nn_bn_backward(din, G0, G1, m->dacts[i + 2], NULL, m->acts[nd->in],
+					       m->caches2[i] + os.c, m->caches2[i], P0, m->acts[i + 2], n, os.c,
+					       os.h * os.w, !writes_first(m, nd->in));
 			else
-				nn_bn_backward(din, G0, G1, dout, m->caches[i], m->caches2[i], P0, NULL, n,
-					       os.c, os.h * os.w, !writes_first(m, nd->in));
+				nn_bn_backward(din, G0, G1, dout, NULL, m->acts[nd->in], m->caches2[i] + os.c,
+					       m->caches2[i], P0, NULL, n, os.c, os.h * os.w,
+					       !writes_first(m, nd->in));
 			break;
 		case BV_OP_MAXPOOL:
 			if (din)

@@ -222,8 +222,8 @@ typedef struct bv_model {
 	int cap_batch;
 	float **acts;         /* n_nodes + 1 buffers: acts[0] holds a copy of the input */
 	float **dacts;        /* gradients of the activations */
-	float **caches;       /* per node: dropout mask, BN xhat, max-pool argmax; NULL where unused */
-	float **caches2;      /* per node: BN invstd */
+	float **caches;       /* per node: dropout mask, max-pool argmax; NULL where unused */
+	float **caches2;      /* per node: BN invstd, then mean (c each) */
 } bv_model;
 
 /*

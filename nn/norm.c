@@ -61,7 +61,7 @@ static double row_dot(const float *a, const float *b, int len)
  * written and may be NULL.
  */
 typedef struct bn_fwd {
-	float *out, *xhat, *invstd, *run_mean, *run_var;
+	float *out, *xhat, *invstd, *mean, *run_mean, *run_var;
 	const float *in, *gamma, *beta;
 	int n, c, hw, train, relu;
 	float momentum, eps;
@@ -91,6 +91,8 @@ static void bn_forward_channels(void *arg, size_t lo, size_t hi)
 			mean = (float)m;
 			inv = (float)(1.0 / sqrt(var + a->eps));
 			a->invstd[ch] = inv;
+			if (a->mean)
+				a->mean[ch] = mean;
 			if (a->run_mean && a->run_var) {
 				const double unbiased = N > 1 ? var * N / (N - 1) : var;
 				const double mo = a->momentum;
@@ -105,7 +107,7 @@ static void bn_forward_channels(void *arg, size_t lo, size_t hi)
 		for (int i = 0; i < n; i++) {
 			const float *xr = x + i * cs;
 			float *o = a->out + ch * hw + i * cs;
-			if (a->train) {
+			if (a->train && a->xhat) {
 				float *xh = a->xhat + ch * hw + i * cs;
 				for (int k = 0; k < hw; k++) {
 					const float v = (xr[k] - mean) * inv;
@@ -134,16 +136,16 @@ void bv_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
 		   int train, float momentum, float eps)
 {
-	nn_bn_forward(out, xhat, invstd, in, gamma, beta, run_mean, run_var, n, c, hw, train,
+	nn_bn_forward(out, xhat, invstd, NULL, in, gamma, beta, run_mean, run_var, n, c, hw, train,
 		      momentum, eps, 0);
 }
 
-void nn_bn_forward(float *out, float *xhat, float *invstd, const float *in, const float *gamma,
-		   const float *beta, float *run_mean, float *run_var, int n, int c, int hw,
-		   int train, float momentum, float eps, int relu)
+void nn_bn_forward(float *out, float *xhat, float *invstd, float *mean, const float *in,
+		   const float *gamma, const float *beta, float *run_mean, float *run_var, int n,
+		   int c, int hw, int train, float momentum, float eps, int relu)
 {
-	bn_fwd a = {out, xhat, invstd, run_mean, run_var, in, gamma, beta, n, c, hw, train, relu,
-		    momentum, eps};
+	bn_fwd a = {out, xhat, invstd, mean, run_mean, run_var, in, gamma, beta, n, c, hw, train,
+		    relu, momentum, eps};
 	/* channels are independent: split them over the threads */
 	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_forward_channels, &a);
 }
@@ -156,9 +158,52 @@ void nn_bn_forward(float *out, float *xhat, float *invstd, const float *in, cons
 typedef struct bn_bwd {
 	float *din, *dgamma, *dbeta;
 	const float *dout, *xhat, *invstd, *gamma;
+	const float *x, *mean; /* without xhat: xhat = (x - mean) invstd, recomputed */
 	const float *gate; /* a fused ReLU's output: dout counts where gate > 0; or NULL */
 	int n, c, hw, add;
 } bn_bwd;
+
+/* row_dot(dy, xhat) with xhat = (x - mean) inv recomputed: the same sums */
+static double row_dot_x(const float *dy, const float *x, float mean, float inv, int len)
+{
+	float acc[16] = {0};
+	int i = 0;
+	for (; i + 16 <= len; i += 16)
+		for (int j = 0; j < 16; j++)
+			acc[j] += dy[i + j] * ((x[i + j] - mean) * inv);
+	double s = 0;
+	for (; i < len; i++)
+		s += (double)dy[i] * ((x[i] - mean) * inv);
+	for (int j = 0; j < 16; j++)
+		s += acc[j];
+	return s;
+}
+
+/* gated_sums with xhat recomputed from x; not inlined, as gated_sums */
+__attribute__((noinline)) static void gated_sums_x(double *sdy, double *sdyx, const float *dy,
+						   const float *x, float mean, float inv,
+						   const float *gate, int len)
+{
+	float a[16] = {0}, b[16] = {0};
+	int i = 0;
+	for (; i + 16 <= len; i += 16)
+		for (int j = 0; j < 16; j++) {
+			const float v = dy[i + j], d = gate[i + j] > 0.0f ? v : 0.0f;
+			a[j] += d;
+			b[j] += d * ((x[i + j] - mean) * inv);
+		}
+	double s = 0, t = 0;
+	for (; i < len; i++) {
+		const float v = dy[i];
+		const double d = gate[i] > 0.0f ? v : 0.0f;
+		s += d;
+		t += d * ((x[i] - mean) * inv);
+	}
+	for (int j = 0; j < 16; j++)
+		s += a[j], t += b[j];
+	*sdy += s;
+	*sdyx += t;
+}
 
 /* sum of dy and of dy * xh over a row, dy zeroed where gate <= 0; not
  * inlined: inlined into its caller, GCC 12 leaves the loop scalar */
@@ -196,56 +241,77 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 	const double N = (double)n * hw;
 	for (size_t ch = lo; ch < hi; ch++) {
 		const size_t off = ch * hw;
+		const float inv = a->invstd[ch], mu = a->xhat ? 0.0f : a->mean[ch];
 		double sdy = 0, sdyx = 0;
 		for (int i = 0; i < n; i++) {
-			if (a->gate) {
-				gated_sums(&sdy, &sdyx, a->dout + off + i * cs, a->xhat + off + i * cs,
-					   a->gate + off + i * cs, hw);
+			const float *dy = a->dout + off + i * cs, *gt = a->gate ? a->gate + off + i * cs : NULL;
+			if (!a->xhat) { /* xhat recomputed from the input */
+				const float *xr = a->x + off + i * cs;
+				if (gt)
+					gated_sums_x(&sdy, &sdyx, dy, xr, mu, inv, gt, hw);
+				else {
+					sdy += nn_sum_f32(dy, hw);
+					sdyx += row_dot_x(dy, xr, mu, inv, hw);
+				}
 				continue;
 			}
-			sdy += nn_sum_f32(a->dout + off + i * cs, hw);
-			sdyx += row_dot(a->dout + off + i * cs, a->xhat + off + i * cs, hw);
+			const float *xh = a->xhat + off + i * cs;
+			if (gt) {
+				gated_sums(&sdy, &sdyx, dy, xh, gt, hw);
+				continue;
+			}
+			sdy += nn_sum_f32(dy, hw);
+			sdyx += row_dot(dy, xh, hw);
 		}
 		a->dgamma[ch] += (float)sdyx;
 		a->dbeta[ch] += (float)sdy;
 		if (!a->din)
 			continue;
-		const float g = a->gamma[ch] * a->invstd[ch], m1 = (float)(sdy / N),
-			    m2 = (float)(sdyx / N);
+		const float g = a->gamma[ch] * inv, m1 = (float)(sdy / N), m2 = (float)(sdyx / N);
 		for (int i = 0; i < n; i++) {
-			const float *dy = a->dout + off + i * cs, *xh = a->xhat + off + i * cs;
-			float *dx = a->din + off + i * cs;
+			const float *dy = a->dout + off + i * cs;
+			const float *xh = a->xhat ? a->xhat + off + i * cs : NULL;
+			const float *xr = a->xhat ? NULL : a->x + off + i * cs;
 			const float *gt = a->gate ? a->gate + off + i * cs : NULL;
-			if (gt && a->add)
+			float *dx = a->din + off + i * cs;
+			/* every combination its own loop, branch-free, so that each vectorises:
+			 * dx (+)= g (d - m1 - xhat m2), d = dy where the gate is open */
+			if (xr && gt)
 				for (int k = 0; k < hw; k++) {
 					const float v = dy[k], d = gt[k] > 0.0f ? v : 0.0f;
-					dx[k] += g * (d - m1 - xh[k] * m2);
+					const float r = g * (d - m1 - ((xr[k] - mu) * inv) * m2);
+					dx[k] = a->add ? dx[k] + r : r;
+				}
+			else if (xr)
+				for (int k = 0; k < hw; k++) {
+					const float r = g * (dy[k] - m1 - ((xr[k] - mu) * inv) * m2);
+					dx[k] = a->add ? dx[k] + r : r;
 				}
 			else if (gt)
 				for (int k = 0; k < hw; k++) {
 					const float v = dy[k], d = gt[k] > 0.0f ? v : 0.0f;
-					dx[k] = g * (d - m1 - xh[k] * m2);
+					const float r = g * (d - m1 - xh[k] * m2);
+					dx[k] = a->add ? dx[k] + r : r;
 				}
-			else if (a->add)
-				for (int k = 0; k < hw; k++)
-					dx[k] += g * (dy[k] - m1 - xh[k] * m2);
 			else
-				for (int k = 0; k < hw; k++)
-					dx[k] = g * (dy[k] - m1 - xh[k] * m2);
+				for (int k = 0; k < hw; k++) {
+					const float r = g * (dy[k] - m1 - xh[k] * m2);
+					dx[k] = a->add ? dx[k] + r : r;
+				}
 		}
 	}
 }
 
 void nn_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
-		    const float *invstd, const float *gamma, const float *gate, int n, int c, int hw,
-		    int add)
+		    const float *x, const float *mean, const float *invstd, const float *gamma,
+		    const float *gate, int n, int c, int hw, int add)
 {
-	bn_bwd a = {din, dgamma, dbeta, dout, xhat, invstd, gamma, gate, n, c, hw, add};
+	bn_bwd a = {din, dgamma, dbeta, dout, xhat, invstd, gamma, x, mean, gate, n, c, hw, add};
 	nn_parallel_for((size_t)c, channel_chunk(n, hw), bn_backward_channels, &a);
 }
 
 void bv_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *xhat,
 		    const float *invstd, const float *gamma, int n, int c, int hw)
 {
-	nn_bn_backward(din, dgamma, dbeta, dout, xhat, invstd, gamma, NULL, n, c, hw, 1);
+	nn_bn_backward(din, dgamma, dbeta, dout, xhat, NULL, NULL, invstd, gamma, NULL, n, c, hw, 1);
 }
