@@ -272,9 +272,9 @@ typedef struct conv_job {
 	int lo, hi;
 } conv_job;
 
-static void *forward_job(void *arg)
+static void forward_job(void *arg, int t)
 {
-	const conv_job *j = arg;
+	const conv_job *j = (const conv_job *)arg + t;
 	const bv_conv_dims *d = j->d;
 	const int K = d->c_in * d->kh * d->kw, ohw = d->oh * d->ow;
 	const size_t in_size = (size_t)d->c_in * d->h * d->w, out_size = (size_t)d->c_out * ohw;
@@ -293,12 +293,11 @@ static void *forward_job(void *arg)
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->c_out, ohw, K, 1.0f, j->w,
 			    K, a, ohw, j->b ? 1.0f : 0.0f, o, ohw);
 	}
-	return NULL;
 }
 
-static void *backward_job(void *arg)
+static void backward_job(void *arg, int t)
 {
-	const conv_job *j = arg;
+	const conv_job *j = (const conv_job *)arg + t;
 	const bv_conv_dims *d = j->d;
 	const int K = d->c_in * d->kh * d->kw, ohw = d->oh * d->ow;
 	const size_t in_size = (size_t)d->c_in * d->h * d->w, out_size = (size_t)d->c_out * ohw;
@@ -329,19 +328,17 @@ static void *backward_job(void *arg)
 			    dy, ohw, 0.0f, j->col, ohw);
 		col2im(dx, j->col, d);
 	}
-	return NULL;
 }
 
-static void *wino_forward_job(void *arg)
+static void wino_forward_job(void *arg, int t)
 {
-	const conv_job *j = arg;
+	const conv_job *j = (const conv_job *)arg + t;
 	bv_winograd_forward(j->out, j->col, j->in, j->u, j->b, j->d, j->lo, j->hi);
-	return NULL;
 }
 
-static void *wino_backward_job(void *arg)
+static void wino_backward_job(void *arg, int t)
 {
-	const conv_job *j = arg;
+	const conv_job *j = (const conv_job *)arg + t;
 	const bv_conv_dims *d = j->d;
 	const size_t hw = (size_t)d->h * d->w;
 	bv_winograd_backward(j->din, j->dw, j->col, j->dout, j->in, j->u, d, j->lo, j->hi);
@@ -349,41 +346,26 @@ static void *wino_backward_job(void *arg)
 		for (int i = j->lo; i < j->hi; i++)
 			for (int co = 0; co < d->c_out; co++)
 				j->db[co] += (float)nn_sum_f32(j->dout + ((size_t)i * d->c_out + co) * hw, hw);
-	return NULL;
 }
 
-/* Threads for n samples: OpenBLAS's thread count, at most MAX_THREADS and n. */
+/* Threads for n samples: nn's thread count (OpenBLAS's, at most 8), at most n. */
 static int n_threads(int n)
 {
-	int nt = openblas_get_num_threads();
-	nt = nt < MAX_THREADS ? nt : MAX_THREADS;
-	nt = nt < n ? nt : n;
-	return nt > 1 ? nt : 1;
+	const int nt = nn_threads();
+	return nt < n ? nt : n > 1 ? n : 1;
 }
 
-typedef struct jobs_call {
-	void *(*fn)(void *);
-	conv_job *jobs;
-} jobs_call;
-
-static void run_job(void *arg, int t)
-{
-	const jobs_call *c = arg;
-	c->fn(&c->jobs[t]);
-}
-
-/* Run jobs[0..nt) in parallel on nn's thread pool, job 0 on the calling
+/* Run fn(jobs, t) for t < nt on nn's thread pool, t = 0 on the calling
  * thread, with OpenBLAS single-threaded meanwhile. */
-static void run_jobs(void *(*fn)(void *), conv_job *jobs, int nt)
+static void run_jobs(nn_thread_fn fn, conv_job *jobs, int nt)
 {
 	if (nt == 1) {
-		fn(&jobs[0]);
+		fn(jobs, 0);
 		return;
 	}
 	const int blas_threads = openblas_get_num_threads();
 	openblas_set_num_threads(1);
-	jobs_call c = {fn, jobs};
-	nn_run_threads(nt, run_job, &c);
+	nn_run_threads(nt, fn, jobs);
 	openblas_set_num_threads(blas_threads);
 }
 

@@ -35,22 +35,6 @@ static double row_sqdev(const float *x, int len, float mean)
 	return s;
 }
 
-/* sum of a[i] * b[i] over [0, len) */
-static double row_dot(const float *a, const float *b, int len)
-{
-	float acc[16] = {0};
-	int i = 0;
-	for (; i + 16 <= len; i += 16)
-		for (int j = 0; j < 16; j++)
-			acc[j] += a[i + j] * b[i + j];
-	double s = 0;
-	for (; i < len; i++)
-		s += (double)a[i] * b[i];
-	for (int j = 0; j < 16; j++)
-		s += acc[j];
-	return s;
-}
-
 /*
  * Train: mean = sum x / N, var = sum (x - mean)^2 / N (N = n*hw),
  * invstd = 1 / sqrt(var + eps), xhat = (x - mean) * invstd,
@@ -163,7 +147,8 @@ typedef struct bn_bwd {
 	int n, c, hw, add;
 } bn_bwd;
 
-/* row_dot(dy, xhat) with xhat = (x - mean) inv recomputed: the same sums */
+/* sum of dy * xhat over a row, xhat = (x - mean) inv recomputed (mean 0 and
+ * inv 1 pass a stored xhat as x, unchanged to the bit) */
 static double row_dot_x(const float *dy, const float *x, float mean, float inv, int len)
 {
 	float acc[16] = {0};
@@ -179,7 +164,9 @@ static double row_dot_x(const float *dy, const float *x, float mean, float inv, 
 	return s;
 }
 
-/* gated_sums with xhat recomputed from x; not inlined, as gated_sums */
+/* sum of dy and of dy * xhat over a row, dy zeroed where gate <= 0, xhat as
+ * in row_dot_x; not inlined: inlined into its caller, GCC 12 leaves the loop
+ * scalar */
 __attribute__((noinline)) static void gated_sums_x(double *sdy, double *sdyx, const float *dy,
 						   const float *x, float mean, float inv,
 						   const float *gate, int len)
@@ -205,33 +192,6 @@ __attribute__((noinline)) static void gated_sums_x(double *sdy, double *sdyx, co
 	*sdyx += t;
 }
 
-/* sum of dy and of dy * xh over a row, dy zeroed where gate <= 0; not
- * inlined: inlined into its caller, GCC 12 leaves the loop scalar */
-__attribute__((noinline)) static void gated_sums(double *sdy, double *sdyx, const float *dy, const float *xh,
-		       const float *gate, int len)
-{
-	float a[16] = {0}, b[16] = {0};
-	int i = 0;
-	for (; i + 16 <= len; i += 16)
-		for (int j = 0; j < 16; j++) {
-			/* dy loaded outside the comparison: no branch, so the loop vectorises */
-			const float v = dy[i + j], d = gate[i + j] > 0.0f ? v : 0.0f;
-			a[j] += d;
-			b[j] += d * xh[i + j];
-		}
-	double s = 0, t = 0;
-	for (; i < len; i++) {
-		const float v = dy[i];
-		const double d = gate[i] > 0.0f ? v : 0.0f;
-		s += d;
-		t += d * xh[i];
-	}
-	for (int j = 0; j < 16; j++)
-		s += a[j], t += b[j];
-	*sdy += s;
-	*sdyx += t;
-}
-
 /* channels [lo, hi) of bv_bn_backward */
 static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 {
@@ -239,29 +199,22 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 	const int n = a->n, hw = a->hw;
 	const size_t cs = (size_t)a->c * hw;
 	const double N = (double)n * hw;
+	/* xhat = (src - mu) sc: the input with its mean and invstd, or a stored
+	 * xhat with 0 and 1, which (x - 0) * 1 returns unchanged */
+	const float *src = a->xhat ? a->xhat : a->x;
 	for (size_t ch = lo; ch < hi; ch++) {
 		const size_t off = ch * hw;
-		const float inv = a->invstd[ch], mu = a->xhat ? 0.0f : a->mean[ch];
+		const float inv = a->invstd[ch];
+		const float mu = a->xhat ? 0.0f : a->mean[ch], sc = a->xhat ? 1.0f : inv;
 		double sdy = 0, sdyx = 0;
 		for (int i = 0; i < n; i++) {
-			const float *dy = a->dout + off + i * cs, *gt = a->gate ? a->gate + off + i * cs : NULL;
-			if (!a->xhat) { /* xhat recomputed from the input */
-				const float *xr = a->x + off + i * cs;
-				if (gt)
-					gated_sums_x(&sdy, &sdyx, dy, xr, mu, inv, gt, hw);
-				else {
-					sdy += nn_sum_f32(dy, hw);
-					sdyx += row_dot_x(dy, xr, mu, inv, hw);
-				}
-				continue;
+			const float *dy = a->dout + off + i * cs, *xr = src + off + i * cs;
+			if (a->gate) {
+				gated_sums_x(&sdy, &sdyx, dy, xr, mu, sc, a->gate + off + i * cs, hw);
+			} else {
+				sdy += nn_sum_f32(dy, hw);
+				sdyx += row_dot_x(dy, xr, mu, sc, hw);
 			}
-			const float *xh = a->xhat + off + i * cs;
-			if (gt) {
-				gated_sums(&sdy, &sdyx, dy, xh, gt, hw);
-				continue;
-			}
-			sdy += nn_sum_f32(dy, hw);
-			sdyx += row_dot(dy, xh, hw);
 		}
 		a->dgamma[ch] += (float)sdyx;
 		a->dbeta[ch] += (float)sdy;
@@ -269,33 +222,20 @@ static void bn_backward_channels(void *arg, size_t lo, size_t hi)
 			continue;
 		const float g = a->gamma[ch] * inv, m1 = (float)(sdy / N), m2 = (float)(sdyx / N);
 		for (int i = 0; i < n; i++) {
-			const float *dy = a->dout + off + i * cs;
-			const float *xh = a->xhat ? a->xhat + off + i * cs : NULL;
-			const float *xr = a->xhat ? NULL : a->x + off + i * cs;
+			const float *dy = a->dout + off + i * cs, *xr = src + off + i * cs;
 			const float *gt = a->gate ? a->gate + off + i * cs : NULL;
 			float *dx = a->din + off + i * cs;
-			/* every combination its own loop, branch-free, so that each vectorises:
-			 * dx (+)= g (d - m1 - xhat m2), d = dy where the gate is open */
-			if (xr && gt)
+			/* dx (+)= g (d - m1 - xhat m2), d = dy where the gate is open; a loop
+			 * each, branch-free, so that both vectorise */
+			if (gt)
 				for (int k = 0; k < hw; k++) {
 					const float v = dy[k], d = gt[k] > 0.0f ? v : 0.0f;
-					const float r = g * (d - m1 - ((xr[k] - mu) * inv) * m2);
-					dx[k] = a->add ? dx[k] + r : r;
-				}
-			else if (xr)
-				for (int k = 0; k < hw; k++) {
-					const float r = g * (dy[k] - m1 - ((xr[k] - mu) * inv) * m2);
-					dx[k] = a->add ? dx[k] + r : r;
-				}
-			else if (gt)
-				for (int k = 0; k < hw; k++) {
-					const float v = dy[k], d = gt[k] > 0.0f ? v : 0.0f;
-					const float r = g * (d - m1 - xh[k] * m2);
+					const float r = g * (d - m1 - ((xr[k] - mu) * sc) * m2);
 					dx[k] = a->add ? dx[k] + r : r;
 				}
 			else
 				for (int k = 0; k < hw; k++) {
-					const float r = g * (dy[k] - m1 - xh[k] * m2);
+					const float r = g * (dy[k] - m1 - ((xr[k] - mu) * sc) * m2);
 					dx[k] = a->add ? dx[k] + r : r;
 				}
 		}

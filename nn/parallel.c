@@ -20,7 +20,6 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <unistd.h>
 
 #define MAX_THREADS 8
 /* Polls of a flag before a thread sleeps on a condition: about 200 us (on
@@ -42,7 +41,6 @@ static inline void cpu_relax(void)
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t go, done;
-	pid_t pid;                   /* the process whose workers these are */
 	int n_workers, busy;         /* workers started (threads 1 .. n_workers) */
 	int waiting;                 /* the caller sleeps on done */
 	atomic_ulong gen;            /* bumped for each job, after the job is set */
@@ -66,7 +64,6 @@ static void child_reset(void)
 	pthread_mutex_init(&pool.mu, NULL);
 	pthread_cond_init(&pool.go, NULL);
 	pthread_cond_init(&pool.done, NULL);
-	pool.pid = getpid();
 	pool.n_workers = 0;
 	pool.busy = 0;
 	pool.waiting = 0;
@@ -118,11 +115,6 @@ static void *worker_main(void *arg)
  * are, the caller's included. Called with pool.mu held. */
 static int ensure_workers(int nt)
 {
-	if (pool.pid != getpid()) { /* not this process's workers (fork without atfork) */
-		pool.pid = getpid();
-		pool.n_workers = 0;
-		pool.busy = 0;
-	}
 	while (pool.n_workers < nt - 1) {
 		const int t = pool.n_workers + 1;
 		pthread_t th;
@@ -149,7 +141,7 @@ void nn_run_threads(int nt, nn_thread_fn fn, void *ctx)
 	}
 	pthread_once(&fork_once, register_fork);
 	pthread_mutex_lock(&pool.mu);
-	if (pool.busy && pool.pid == getpid()) { /* in use by another thread: inline */
+	if (pool.busy) { /* in use by another thread: inline */
 		pthread_mutex_unlock(&pool.mu);
 		for (int t = 0; t < nt; t++)
 			fn(ctx, t);
