@@ -81,7 +81,8 @@ int cmd_decompose(const cli_cmd *cmd, int argc, char **argv)
 		return cli_fail(rc);
 	o.n_boot = n_boot;
 	o.boot_seed = (unsigned long)boot_seed;
-	if ((rc = bv_db_open(&db, db_path, BV_DB_CREATE)) == 0)
+	/* an existing database only: decompose has nothing to analyse in a new one */
+	if ((rc = bv_db_open(&db, db_path, BV_DB_WRITE)) == 0)
 		rc = bv_decompose_db(db, &o, print_line, NULL);
 	bv_db_close(db);
 	return rc ? cli_fail(rc) : BV_EXIT_OK;

@@ -363,10 +363,10 @@ static int open_checked(bv_db *db, const char *path, int flags)
 		return bv_error_set(BV_EIO, "cannot open database '%s': %s", path, strerror(errno));
 	if (exists && S_ISDIR(st.st_mode))
 		return bv_error_set(BV_EIO, "cannot open database '%s': it is a directory", path);
-	if (flags == BV_DB_READONLY && !exists)
+	if (flags != BV_DB_CREATE && !exists)
 		return bv_error_set(BV_EIO, "database '%s' does not exist", path);
 	/* the mode bits too: root passes access(W_OK) on a chmod 0444 file */
-	if (flags == BV_DB_CREATE && exists &&
+	if (flags != BV_DB_READONLY && exists &&
 	    ((st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0 || access(path, W_OK) != 0))
 		return read_only(path);
 
@@ -414,7 +414,7 @@ int bv_db_open(bv_db **out, const char *path, int flags)
 	*out = NULL;
 	if (!path || !*path)
 		return bv_error_set(BV_EINVAL, "no database path given");
-	if (flags != BV_DB_READONLY && flags != BV_DB_CREATE)
+	if (flags != BV_DB_READONLY && flags != BV_DB_CREATE && flags != BV_DB_WRITE)
 		return bv_error_set(BV_EINVAL, "bad database open flags %d", flags);
 	bv_db *db = calloc(1, sizeof *db);
 	if (!db || !(db->path = strdup(path))) {

@@ -36,16 +36,17 @@ typedef struct bv_db bv_db;
 enum {
 	BV_DB_READONLY = 0, /* open an existing bvtool database for reading */
 	BV_DB_CREATE = 1,   /* open for writing; create the file and schema if missing */
+	BV_DB_WRITE = 2,    /* open an existing bvtool database for writing (migrating it) */
 };
 
 /*
  * Open `path`. Errors (nothing is written to an existing file before all checks pass):
- *   BV_EIO      the directory does not exist; the file is missing (READONLY) or
- *               not writable (CREATE: "database 'x' is read-only")
+ *   BV_EIO      the directory does not exist; the file is missing (READONLY,
+ *               WRITE) or not writable (CREATE, WRITE: "database 'x' is read-only")
  *   BV_EFORMAT  not a SQLite database; a SQLite database that is not bvtool's
  *               (a foreign application_id or tables of its own); a schema version
  *               newer than this bvtool reads ("... upgrade bvtool")
- * An older schema version is migrated in one transaction (CREATE only; READONLY
+ * An older schema version is migrated in one transaction (CREATE, WRITE; READONLY
  * refuses with BV_EFORMAT asking to run a writing command first).
  */
 int bv_db_open(bv_db **out, const char *path, int flags);

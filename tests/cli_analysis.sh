@@ -99,6 +99,9 @@ done
 
 # --- bad input
 expect 2 "bvtool: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" decompose --db a.db --temp 3
+# a database that does not exist is named, and not created
+expect 3 "bvtool: database 'nowhere.db' does not exist" "$bv" decompose --db nowhere.db
+assert "decompose creates no database" [ ! -e nowhere.db ]
 expect 2 "bvtool: --epoch: epoch 9 is not recorded for the test split (recorded: 1,2,3)" "$bv" decompose --db a.db --epoch 9
 expect 2 "bvtool: --epoch: expected an epoch number, last or all, got 'first'" "$bv" decompose --db a.db --epoch first
 expect 2 "bvtool: --split: unknown split 'val' (expected test, train or oob)" "$bv" decompose --db a.db --split val
