@@ -41,7 +41,8 @@ int bv_error_code(void);
 void bv_error_clear(void);
 
 /* Write `size` bytes to `path` atomically: a temporary file in the same
- * directory, fsync, then rename over `path`. On failure `path` is untouched. */
+ * directory, fsync, then rename over `path`. On failure `path` is untouched.
+ * `path` must be absent or a regular file (bv_check_output). */
 int bv_write_file_atomic(const char *path, const void *data, size_t size);
 
 /* A growable byte buffer, for building a file in memory before an atomic write. */
@@ -57,8 +58,24 @@ void bv_buf_u32(bv_buf *b, uint32_t v); /* little-endian */
 void bv_buf_u64(bv_buf *b, uint64_t v); /* little-endian */
 void bv_buf_f32(bv_buf *b, const float *v, size_t n); /* little-endian */
 
-/* Read a whole file into memory (caller frees *out). */
+/* Read a whole file into memory (caller frees *out). The file must be a
+ * regular file (bv_open_input) and no more than its size is read. */
 int bv_read_file(unsigned char **out, size_t *out_len, const char *path);
+
+/*
+ * Untrusted paths (docs/security.md). Inputs must be regular files: a FIFO, a
+ * device, a socket or a directory is refused, so that a crafted path can
+ * neither hang a read nor feed it without end. bv_open_input opens `path`
+ * read-only (non-blocking while it checks, so that a FIFO does not block the
+ * open itself) and returns its descriptor (blocking again, close-on-exec) and
+ * the size fstat gives. Errors: BV_EIO "cannot open 'x': ..." or
+ * "'x' is not a regular file".
+ */
+int bv_open_input(int *out_fd, size_t *out_size, const char *path);
+/* Refuses (BV_EIO) an output path that exists and is not a regular file: a
+ * device, a FIFO, a directory is never replaced by an atomic write. A missing
+ * path, or a symbolic link to a regular file, is fine. */
+int bv_check_output(const char *path);
 
 /* Seconds from a monotonic clock. */
 double bv_now(void);

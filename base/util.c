@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,10 @@ int bv_write_file_atomic(const char *path, const void *data, size_t size)
 	int fd = -1, rc = 0;
 	if (!tmp)
 		return bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
+	if ((rc = bv_check_output(path)) != 0) {
+		free(tmp);
+		return rc;
+	}
 	snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
@@ -117,41 +122,78 @@ void bv_buf_f32(bv_buf *b, const float *v, size_t n)
 #endif
 }
 
+int bv_open_input(int *out_fd, size_t *out_size, const char *path)
+{
+	struct stat st;
+	*out_fd = -1;
+	*out_size = 0;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return bv_error_set(BV_EIO, "cannot open '%s': %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return bv_error_set(BV_EIO, "cannot open '%s': %s", path, strerror(e));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return bv_error_set(BV_EIO, "'%s' is not a regular file", path);
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+		int e = errno;
+		close(fd);
+		return bv_error_set(BV_EIO, "cannot open '%s': %s", path, strerror(e));
+	}
+	*out_fd = fd;
+	*out_size = (size_t)st.st_size;
+	return 0;
+}
+
+int bv_check_output(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return 0; /* absent (or a dangling link, which rename replaces): written anew */
+	if (!S_ISREG(st.st_mode))
+		return bv_error_set(BV_EIO, "'%s' is not a regular file; refusing to replace it", path);
+	return 0;
+}
+
 int bv_read_file(unsigned char **out, size_t *out_len, const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	unsigned char *data = NULL;
-	size_t len = 0, cap = 0;
-	int rc = 0;
+	int fd;
+	size_t size, len = 0;
 	*out = NULL;
 	*out_len = 0;
-	if (!f)
-		return bv_error_set(BV_EIO, "cannot open '%s': %s", path, strerror(errno));
-	for (;;) {
-		if (len == cap) {
-			cap = cap ? cap * 2 : 1 << 16;
-			unsigned char *d = realloc(data, cap);
-			if (!d) {
-				rc = bv_error_set(BV_ENOMEM, "out of memory reading '%s'", path);
-				goto done;
-			}
-			data = d;
-		}
-		size_t r = fread(data + len, 1, cap - len, f);
-		len += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		rc = bv_error_set(BV_EIO, "cannot read '%s': %s", path, strerror(errno));
+	int rc = bv_open_input(&fd, &size, path);
+	if (rc)
+		return rc;
+	/* no more than the size the file had when opened: a file that grows while
+	 * it is read is cut there, never read without end */
+	unsigned char *data = malloc(size ? size : 1);
+	if (!data) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory reading '%s' (%zu bytes)", path, size);
 		goto done;
+	}
+	while (len < size) {
+		ssize_t r = read(fd, data + len, size - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = bv_error_set(BV_EIO, "cannot read '%s': %s", path, strerror(errno));
+			goto done;
+		}
+		if (r == 0)
+			break; /* shrank while read: what is there */
+		len += (size_t)r;
 	}
 	*out = data;
 	*out_len = len;
 	data = NULL;
 done:
 	free(data);
-	fclose(f);
+	close(fd);
 	return rc;
 }
 
