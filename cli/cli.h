@@ -51,12 +51,20 @@ typedef struct cli_opt {
 	int positive;        /* numbers: must be > 0 (lo is then ignored) */
 } cli_opt;
 
+/*
+ * Messages (docs/cli.md, "Messages"): every failure prints exactly one line on
+ * stderr, "bvtool CMD: <message>"; a misuse (an unknown flag, a missing or bad
+ * value: exit 2) adds one more, the command's short usage line. main() sets the
+ * command that runs, whose name and usage these use.
+ */
+void cli_set_command(const cli_cmd *cmd);
 /* Parse argv[1..] against opts (terminated by a NULL name). Returns 0 to go on,
  * -1 after printing --help (the command then exits 0), or BV_EXIT_USAGE after
- * printing "bvtool: ..." and the short usage to stderr. */
+ * printing the error line and the short usage to stderr. */
 int cli_parse(const cli_cmd *cmd, int argc, char **argv);
 void cli_help(FILE *f, const cli_cmd *cmd);
-/* "bvtool: <message>" to stderr, then the exit status for a BV_E* code. */
+/* The error line (bv_error_last) to stderr, the short usage too when the code
+ * is a usage error, then the exit status for a BV_E* code. */
 int cli_fail(int code);
 int cli_exit_code(int code);
 

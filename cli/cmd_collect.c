@@ -419,6 +419,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 	bv_cell *cells = NULL;
 	slot *slots = NULL;
 	int n_cells = 0, lock_fd = -1, rc, pipefd[2] = {-1, -1}, failures = 0, first_fail = 0;
+	char first_msg[512] = "";
 	char db_dir[1024], db_base[512];
 	progress p = {0};
 	p.tty = isatty(STDOUT_FILENO);
@@ -647,10 +648,13 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 					cell_label(label, sizeof label, &slots[si].cell);
 					slots[si].reported = 1;
 					if (code != BV_EINTR) {
-						fprintf(stderr, "bvtool: %s: %s\n", label, line + 2 + off);
+						say(&p, "failed: %s: %s\n", label, line + 2 + off);
 						failures++;
-						if (!first_fail)
+						if (!first_fail) {
 							first_fail = code;
+							snprintf(first_msg, sizeof first_msg, "%s: %s", label,
+								 line + 2 + off);
+						}
 					}
 				}
 				line = nl + 1;
@@ -676,11 +680,15 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 					if (WIFSIGNALED(status) && !interrupted) {
 						char label[64];
 						cell_label(label, sizeof label, &slots[i].cell);
-						fprintf(stderr, "bvtool: %s: worker killed by signal %d\n", label,
-							WTERMSIG(status));
+						say(&p, "failed: %s: worker killed by signal %d\n", label,
+						    WTERMSIG(status));
 						failures++;
-						if (!first_fail)
+						if (!first_fail) {
 							first_fail = BV_EINTR;
+							snprintf(first_msg, sizeof first_msg,
+								 "%s: worker killed by signal %d", label,
+								 WTERMSIG(status));
+						}
 					}
 				}
 		}
@@ -693,8 +701,14 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		goto done;
 	}
 	if (failures) {
-		rc = bv_error_set(first_fail, "%d of %d cells failed (see above); the others are recorded in '%s'",
-				  failures, n_cells, o->db_path);
+		/* one line on stderr: the first failure, and how many there were */
+		if (failures == 1)
+			rc = bv_error_set(first_fail, "%s; the other cells are recorded in '%s'", first_msg,
+					  o->db_path);
+		else
+			rc = bv_error_set(first_fail,
+					  "%s; %d of %d cells failed (listed above); the others are recorded in '%s'",
+					  first_msg, failures, n_cells, o->db_path);
 		goto done;
 	}
 	say(&p, "collected %d cells in %.0fs: %s\n", n_cells, bv_now() - p.t0, o->db_path);

@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "base.h"
+
 static int cmd_help(const cli_cmd *cmd, int argc, char **argv);
 
 static const cli_opt no_opts[] = {{0}};
@@ -66,10 +68,8 @@ static int cmd_help(const cli_cmd *cmd, int argc, char **argv)
 		return BV_EXIT_OK;
 	}
 	const cli_cmd *c = find_cmd(argv[1]);
-	if (!c) {
-		fprintf(stderr, "bvtool: no command '%s' (bvtool help lists them)\n", argv[1]);
-		return BV_EXIT_USAGE;
-	}
+	if (!c)
+		return cli_fail(bv_error_set(BV_EINVAL, "no command '%s' (bvtool help lists them)", argv[1]));
 	if (c->fn != cmd_help && !c->opts) {
 		/* options are declared inside the command: let it print them */
 		char *args[] = {(char *)c->name, "--help", NULL};
@@ -94,9 +94,8 @@ int main(int argc, char **argv)
 		return BV_EXIT_OK;
 	}
 	const cli_cmd *c = find_cmd(argv[1]);
-	if (!c) {
-		fprintf(stderr, "bvtool: no command '%s' (bvtool help lists them)\n", argv[1]);
-		return BV_EXIT_USAGE;
-	}
+	if (!c)
+		return cli_fail(bv_error_set(BV_EINVAL, "no command '%s' (bvtool help lists them)", argv[1]));
+	cli_set_command(c);
 	return c->fn(c, argc - 1, argv + 1);
 }

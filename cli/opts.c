@@ -5,15 +5,47 @@
  */
 #include "cli.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
 
-static void short_usage(const cli_cmd *cmd)
+static const cli_cmd *current;
+
+void cli_set_command(const cli_cmd *cmd)
 {
-	fprintf(stderr, "usage: bvtool %s %s\n       (bvtool %s --help for the options)\n",
-		cmd->name, cmd->usage, cmd->name);
+	current = cmd;
+}
+
+static void short_usage(void)
+{
+	if (current)
+		fprintf(stderr, "usage: bvtool %s %s\n", current->name, current->usage);
+	else
+		fprintf(stderr, "usage: bvtool COMMAND [options] (bvtool help lists the commands)\n");
+}
+
+/* "bvtool CMD: " (or "bvtool: " outside a command) before a message */
+static void error_line(const char *msg)
+{
+	if (current)
+		fprintf(stderr, "bvtool %s: %s\n", current->name, msg);
+	else
+		fprintf(stderr, "bvtool: %s\n", msg);
+}
+
+static int misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int misuse(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	error_line(msg);
+	short_usage();
+	return BV_EXIT_USAGE;
 }
 
 static const cli_opt *find_opt(const cli_opt *opts, const char *name, size_t len)
@@ -56,37 +88,24 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv)
 			cli_help(stdout, cmd);
 			return -1;
 		}
-		if (strncmp(a, "--", 2) != 0) {
-			fprintf(stderr, "bvtool %s: unexpected argument '%s'\n", cmd->name, a);
-			short_usage(cmd);
-			return BV_EXIT_USAGE;
-		}
+		if (strncmp(a, "--", 2) != 0)
+			return misuse("unexpected argument '%s'", a);
 		const char *eq = strchr(a, '=');
 		size_t len = eq ? (size_t)(eq - a) : strlen(a);
 		const cli_opt *o = find_opt(cmd->opts, a, len);
-		if (!o) {
-			fprintf(stderr, "bvtool %s: unknown option '%.*s'\n", cmd->name, (int)len, a);
-			short_usage(cmd);
-			return BV_EXIT_USAGE;
-		}
+		if (!o)
+			return misuse("unknown option '%.*s'", (int)len, a);
 		if (o->type == OPT_FLAG) {
-			if (eq) {
-				fprintf(stderr, "bvtool %s: %s takes no value\n", cmd->name, o->name);
-				return BV_EXIT_USAGE;
-			}
+			if (eq)
+				return misuse("%s takes no value", o->name);
 			*(int *)o->ptr = 1;
 			continue;
 		}
 		const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-		if (!v) {
-			fprintf(stderr, "bvtool %s: %s needs a value (%s)\n", cmd->name, o->name,
-				o->metavar ? o->metavar : "VALUE");
-			return BV_EXIT_USAGE;
-		}
-		if (set_value(o, v) != 0) {
-			fprintf(stderr, "bvtool %s: %s\n", cmd->name, bv_error_last());
-			return BV_EXIT_USAGE;
-		}
+		if (!v)
+			return misuse("%s needs a value (%s)", o->name, o->metavar ? o->metavar : "VALUE");
+		if (set_value(o, v) != 0)
+			return misuse("%s", bv_error_last());
 	}
 	return 0;
 }
@@ -148,6 +167,9 @@ int cli_exit_code(int code)
 
 int cli_fail(int code)
 {
-	fprintf(stderr, "bvtool: %s\n", bv_error_last()[0] ? bv_error_last() : "unknown error");
-	return cli_exit_code(code);
+	int status = cli_exit_code(code);
+	error_line(bv_error_last()[0] ? bv_error_last() : "unknown error");
+	if (status == BV_EXIT_USAGE)
+		short_usage();
+	return status;
 }

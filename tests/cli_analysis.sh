@@ -86,7 +86,7 @@ want=$(q a.db "SELECT 100 * avg(test_acc) FROM runs WHERE method = 'kd' AND temp
 assert "csv: kd T=4 mean ($got vs $want)" near "$got" "$want" 1e-6
 run "$bv" report --db a.db --format json
 assert "json parses" /usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["accuracy"] and d["correlation"]' "$out"
-expect 2 "bvtool: --format: unknown format 'xml' (expected md, csv or json)" "$bv" report --db a.db --format xml
+expect 2 "bvtool report: --format: unknown format 'xml' (expected md, csv or json)" "$bv" report --db a.db --format xml
 
 # --- the SQL recipes of docs/schema.md that the plain sqlite3 shell can run
 awk '/^```sql$/ { on = 1; n++; f = sprintf("recipe%02d.sql", n); next } /^```/ { on = 0 } on { print > f }' "$doc"
@@ -98,22 +98,22 @@ for f in recipe*.sql; do
 done
 
 # --- bad input
-expect 2 "bvtool: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" decompose --db a.db --temp 3
+expect 2 "bvtool decompose: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" decompose --db a.db --temp 3
 # a database that does not exist is named, and not created
-expect 3 "bvtool: database 'nowhere.db' does not exist" "$bv" decompose --db nowhere.db
+expect 3 "bvtool decompose: database 'nowhere.db' does not exist" "$bv" decompose --db nowhere.db
 assert "decompose creates no database" [ ! -e nowhere.db ]
-expect 2 "bvtool: --epoch: epoch 9 is not recorded for the test split (recorded: 1,2,3)" "$bv" decompose --db a.db --epoch 9
-expect 2 "bvtool: --epoch: expected an epoch number, last or all, got 'first'" "$bv" decompose --db a.db --epoch first
-expect 2 "bvtool: --split: unknown split 'val' (expected test, train or oob)" "$bv" decompose --db a.db --split val
-expect 2 "bvtool: --criterion: unknown criterion 'size' (expected bv, grad or teacher)" "$bv" decompose --db a.db --criterion size
-expect 3 "bvtool: database '$t/none.db' does not exist" "$bv" report --db "$t/none.db"
+expect 2 "bvtool decompose: --epoch: epoch 9 is not recorded for the test split (recorded: 1,2,3)" "$bv" decompose --db a.db --epoch 9
+expect 2 "bvtool decompose: --epoch: expected an epoch number, last or all, got 'first'" "$bv" decompose --db a.db --epoch first
+expect 2 "bvtool decompose: --split: unknown split 'val' (expected test, train or oob)" "$bv" decompose --db a.db --split val
+expect 2 "bvtool decompose: --criterion: unknown criterion 'size' (expected bv, grad or teacher)" "$bv" decompose --db a.db --criterion size
+expect 3 "bvtool report: database '$t/none.db' does not exist" "$bv" report --db "$t/none.db"
 "$bv" collect --db kd-only.db $G --seeds 2 --methods kd --temps 4 >/dev/null
-expect 8 "bvtool: 'kd-only.db' has no finished ce runs: decompose needs the ce students as the baseline (bvtool collect --methods ce,kd,...)" "$bv" decompose --db kd-only.db
+expect 8 "bvtool decompose: 'kd-only.db' has no finished ce runs: decompose needs the ce students as the baseline (bvtool collect --methods ce,kd,...)" "$bv" decompose --db kd-only.db
 "$bv" collect --db one.db $G --seeds 1 --temps 4 >/dev/null
-expect 8 "bvtool: decompose needs >= 2 finished seeds of ce; 'one.db' has 1" "$bv" decompose --db one.db
+expect 8 "bvtool decompose: decompose needs >= 2 finished seeds of ce; 'one.db' has 1" "$bv" decompose --db one.db
 cp fresh.db notrain.db
 "$bv" collect --db two.db $G --seeds 2 --temps 4 >/dev/null
-expect 8 "bvtool: no epoch of the train split is recorded by every run of 'two.db' (collect with --record-train)" "$bv" decompose --db two.db --split train
+expect 8 "bvtool decompose: no epoch of the train split is recorded by every run of 'two.db' (collect with --record-train)" "$bv" decompose --db two.db --split train
 # a run still being written (not done) is skipped and named
 cp fresh.db running.db
 sqlite3 running.db "UPDATE runs SET status = 'running' WHERE method = 'wsl' AND temperature = 4 AND seed = 3"
@@ -125,14 +125,14 @@ assert "... and its seed leaves the paired set at T=4" [ "$(q running.db "SELECT
 cp fresh.db nan.db
 sqlite3 nan.db "UPDATE snapshots SET logits = X'0000C07F' || substr(logits, 5) WHERE epoch = 2 AND split = 'test' AND run_id = (SELECT id FROM runs WHERE method = 'kd' AND temperature = 2 AND seed = 2)"
 id=$(q nan.db "SELECT id FROM runs WHERE method = 'kd' AND temperature = 2 AND seed = 2")
-expect 4 "bvtool: run $id (kd T=2 seed 2) epoch 2: non-finite logit (nan) for test sample 0; the run diverged or the database is damaged" "$bv" decompose --db nan.db
+expect 4 "bvtool decompose: run $id (kd T=2 seed 2) epoch 2: non-finite logit (nan) for test sample 0; the run diverged or the database is damaged" "$bv" decompose --db nan.db
 assert "nothing written after a failed decompose" [ "$(q nan.db "SELECT count(*) FROM sample_stats")" = 0 ]
 # a write refused on the writer thread, after some rows of the run went in:
 # the database's error, and the earlier decomposition untouched
 cp a.db refuse.db
 sqlite3 refuse.db "CREATE TRIGGER refuse BEFORE INSERT ON sample_stats WHEN NEW.method = 'wsl' AND NEW.epoch = 2 BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
 before=$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")
-expect 6 "bvtool: database 'refuse.db': refused by a test trigger" "$bv" decompose --db refuse.db --bootstrap 0
+expect 6 "bvtool decompose: database 'refuse.db': refused by a test trigger" "$bv" decompose --db refuse.db --bootstrap 0
 assert "the earlier rows stay as they were" [ "$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")" = "$before" ]
 
 cd /

@@ -61,13 +61,13 @@ assert "wsl student of a resnet8 teacher (status $status)" [ "$status" = 0 ]
 assert "its mean WSL weight is printed" grep -q -E ' weight [0-9.]+ ' "$out"
 
 # --- bad input
-expect 2 "bvtool: --augment: unknown augmentation 'mixup' (expected none or crop-flip)" "$bv" train --data cifar10:c10 --model resnet8 --augment mixup
-expect 2 "bvtool: --teacher-bn: expected eval or train, got 'frozen'" "$bv" train --data cifar10:c10 --model cnn-small --method kd --teacher resnet8.ckpt --teacher-bn frozen
-expect 4 "bvtool: checkpoint 'resnet8.ckpt' takes 3x32x32 inputs, the data has 1x28x28" "$bv" train --model cnn-small --method kd --teacher resnet8.ckpt --train-subset 100
+expect 2 "bvtool train: --augment: unknown augmentation 'mixup' (expected none or crop-flip)" "$bv" train --data cifar10:c10 --model resnet8 --augment mixup
+expect 2 "bvtool train: --teacher-bn: expected eval or train, got 'frozen'" "$bv" train --data cifar10:c10 --model cnn-small --method kd --teacher resnet8.ckpt --teacher-bn frozen
+expect 4 "bvtool train: checkpoint 'resnet8.ckpt' takes 3x32x32 inputs, the data has 1x28x28" "$bv" train --model cnn-small --method kd --teacher resnet8.ckpt --train-subset 100
 cp -r c10 bad
 head -c 3000 c10/test_batch.bin >bad/test_batch.bin
-expect 4 "bvtool: cannot read '$t/bad/test_batch.bin': 3000 bytes is not a whole number of 3073-byte records" "$bv" train --data "cifar10:$t/bad" --model resnet8
-expect 3 "bvtool: data directory '$t/none' does not exist" "$bv" train --data "cifar10:$t/none" --model resnet8
+expect 4 "bvtool train: cannot read '$t/bad/test_batch.bin': 3000 bytes is not a whole number of 3073-byte records" "$bv" train --data "cifar10:$t/bad" --model resnet8
+expect 3 "bvtool train: data directory '$t/none' does not exist" "$bv" train --data "cifar10:$t/none" --model resnet8
 
 # --- collect and decompose with a convolutional student on Fashion-MNIST
 run "$bv" collect --db cnn.db --train-subset 1000 --teacher cnn-small --teacher-epochs 1 --student cnn-small --epochs 2 --seeds 2 --temps 2,4,8 --augment crop-flip --jobs 2
@@ -76,7 +76,7 @@ assert "augmentation is part of the collection's settings" [ "$(sqlite3 cnn.db "
 run "$bv" decompose --db cnn.db --bootstrap 20
 assert "decompose on cnn-small students (status $status)" [ "$status" = 0 ]
 assert "the correlation across 3 temperatures" grep -q "^correlation (kd, test split, epoch 2, 3 temperatures, 2 seeds)" "$out"
-expect 4 "bvtool: database 'cnn.db' was collected with --augment crop-flip, not none (use another --db)" "$bv" collect --db cnn.db --train-subset 1000 --teacher cnn-small --teacher-epochs 1 --student cnn-small --epochs 2 --seeds 2 --temps 2,4,8
+expect 4 "bvtool collect: database 'cnn.db' was collected with --augment crop-flip, not none (use another --db)" "$bv" collect --db cnn.db --train-subset 1000 --teacher cnn-small --teacher-epochs 1 --student cnn-small --epochs 2 --seeds 2 --temps 2,4,8
 
 cd /
 rm -rf "$t"

@@ -50,7 +50,7 @@ run "$bv" status --db ref.db
 assert "status exits 0" [ "$status" = 0 ]
 assert "status lists a done cell with its accuracy" grep -q -E '^wsl +4 +2  done +3/3 +[0-9.]+%$' "$out"
 assert "status summary" grep -q "^11 runs: 11 done, 0 running, 0 interrupted, 0 pending, 0 failed$" "$out"
-expect 3 "bvtool: database '$t/missing.db' does not exist" "$bv" status --db "$t/missing.db"
+expect 3 "bvtool status: database '$t/missing.db' does not exist" "$bv" status --db "$t/missing.db"
 
 # --- --jobs 2 gives the same bytes
 run "$bv" collect --db j2.db $G --seeds 2 --temps 2,4 --jobs 2
@@ -80,38 +80,38 @@ assert "extension leaves the earlier cells alone" [ "$(q ref.db "SELECT count(*)
 
 # --- a different setting for the same database is refused, the database untouched
 s0=$(sum ref.db)
-expect 4 "bvtool: database 'ref.db' was collected with --student mlp:16, not mlp:32 (use another --db)" "$bv" collect --db ref.db $G --student mlp:32 --seeds 2
-expect 4 "bvtool: database 'ref.db' was collected with --epochs 3, not 4 (use another --db)" "$bv" collect --db ref.db $G --epochs 4 --seeds 2
-expect 4 "bvtool: database 'ref.db' was collected with --train-subset 2000, not 3000 (use another --db)" "$bv" collect --db ref.db $G --train-subset 3000
+expect 4 "bvtool collect: database 'ref.db' was collected with --student mlp:16, not mlp:32 (use another --db)" "$bv" collect --db ref.db $G --student mlp:32 --seeds 2
+expect 4 "bvtool collect: database 'ref.db' was collected with --epochs 3, not 4 (use another --db)" "$bv" collect --db ref.db $G --epochs 4 --seeds 2
+expect 4 "bvtool collect: database 'ref.db' was collected with --train-subset 2000, not 3000 (use another --db)" "$bv" collect --db ref.db $G --train-subset 3000
 assert "a refused collect leaves the database untouched" [ "$(sum ref.db)" = "$s0" ]
 
 # --- bad flags: nothing created
 expect 2 "bvtool collect: --seeds: 0 is out of range (1 to 100000)" "$bv" collect --db new.db --seeds 0
-expect 2 "bvtool: --temps: expected a list of temperatures such as 1,2,4,8, got ''" "$bv" collect --db new.db --temps ""
-expect 2 "bvtool: --temps: bad temperature '' in '1,,2' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps 1,,2
-expect 2 "bvtool: --temps: bad temperature 'abc' in 'abc' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps abc
-expect 2 "bvtool: --temps: bad temperature '0' in '4,0' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps 4,0
-expect 2 "bvtool: --methods: unknown method 'distill' (expected ce, kd, wsl or kd-filter)" "$bv" collect --db new.db --methods ce,distill
-expect 2 "bvtool: --record-epochs: bad epoch list '5,2' (expected all, last, or increasing epochs from 1 to 10, e.g. 1,5,10)" "$bv" collect --db new.db --record-epochs 5,2
-expect_sub 2 "bvtool: --student: unknown model spec 'mlp:x'" "$bv" collect --db new.db --student mlp:x
+expect 2 "bvtool collect: --temps: expected a list of temperatures such as 1,2,4,8, got ''" "$bv" collect --db new.db --temps ""
+expect 2 "bvtool collect: --temps: bad temperature '' in '1,,2' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps 1,,2
+expect 2 "bvtool collect: --temps: bad temperature 'abc' in 'abc' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps abc
+expect 2 "bvtool collect: --temps: bad temperature '0' in '4,0' (expected numbers > 0, e.g. 1,2,4,8)" "$bv" collect --db new.db --temps 4,0
+expect 2 "bvtool collect: --methods: unknown method 'distill' (expected ce, kd, wsl or kd-filter)" "$bv" collect --db new.db --methods ce,distill
+expect 2 "bvtool collect: --record-epochs: bad epoch list '5,2' (expected all, last, or increasing epochs from 1 to 10, e.g. 1,5,10)" "$bv" collect --db new.db --record-epochs 5,2
+expect_sub 2 "bvtool collect: --student: unknown model spec 'mlp:x'" "$bv" collect --db new.db --student mlp:x
 assert "no database is created on a usage error" [ ! -e new.db ]
 
 # --- bad databases: a one-line error, the file untouched
-expect 3 "bvtool: cannot open database '$t/nodir/x.db': directory '$t/nodir' does not exist" "$bv" collect --db "$t/nodir/x.db" $G
+expect 3 "bvtool collect: cannot open database '$t/nodir/x.db': directory '$t/nodir' does not exist" "$bv" collect --db "$t/nodir/x.db" $G
 cp ref.db ro.db
 chmod 0444 ro.db
 s0=$(sum ro.db)
-expect 3 "bvtool: database 'ro.db' is read-only" "$bv" collect --db ro.db $G --seeds 4
+expect 3 "bvtool collect: database 'ro.db' is read-only" "$bv" collect --db ro.db $G --seeds 4
 assert "read-only database untouched" [ "$(sum ro.db)" = "$s0" ]
 echo "not a database, just text" >text.db
 s0=$(sum text.db)
-expect 4 "bvtool: 'text.db' is not a SQLite database" "$bv" collect --db text.db $G
+expect 4 "bvtool collect: 'text.db' is not a SQLite database" "$bv" collect --db text.db $G
 assert "text file untouched" [ "$(sum text.db)" = "$s0" ]
 sqlite3 foreign.db "CREATE TABLE people(name TEXT); INSERT INTO people VALUES ('ada');"
 s0=$(sum foreign.db)
-expect 4 "bvtool: 'foreign.db' is not a bvtool database" "$bv" collect --db foreign.db $G
+expect 4 "bvtool collect: 'foreign.db' is not a bvtool database" "$bv" collect --db foreign.db $G
 assert "foreign database untouched" [ "$(sum foreign.db)" = "$s0" ]
-expect 4 "bvtool: 'foreign.db' is not a bvtool database" "$bv" status --db foreign.db
+expect 4 "bvtool status: 'foreign.db' is not a bvtool database" "$bv" status --db foreign.db
 
 # --- a given teacher checkpoint
 "$bv" train --model mlp:64 --train-subset 2000 --epochs 2 --out given.ckpt >/dev/null
@@ -123,9 +123,9 @@ assert "metrics for every epoch, recorded or not" [ "$(q given.db "SELECT count(
 # --- a diverging cell: exit 5, the cell marked failed, the others recorded
 run "$bv" collect --db div.db $G --seeds 1 --methods ce --lr 90 --momentum 0.99
 assert "a diverged cell exits 5 (got $status)" [ "$status" = 5 ]
-assert "the divergence is named" grep -q "^bvtool: ce seed 1: training diverged at epoch 1 step" "$err"
+assert "the divergence is named" grep -q "^bvtool collect: ce seed 1: training diverged at epoch 1 step" "$err"
 assert "the cell is marked failed" [ "$(q div.db "SELECT status FROM runs WHERE method = 'ce'")" = failed ]
-expect 4 "bvtool: --teacher-ckpt 'given.ckpt' holds a mlp:64, not --teacher mlp:128" "$bv" collect --db given2.db $G --teacher mlp:128 --teacher-ckpt given.ckpt --seeds 1
+expect 4 "bvtool collect: --teacher-ckpt 'given.ckpt' holds a mlp:64, not --teacher mlp:128" "$bv" collect --db given2.db $G --teacher mlp:128 --teacher-ckpt given.ckpt --seeds 1
 
 # --- killed with SIGKILL mid-run: no partial snapshot; the next collect finishes the
 # job and ends with exactly the bytes of an uninterrupted collect
@@ -167,7 +167,7 @@ wait "$pid"
 st=$?
 set -e
 assert "Ctrl-C exits 130 (got $st)" [ "$st" = 130 ]
-assert "Ctrl-C says how to resume" grep -q "^bvtool: interrupted: .*run the same command again to resume$" int.err
+assert "Ctrl-C says how to resume" grep -q "^bvtool collect: interrupted: .*run the same command again to resume$" int.err
 "$bv" collect --db int.db $K >/dev/null
 assert "interrupted collect completes on the next run" [ "$(dump int.db)" = "$(dump kref.db)" ]
 

@@ -47,7 +47,7 @@ G="--train-subset 2000 --teacher mlp:64 --teacher-epochs 2 --student mlp:16 --ep
 cp a.db fresh.db
 
 # --- before any decompose: exit 8, and no output directory
-expect 8 "bvtool: 'fresh.db' has no decomposition yet: run bvtool decompose --db fresh.db first" \
+expect 8 "bvtool plot: 'fresh.db' has no decomposition yet: run bvtool decompose --db fresh.db first" \
 	"$bv" plot --db fresh.db --out none
 assert "no output directory after a refused plot" [ ! -e none ]
 
@@ -207,19 +207,19 @@ sqlite3 no4.db "DELETE FROM sample_stats WHERE temperature = 4; DELETE FROM deco
 assert "without T = 4 the default is the middle temperature (1 of 1, 2)" grep -q "(T = 1; " no4/bias_variance.dat
 
 # --- bad input
-expect 2 "bvtool: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" plot --db a.db --out bad --temp 3
-expect 8 "bvtool: temperature 4 of 'no4.db' is not decomposed yet (decomposed: 1, 2): run bvtool decompose --db no4.db --temp 4 first" \
+expect 2 "bvtool plot: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" plot --db a.db --out bad --temp 3
+expect 8 "bvtool plot: temperature 4 of 'no4.db' is not decomposed yet (decomposed: 1, 2): run bvtool decompose --db no4.db --temp 4 first" \
 	"$bv" plot --db no4.db --out bad --temp 4
-expect 2 "bvtool: --temp: bad temperature 'hot' (expected a number > 0)" "$bv" plot --db a.db --out bad --temp hot
-expect 2 "bvtool: --format: unknown format 'gif' (expected png, svg or pdf)" "$bv" plot --db a.db --out bad --format gif
+expect 2 "bvtool plot: --temp: bad temperature 'hot' (expected a number > 0)" "$bv" plot --db a.db --out bad --temp hot
+expect 2 "bvtool plot: --format: unknown format 'gif' (expected png, svg or pdf)" "$bv" plot --db a.db --out bad --format gif
 assert "no output directory after bad flags" [ ! -e bad ]
-expect 3 "bvtool: database 'none.db' does not exist" "$bv" plot --db none.db --out bad
+expect 3 "bvtool plot: database 'none.db' does not exist" "$bv" plot --db none.db --out bad
 touch file
-expect 3 "bvtool: cannot create the output directory 'file/figures': 'file' is not a directory" \
+expect 3 "bvtool plot: cannot create the output directory 'file/figures': 'file' is not a directory" \
 	"$bv" plot --db a.db --out file/figures
 # gnuplot missing from PATH: the scripts and data are written, exit 7 says how to render
 mkdir -p empty-path
-expect 7 "bvtool: gnuplot is not on PATH: wrote the scripts and data of 6 figures to 'nognu'; install gnuplot (apt-get install gnuplot-nox) and render them with: cd nognu && gnuplot *.gp" \
+expect 7 "bvtool plot: gnuplot is not on PATH: wrote the scripts and data of 6 figures to 'nognu'; install gnuplot (apt-get install gnuplot-nox) and render them with: cd nognu && gnuplot *.gp" \
 	env PATH="$t/empty-path" "$bv" plot --db a.db --out nognu
 assert "without gnuplot: 6 scripts" [ "$(ls nognu/*.gp | wc -l)" = 6 ]
 assert "without gnuplot: 6 data files" [ "$(ls nognu/*.dat | wc -l)" = 6 ]
@@ -230,7 +230,7 @@ assert "without gnuplot: the data files equal those of a full plot" cmp -s nognu
 mkdir -p failing-path
 printf '#!/bin/sh\necho >&2\necho "plot x" >&2\necho "     ^" >&2\necho "\\"$1\\" line 12: unexpected or unrecognized token" >&2\nexit 1\n' >failing-path/gnuplot
 chmod +x failing-path/gnuplot
-expect 1 "bvtool: gnuplot failed on 'failed/bias_variance.gp': \"bias_variance.gp\" line 12: unexpected or unrecognized token" \
+expect 1 "bvtool plot: gnuplot failed on 'failed/bias_variance.gp': \"bias_variance.gp\" line 12: unexpected or unrecognized token" \
 	env PATH="$t/failing-path:$PATH" "$bv" plot --db a.db --out failed
 assert "a failed gnuplot leaves no image" [ ! -e failed/bias_variance.png ]
 

@@ -32,12 +32,12 @@ expect 2 "bvtool train: --temp: must be greater than 0, got '-1'" "$bv" train --
 expect 2 "bvtool train: --lr: expected a number, got 'abc'" "$bv" train --lr abc
 expect 2 "bvtool train: --epochs: expected a whole number, got '2.5'" "$bv" train --epochs 2.5
 expect 2 "bvtool train: --lr needs a value (LR)" "$bv" train --lr
-expect 2 "bvtool: --method: unknown method 'distill' (expected ce, kd, wsl or kd-filter)" "$bv" train --method distill
-expect 2 "bvtool: --method kd needs a teacher: --teacher CKPT" "$bv" train --method kd
-expect 2 "bvtool: --schedule: bad schedule 'step:5' (expected const, cosine or step:E1,E2,...:GAMMA with increasing epochs, e.g. step:150,180,210:0.1)" "$bv" train --schedule step:5
+expect 2 "bvtool train: --method: unknown method 'distill' (expected ce, kd, wsl or kd-filter)" "$bv" train --method distill
+expect 2 "bvtool train: --method kd needs a teacher: --teacher CKPT" "$bv" train --method kd
+expect 2 "bvtool train: --schedule: bad schedule 'step:5' (expected const, cosine or step:E1,E2,...:GAMMA with increasing epochs, e.g. step:150,180,210:0.1)" "$bv" train --schedule step:5
 
 # --- bad data
-expect 3 "bvtool: data directory '$t/nowhere' does not exist" "$bv" train --data "mnist:$t/nowhere" --out "$t/x.ckpt"
+expect 3 "bvtool train: data directory '$t/nowhere' does not exist" "$bv" train --data "mnist:$t/nowhere" --out "$t/x.ckpt"
 expect_sub 2 "unknown data 'imagenet'" "$bv" train --data imagenet
 mkdir -p "$t/trunc" "$t/magic" "$t/count" "$t/label" "$t/corrupt"
 for d in trunc magic count label corrupt; do
@@ -45,7 +45,7 @@ for d in trunc magic count label corrupt; do
 	cp "$fm"/train-labels-idx1-ubyte.gz "$t/$d/"
 done
 head -c 100000 "$fm/train-images-idx3-ubyte.gz" >"$t/trunc/train-images-idx3-ubyte.gz"
-expect 4 "bvtool: cannot read '$t/trunc/train-images-idx3-ubyte.gz': truncated gzip stream" "$bv" train --data "idx:$t/trunc" --out "$t/x.ckpt"
+expect 4 "bvtool train: cannot read '$t/trunc/train-images-idx3-ubyte.gz': truncated gzip stream" "$bv" train --data "idx:$t/trunc" --out "$t/x.ckpt"
 cp "$fm/train-images-idx3-ubyte.gz" "$t/corrupt/"
 # overwrite 64 bytes in the middle of the deflate stream
 printf 'corruptcorruptcorruptcorruptcorruptcorruptcorruptcorruptcorrupt!' |
@@ -70,14 +70,14 @@ expect_sub 4 "'$t/label/train-labels-idx1-ubyte'" "$bv" train --data "idx:$t/lab
 assert "no checkpoint written on bad data" [ ! -e "$t/x.ckpt" ]
 
 # --- bad model spec and teacher
-expect_sub 2 "bvtool: --model: unknown model spec 'mlp:12-x'" "$bv" train --model mlp:12-x --train-subset 100
+expect_sub 2 "bvtool train: --model: unknown model spec 'mlp:12-x'" "$bv" train --model mlp:12-x --train-subset 100
 "$TOOL_CKPT" "$t/t100.ckpt" mlp:8 1 28 28 100
-expect 4 "bvtool: checkpoint '$t/t100.ckpt' has 100 classes, the data has 10" "$bv" train --model mlp:8 --method kd --teacher "$t/t100.ckpt" --train-subset 100 --out "$t/x.ckpt"
+expect 4 "bvtool train: checkpoint '$t/t100.ckpt' has 100 classes, the data has 10" "$bv" train --model mlp:8 --method kd --teacher "$t/t100.ckpt" --train-subset 100 --out "$t/x.ckpt"
 expect_sub 3 "cannot open '$t/none.ckpt'" "$bv" train --model mlp:8 --method wsl --teacher "$t/none.ckpt" --train-subset 100
 assert "no checkpoint written on a bad teacher" [ ! -e "$t/x.ckpt" ]
 
 # --- divergence: stop, say where, suggest a lower --lr, write nothing
-expect_sub 5 "bvtool: training diverged at epoch 1 step" "$bv" train --model mlp:64 --lr 90 --momentum 0.99 --train-subset 2000 --epochs 1 --out "$t/x.ckpt"
+expect_sub 5 "bvtool train: training diverged at epoch 1 step" "$bv" train --model mlp:64 --lr 90 --momentum 0.99 --train-subset 2000 --epochs 1 --out "$t/x.ckpt"
 assert "diverged message suggests a lower --lr" grep -q "try a lower --lr" "$err"
 assert "no checkpoint written after divergence" [ ! -e "$t/x.ckpt" ]
 

@@ -2,6 +2,9 @@
 # first stderr line (or a substring), and optionally its last stdout line.
 #   expect STATUS 'stderr line' CMD...      stderr's first line must equal it
 #   expect_sub STATUS 'substring' CMD...    stderr's first line must contain it
+# Both also hold every failure to the message convention (docs/cli.md): exactly
+# one line on stderr, plus the short usage line ("usage: bvtool ...") for a
+# misuse (status 2).
 # Counts passes and failures; `finish` prints "cli: N passed, N failed" and
 # exits non-zero on any failure.
 pass=0
@@ -24,12 +27,25 @@ bad() {
 	echo "  stderr: $(cat "$err")" >&2
 }
 
+# 0 when stderr holds what a failure of status $status may print: one line, or
+# for a usage error (2) that line and the usage line
+convention() {
+	n=$(wc -l <"$err")
+	if [ "$status" = 2 ]; then
+		[ "$n" -eq 2 ] && sed -n 2p "$err" | grep -q '^usage: bvtool '
+	else
+		[ "$n" -eq 1 ]
+	fi
+}
+
 expect() {
 	want_status=$1 want_err=$2
 	shift 2
 	run "$@"
 	got_err=$(head -n 1 "$err")
-	if [ "$status" = "$want_status" ] && [ "$got_err" = "$want_err" ]; then ok; else
+	if [ "$status" = "$want_status" ] && [ "$got_err" = "$want_err" ]; then
+		convention && ok || bad "$* -> stderr breaks the one-line convention: $(cat "$err")"
+	else
 		bad "$* -> status $status (want $want_status), stderr '$got_err' (want '$want_err')"
 	fi
 }
@@ -40,7 +56,10 @@ expect_sub() {
 	run "$@"
 	got_err=$(head -n 1 "$err")
 	case "$got_err" in
-	*"$want_err"*) [ "$status" = "$want_status" ] && ok || bad "$* -> status $status (want $want_status)" ;;
+	*"$want_err"*)
+		if [ "$status" != "$want_status" ]; then bad "$* -> status $status (want $want_status)"
+		elif ! convention; then bad "$* -> stderr breaks the one-line convention: $(cat "$err")"
+		else ok; fi ;;
 	*) bad "$* -> stderr '$got_err' lacks '$want_err' (status $status)" ;;
 	esac
 }
