@@ -419,19 +419,15 @@ static int check_file(sqlite3 *h, const char *path, int *version, int *fresh)
 	static const char sql[] = "SELECT (SELECT application_id FROM pragma_application_id), "
 				  "(SELECT user_version FROM pragma_user_version), "
 				  "(SELECT page_count FROM pragma_page_count), "
-				  "(SELECT count(*) FROM sqlite_master), "
-				  "(SELECT name FROM sqlite_master WHERE type = 'trigger' LIMIT 1)";
+				  "(SELECT count(*) FROM sqlite_master)";
 	sqlite3_stmt *st = NULL;
 	int app = 0, pages = 0, objects = 0;
-	char trigger[128] = "";
 	int rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		app = sqlite3_column_int(st, 0);
 		*version = sqlite3_column_int(st, 1);
 		pages = sqlite3_column_int(st, 2);
 		objects = sqlite3_column_int(st, 3);
-		if (sqlite3_column_type(st, 4) != SQLITE_NULL)
-			snprintf(trigger, sizeof trigger, "%s", (const char *)sqlite3_column_text(st, 4));
 		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(st);
@@ -454,12 +450,6 @@ static int check_file(sqlite3 *h, const char *path, int *version, int *fresh)
 		return bv_error_set(BV_EFORMAT,
 				    "'%s' has schema version %d, this bvtool reads up to %d: upgrade bvtool",
 				    path, *version, BV_DB_SCHEMA_VERSION);
-	/* bvtool creates no trigger; one in a shared file would run on our writes */
-	if (trigger[0])
-		return bv_error_set(BV_EFORMAT,
-				    "'%s' has a trigger '%s', which bvtool never creates (drop it to use "
-				    "the file)",
-				    path, trigger);
 	return 0;
 }
 

@@ -901,13 +901,6 @@ static void test_hostile_files(void)
 	snprintf(want, sizeof want,
 		 "'%s' is a damaged bvtool database: 'predictions' is a table, not a view", path);
 	refused_all(path, BV_EFORMAT, want);
-	tmp_path(path, sizeof path, "trigger.db");
-	crafted(path, "CREATE TRIGGER zero AFTER INSERT ON sample_stats BEGIN "
-		      "UPDATE sample_stats SET bias = 0; END");
-	snprintf(want, sizeof want,
-		 "'%s' has a trigger 'zero', which bvtool never creates (drop it to use the file)",
-		 path);
-	refused_all(path, BV_EFORMAT, want);
 	/* an index or a view of the user's own is fine */
 	tmp_path(path, sizeof path, "extra.db");
 	crafted(path, "CREATE INDEX mine ON runs(status); CREATE VIEW my_view AS SELECT 1");
