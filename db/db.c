@@ -2,13 +2,17 @@
  * The bvtool database: opening a file safely, and every read and write of
  * db.h as a prepared statement with bound values.
  *
- * bv_db_open checks a file before it writes anything to it: the directory,
- * the file's existence and write permission, then (through a read-only
- * connection) that it is SQLite, that it is bvtool's (application_id) and
- * that its schema is not newer than ours. Only then does a writer open it,
- * switch it to WAL and, under the write lock, create or migrate the schema
- * (schema.c) -- under the lock because several `collect --jobs` processes may
- * create the same new file at once.
+ * bv_db_open treats the file as untrusted and checks it before it writes
+ * anything to it: the directory, that the path is a regular file, the write
+ * permissions of the file and its directory; then, before SQLite sees it,
+ * its first bytes (SQLite would take a short file for an empty database and
+ * write over it); then, through a read-only (when nothing is being written,
+ * immutable) connection, that it is bvtool's (application_id), that its
+ * schema version is one we read and that every table and view is there.
+ * Only then does a writer open it and, under the write lock, create or
+ * migrate the schema (schema.c) -- under the lock because several `collect
+ * --jobs` processes may create the same new file at once -- and switch it to
+ * WAL.
  *
  * Statements are prepared once per connection (SQLITE_PREPARE_PERSISTENT) and
  * kept in db->stmt, so that the 60000-row inbag insert or a snapshot per epoch
@@ -485,7 +489,8 @@ static int configure(bv_db *db, int writer)
 	/* 16 KiB pages for a new file (a no-op on an existing one): a 400 kB
 	 * snapshot is 25 overflow pages rather than 98, which writes it in half
 	 * a millisecond instead of two (measured), for 3% more file size */
-	if ((writer && sqlite3_exec(db->h, "PRAGMA page_size = 16384", NULL, NULL, NULL) != SQLITE_OK) ||
+	if ((writer &&
+	     sqlite3_exec(db->h, "PRAGMA page_size = 16384", NULL, NULL, NULL) != SQLITE_OK) ||
 	    sqlite3_exec(db->h, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", NULL, NULL,
 			 NULL) != SQLITE_OK ||
 	    db_schema_functions(db->h) != SQLITE_OK)
@@ -501,7 +506,8 @@ static int migrate(bv_db *db)
 	int version = 0, fresh = 0, rc;
 	if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return sql_failed(db->path, db->h, 1);
-	if ((rc = check_file(db->h, db->path, &version, &fresh)) != 0 || (!fresh && version == BV_DB_SCHEMA_VERSION))
+	if ((rc = check_file(db->h, db->path, &version, &fresh)) != 0 ||
+	    (!fresh && version == BV_DB_SCHEMA_VERSION)) /* another process got there first */
 		goto done;
 	if (fresh)
 		version = 0;
