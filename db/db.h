@@ -40,12 +40,27 @@ enum {
 };
 
 /*
- * Open `path`. Errors (nothing is written to an existing file before all checks pass):
- *   BV_EIO      the directory does not exist; the file is missing (READONLY,
- *               WRITE) or not writable (CREATE, WRITE: "database 'x' is read-only")
- *   BV_EFORMAT  not a SQLite database; a SQLite database that is not bvtool's
- *               (a foreign application_id or tables of its own); a schema version
- *               newer than this bvtool reads ("... upgrade bvtool")
+ * Open `path`. The file is checked before SQLite sees it and before anything
+ * is written to it (docs/schema.md, "Which files bvtool opens"); a refused
+ * file is left byte for byte as it was, with no -wal, -shm or journal beside.
+ * Only CREATE makes a database, and only of a missing path or a 0-byte file.
+ * Errors:
+ *   BV_EIO      the directory does not exist; the path is not a regular file
+ *               ("'x' is not a regular file": a FIFO, device or directory); the
+ *               file is missing (READONLY, WRITE); the file is not writable
+ *               (CREATE, WRITE: "database 'x' is read-only") or its directory is
+ *               not ("cannot write database 'x': directory 'd' is not writable"),
+ *               or a -wal/-shm beside it is not; a reader of a WAL file without
+ *               its -shm in a directory it cannot write ("cannot read ...")
+ *   BV_EFORMAT  an empty file (READONLY, WRITE); not a SQLite database (shorter
+ *               than a page, or no "SQLite format 3" header); a SQLite file
+ *               without bvtool's application_id ("'x' is not a bvtool database",
+ *               empty or not); a schema version below 0 ("... (the database is
+ *               damaged)") or newer than this bvtool reads ("... upgrade bvtool");
+ *               a table or view of the schema missing or without all its columns
+ *               ("'x' is a damaged bvtool database: ..."); a page SQLite finds
+ *               damaged ("database 'x' is damaged: ...", here or on any later
+ *               call)
  * An older schema version is migrated in one transaction (CREATE, WRITE; READONLY
  * refuses with BV_EFORMAT asking to run a writing command first).
  */

@@ -182,6 +182,9 @@ int db_schema_migrate(sqlite3 *h, int from)
 {
 	char pragma[96];
 	int rc = SQLITE_OK;
+	/* `from` comes from a file (its user_version): never index outside the table */
+	if (from < 0 || from > BV_DB_SCHEMA_VERSION)
+		return SQLITE_RANGE;
 	for (int v = from; v < BV_DB_SCHEMA_VERSION && rc == SQLITE_OK; v++)
 		rc = sqlite3_exec(h, migrations[v], NULL, NULL, NULL);
 	if (rc != SQLITE_OK || from >= BV_DB_SCHEMA_VERSION)
@@ -190,6 +193,112 @@ int db_schema_migrate(sqlite3 *h, int from)
 	snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d; PRAGMA application_id = %d",
 		 BV_DB_SCHEMA_VERSION, BV_DB_APPLICATION_ID);
 	return sqlite3_exec(h, pragma, NULL, NULL, NULL);
+}
+
+/* ---- checking a file's schema ------------------------------------------- */
+
+/* One row of `sql` (binding ?1 and ?2 to a and b when given) on h: SQLITE_ROW,
+ * SQLITE_DONE, or an error code. *type gets column 0 as text when non-NULL. */
+static int one_row(sqlite3 *h, const char *sql, const char *a, const char *b, char *type,
+		   size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK && a)
+		rc = sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && b)
+		rc = sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && type)
+		snprintf(type, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* An error reading the file's schema: damage SQLite found, a lock or I/O
+ * error are the caller's to report (SQLite's message is on h); anything else
+ * (a view over a missing table, say) is a schema that is not bvtool's. */
+static int schema_error(int rc, char *what, size_t size, const char *name, sqlite3 *h)
+{
+	switch (rc & 0xff) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_IOERR:
+	case SQLITE_NOMEM:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+		return rc;
+	default:
+		snprintf(what, size, "'%s' cannot be read (%s)", name, sqlite3_errmsg(h));
+		return SQLITE_SCHEMA;
+	}
+}
+
+int db_schema_check(sqlite3 *h, char *what, size_t size)
+{
+	sqlite3 *ref = NULL;
+	sqlite3_stmt *objs = NULL, *cols = NULL;
+	char type[16];
+	int rc;
+	what[0] = '\0';
+	/* the reference: the schema this bvtool creates, built in memory, so that
+	 * the check follows the migrations without a list of its own */
+	if ((rc = sqlite3_open_v2(":memory:", &ref, SQLITE_OPEN_READWRITE, NULL)) != SQLITE_OK ||
+	    (rc = db_schema_migrate(ref, 0)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(ref, "SELECT type, name FROM sqlite_master WHERE type IN "
+					  "('table', 'view') ORDER BY rowid",
+				     -1, &objs, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(ref, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1,
+				     &cols, NULL)) != SQLITE_OK) {
+		rc = SQLITE_NOMEM; /* the only way an in-memory database fails */
+		goto done;
+	}
+	while ((rc = sqlite3_step(objs)) == SQLITE_ROW) {
+		const char *want = (const char *)sqlite3_column_text(objs, 0);
+		const char *name = (const char *)sqlite3_column_text(objs, 1);
+		rc = one_row(h, "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE "
+				"AND type IN ('table', 'view')",
+			     name, NULL, type, sizeof type);
+		if (rc == SQLITE_DONE) {
+			snprintf(what, size, "it has no %s '%s'", want, name);
+			rc = SQLITE_SCHEMA;
+		} else if (rc == SQLITE_ROW && strcmp(type, want) != 0) {
+			snprintf(what, size, "'%s' is a %s, not a %s", name, type, want);
+			rc = SQLITE_SCHEMA;
+		} else if (rc != SQLITE_ROW) {
+			rc = schema_error(rc, what, size, name, h);
+		}
+		if (rc != SQLITE_ROW)
+			goto done;
+		sqlite3_reset(cols);
+		sqlite3_bind_text(cols, 1, name, -1, SQLITE_TRANSIENT);
+		while ((rc = sqlite3_step(cols)) == SQLITE_ROW) {
+			const char *col = (const char *)sqlite3_column_text(cols, 0);
+			rc = one_row(h, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+				     name, col, NULL, 0);
+			if (rc == SQLITE_DONE) {
+				snprintf(what, size, "%s '%s' has no column '%s'", want, name, col);
+				rc = SQLITE_SCHEMA;
+			} else if (rc != SQLITE_ROW) {
+				rc = schema_error(rc, what, size, name, h);
+			}
+			if (rc != SQLITE_ROW)
+				goto done;
+		}
+		if (rc != SQLITE_DONE) {
+			rc = SQLITE_NOMEM;
+			goto done;
+		}
+	}
+	rc = rc == SQLITE_DONE ? SQLITE_OK : SQLITE_NOMEM;
+done:
+	sqlite3_finalize(objs);
+	sqlite3_finalize(cols);
+	sqlite3_close(ref);
+	return rc;
 }
 
 /* ---- SQL functions ------------------------------------------------------ */

@@ -6,6 +6,7 @@
  * once; the file's size against the raw size of its logits.
  */
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 
 #include "check.h"
 #include "db.h"
+#include "schema.h" /* db_schema_migrate, private to db/ */
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SLOW 10.0 /* sanitizer builds: time limits x10 */
@@ -735,6 +737,215 @@ static void test_bad_files(void)
 	bv_db_close(db);
 }
 
+/* ---- hostile files (issue 10): refused by every mode, left as they were -- */
+
+/* No -wal, -shm or -journal beside `path`. */
+static int alone(const char *path)
+{
+	static const char *const ext[] = {"-wal", "-shm", "-journal"};
+	char p[700];
+	for (size_t i = 0; i < BV_ARRAY_LEN(ext); i++) {
+		snprintf(p, sizeof p, "%s%s", path, ext[i]);
+		if (access(p, F_OK) == 0)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *mode_name(int flags)
+{
+	return flags == BV_DB_CREATE ? "CREATE" : flags == BV_DB_WRITE ? "WRITE" : "READONLY";
+}
+
+/* Opening `path` in mode `flags` fails with `code` and exactly `msg`, and
+ * leaves the file byte for byte as it was, with nothing created beside it. */
+static void refused(const char *path, int flags, int code, const char *msg)
+{
+	unsigned char *before = NULL;
+	size_t len = 0;
+	bv_db *db = NULL;
+	struct stat st;
+	const int regular = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	if (regular)
+		CHECK(bv_read_file(&before, &len, path) == 0, "read %s", path);
+	alarm(20); /* a FIFO must not hang the open */
+	int rc = bv_db_open(&db, path, flags);
+	alarm(0);
+	CHECK(rc == code, "%s %s: rc %d want %d (%s)", mode_name(flags), path, rc, code,
+	      bv_error_last());
+	CHECK(strcmp(bv_error_last(), msg) == 0, "%s: message '%s', want '%s'", mode_name(flags),
+	      bv_error_last(), msg);
+	CHECK(db == NULL, "no handle on failure");
+	bv_db_close(db);
+	if (regular)
+		CHECK(file_equals(path, before, len), "%s: '%s' unchanged", mode_name(flags), path);
+	CHECK(alone(path), "%s: no -wal, -shm or -journal beside '%s'", mode_name(flags), path);
+	free(before);
+}
+
+static void refused_all(const char *path, int code, const char *msg)
+{
+	refused(path, BV_DB_READONLY, code, msg);
+	refused(path, BV_DB_WRITE, code, msg);
+	refused(path, BV_DB_CREATE, code, msg);
+}
+
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+	remove_db(path);
+	CHECK(bv_write_file_atomic(path, data, len) == 0, "write %s: %s", path, bv_error_last());
+}
+
+/* A complete bvtool database at `path` with one run, closed (so checkpointed,
+ * with no -wal or -shm), then `sql` run on it by a plain SQLite connection. */
+static void crafted(const char *path, const char *sql)
+{
+	bv_db *db = NULL;
+	int64_t id;
+	remove_db(path);
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0 &&
+		      bv_db_run_ensure(db, &id, NULL, "ce", NAN, 1, NAN, 1, "mlp:8", 1) == 0,
+	      "%s", bv_error_last());
+	bv_db_close(db);
+	if (sql)
+		raw_sqlite(path, sql);
+	CHECK(alone(path), "'%s' is closed cleanly", path);
+}
+
+static void test_hostile_files(void)
+{
+	char path[600], want[1400];
+
+	/* D3: a schema version no bvtool writes, negative or just above ours;
+	 * the migrations are never indexed with it */
+	tmp_path(path, sizeof path, "minus.db");
+	crafted(path, "PRAGMA user_version = -1");
+	snprintf(want, sizeof want,
+		 "'%s' has schema version -1, which no bvtool writes (the database is damaged)", path);
+	refused_all(path, BV_EFORMAT, want);
+	crafted(path, "PRAGMA user_version = -2147483648");
+	snprintf(want, sizeof want,
+		 "'%s' has schema version -2147483648, which no bvtool writes (the database is damaged)",
+		 path);
+	refused_all(path, BV_EFORMAT, want);
+	crafted(path, "PRAGMA user_version = 3");
+	snprintf(want, sizeof want,
+		 "'%s' has schema version 3, this bvtool reads up to %d: upgrade bvtool", path,
+		 BV_DB_SCHEMA_VERSION);
+	refused_all(path, BV_EFORMAT, want);
+	sqlite3 *mem = NULL;
+	CHECK(sqlite3_open(":memory:", &mem) == SQLITE_OK, "memory database");
+	CHECK(db_schema_migrate(mem, -1) != SQLITE_OK, "db_schema_migrate refuses version -1");
+	CHECK(db_schema_migrate(mem, INT_MIN) != SQLITE_OK, "db_schema_migrate refuses INT_MIN");
+	CHECK(db_schema_migrate(mem, BV_DB_SCHEMA_VERSION + 1) != SQLITE_OK,
+	      "db_schema_migrate refuses a version above ours");
+	CHECK(q_int(mem, "SELECT count(*) FROM sqlite_master") == 0, "and runs nothing");
+	sqlite3_close(mem);
+
+	/* D7: nothing but a missing path or a 0-byte file is made a database;
+	 * a 0-byte file only by CREATE (collect), which is what `touch` leaves */
+	tmp_path(path, sizeof path, "one.db");
+	write_bytes(path, "x", 1);
+	snprintf(want, sizeof want, "'%s' is not a SQLite database", path);
+	refused_all(path, BV_EFORMAT, want);
+	/* the magic but no page: SQLite would take it for an empty database */
+	tmp_path(path, sizeof path, "magic.db");
+	write_bytes(path, "SQLite format 3\0\x40\0\1\1\0\x40\x20\x20", 24);
+	snprintf(want, sizeof want, "'%s' is not a SQLite database", path);
+	refused_all(path, BV_EFORMAT, want);
+	tmp_path(path, sizeof path, "empty.db");
+	write_bytes(path, "", 0);
+	snprintf(want, sizeof want, "'%s' is not a bvtool database (it is empty)", path);
+	refused(path, BV_DB_READONLY, BV_EFORMAT, want);
+	refused(path, BV_DB_WRITE, BV_EFORMAT, want);
+	/* a SQLite file without tables, and one in WAL mode: not bvtool's, even empty */
+	tmp_path(path, sizeof path, "tableless.db");
+	remove_db(path);
+	raw_sqlite(path, "CREATE TABLE a(x); DROP TABLE a");
+	snprintf(want, sizeof want, "'%s' is not a bvtool database", path);
+	refused_all(path, BV_EFORMAT, want);
+	tmp_path(path, sizeof path, "foreign-wal.db");
+	remove_db(path);
+	raw_sqlite(path, "PRAGMA journal_mode = WAL; CREATE TABLE people(name); INSERT INTO people VALUES('ada')");
+	snprintf(want, sizeof want, "'%s' is not a bvtool database", path);
+	refused_all(path, BV_EFORMAT, want);
+
+	/* D10: a FIFO, a directory, a device are not opened at all */
+	tmp_path(path, sizeof path, "fifo.db");
+	remove_db(path);
+	CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+	snprintf(want, sizeof want, "'%s' is not a regular file", path);
+	refused_all(path, BV_EIO, want);
+	unlink(path);
+	tmp_path(path, sizeof path, "dir.db");
+	mkdir(path, 0755);
+	snprintf(want, sizeof want, "'%s' is not a regular file", path);
+	refused_all(path, BV_EIO, want);
+	rmdir(path);
+	refused(path, BV_DB_READONLY, BV_EIO, (snprintf(want, sizeof want, "database '%s' does not exist", path), want));
+	refused("/dev/null", BV_DB_READONLY, BV_EIO, "'/dev/null' is not a regular file");
+
+	/* bvtool's application_id over a schema that is not bvtool's */
+	tmp_path(path, sizeof path, "noruns.db");
+	crafted(path, "DROP VIEW run_accuracy; DROP TABLE runs");
+	snprintf(want, sizeof want, "'%s' is a damaged bvtool database: it has no table 'runs'", path);
+	refused_all(path, BV_EFORMAT, want);
+	tmp_path(path, sizeof path, "columns.db");
+	crafted(path, "DROP VIEW predictions; DROP VIEW sample_wide; DROP TABLE samples;"
+		      "CREATE TABLE samples(split TEXT, idx INTEGER, label INTEGER)");
+	snprintf(want, sizeof want,
+		 "'%s' is a damaged bvtool database: table 'samples' has no column 'sample_idx'", path);
+	refused_all(path, BV_EFORMAT, want);
+	tmp_path(path, sizeof path, "viewtable.db");
+	crafted(path, "DROP VIEW predictions; CREATE TABLE predictions(x)");
+	snprintf(want, sizeof want,
+		 "'%s' is a damaged bvtool database: 'predictions' is a table, not a view", path);
+	refused_all(path, BV_EFORMAT, want);
+	/* an index or a view of the user's own is fine */
+	tmp_path(path, sizeof path, "extra.db");
+	crafted(path, "CREATE INDEX mine ON runs(status); CREATE VIEW my_view AS SELECT 1");
+	bv_db *db = NULL;
+	CHECK(bv_db_open(&db, path, BV_DB_WRITE) == 0, "extra objects: %s", bv_error_last());
+	bv_db_close(db);
+	db = NULL;
+	/* a version-1 file without its runs table: the migration is undone */
+	tmp_path(path, sizeof path, "v1-noruns.db");
+	crafted(path, "DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
+		      "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
+		      "DROP TABLE decompositions; DROP TABLE correlations; DROP TABLE runs;"
+		      "PRAGMA user_version = 1");
+	snprintf(want, sizeof want, "'%s' is a damaged bvtool database: it has no table 'runs'", path);
+	refused(path, BV_DB_WRITE, BV_EFORMAT, want);
+	refused(path, BV_DB_CREATE, BV_EFORMAT, want);
+
+	/* a damaged page: BV_EFORMAT naming the file, not a database error */
+	tmp_path(path, sizeof path, "malformed.db");
+	crafted(path, NULL);
+	{
+		sqlite3 *h = NULL;
+		sqlite3_open(path, &h);
+		const long long root = q_int(h, "SELECT rootpage FROM sqlite_master WHERE name = 'runs'");
+		const long long page = q_int(h, "PRAGMA page_size");
+		sqlite3_close(h);
+		FILE *f = fopen(path, "r+b");
+		CHECK(f && root > 1 && fseek(f, (long)((root - 1) * page), SEEK_SET) == 0, "seek");
+		for (int i = 0; f && i < 64; i++)
+			fputc(0xa5, f);
+		if (f)
+			fclose(f);
+	}
+	int rc = bv_db_open(&db, path, BV_DB_READONLY);
+	bv_run *runs = NULL;
+	int n = 0;
+	if (rc == 0)
+		rc = bv_db_runs_list(db, &runs, &n);
+	CHECK(rc == BV_EFORMAT, "malformed page: rc %d (%s)", rc, bv_error_last());
+	snprintf(want, sizeof want, "database '%s' is damaged: database disk image is malformed", path);
+	CHECK_MSG(want);
+	free(runs);
+	bv_db_close(db);
+}
+
 /* ---- two processes, one file -------------------------------------------- */
 
 static int child_write(const char *path, int64_t run, int n, int k)
@@ -938,6 +1149,7 @@ int main(void)
 	tmp_path(path, sizeof path, "recipes.db");
 	test_recipes(path, labels, 2000, k);
 	test_bad_files();
+	test_hostile_files();
 	tmp_path(path, sizeof path, "concurrent.db");
 	test_concurrency(path);
 	tmp_path(path, sizeof path, "size.db");
