@@ -4,9 +4,11 @@
  * rows as NAME.dat and the gnuplot script that draws them as NAME.gp, or marks
  * the figure skipped when the database has nothing for it (e.g. no wsl runs).
  * The series of a method without data are left out of the script rather than
- * plotted empty. Numbers that are not a column of the query (quadrant counts,
- * the least-squares line) are computed here and written both into the data
- * file's header and into the script.
+ * plotted empty, and a figure with no series to draw is skipped: gnuplot
+ * fails on a plot without a single point. Numbers that are not a column of
+ * the query (quadrant counts, the least-squares line) are computed here and
+ * written both into the data file's header and into the script. Text that a
+ * script shows is written by plot_gp_str only (a quoted gnuplot literal).
  */
 #include "plot_int.h"
 
@@ -45,20 +47,26 @@ static void skip(plot_fig *f, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* "kd and wsl", "kd" or "wsl": the soft methods with a non-NULL column <method><suffix> */
-static const char *soft_methods(const plot_table *t, const char *suffix)
+/* the points of series <method><suffix> against column 0 */
+static int series(const plot_table *t, const char *method, const char *suffix, int log_x)
 {
-	char kd[40], wsl[40];
-	snprintf(kd, sizeof kd, "kd%s", suffix);
-	snprintf(wsl, sizeof wsl, "wsl%s", suffix);
-	const int has_kd = plot_has(t, kd), has_wsl = plot_has(t, wsl);
+	char col[40];
+	snprintf(col, sizeof col, "%s%s", method, suffix);
+	return plot_points(t, 0, col, log_x);
+}
+
+/* "kd and wsl", "kd" or "wsl": the soft methods with points in column <method><suffix> */
+static const char *soft_methods(const plot_table *t, const char *suffix, int log_x)
+{
+	const int has_kd = series(t, "kd", suffix, log_x) > 0, has_wsl = series(t, "wsl", suffix, log_x) > 0;
 	return has_kd && has_wsl ? "kd and wsl" : has_wsl ? "wsl" : has_kd ? "kd" : "no soft method";
 }
 
-/* the x range of a per-epoch figure: one epoch alone gets some room */
+/* the x range of a per-epoch figure (column 0; the caller has points): one epoch alone gets some room */
 static void epoch_axis(bv_buf *b, const plot_table *t)
 {
-	double lo = t->v[0], hi = t->v[(size_t)(t->n_rows - 1) * t->n_cols];
+	double lo, hi;
+	plot_range(t, 0, 0, &lo, &hi);
 	if (lo == hi)
 		plot_printf(b, "set xrange [%g:%g]\n", lo - 1, hi + 1);
 	else
@@ -85,32 +93,46 @@ int plot_bias_variance(plot_fig *f, const plot_ctx *c)
 		"GROUP BY epoch ORDER BY epoch";
 	char text[SQL_CAP], title[256], label[300];
 	plot_table t;
-	int rc = plot_query(&t, text, sizeof text, c, sql);
+	int rc = plot_query(&t, text, sizeof text, c, sql), n_series[2] = {0, 0};
 	if (rc)
 		return rc;
 	if (t.n_rows == 0) {
 		skip(f, "no test-split decomposition at T = %s", c->t_text);
 		goto done;
 	}
+	for (int panel = 0; panel < 2; panel++)
+		for (size_t m = 0; m < BV_ARRAY_LEN(methods); m++)
+			n_series[panel] += series(&t, methods[m].method, panel ? "_variance" : "_bias", 0) > 0;
+	if (n_series[0] + n_series[1] == 0) {
+		skip(f, "no finite mean bias or variance at T = %s", c->t_text);
+		goto done;
+	}
 	plot_dat(f, c, "mean bias and variance (nats) over the test samples, per decomposed epoch", text, &t, NULL);
+	const char *soft = soft_methods(&t, n_series[0] ? "_bias" : "_variance", 0);
 	snprintf(f->what, sizeof f->what, "mean bias and variance over the test samples against epoch: ce, %s at T = %s",
-		 soft_methods(&t, "_bias"), c->t_text);
-	snprintf(title, sizeof title, "Mean bias and variance of the test samples (%s at T = %s)",
-		 soft_methods(&t, "_bias"), c->t_text);
+		 soft, c->t_text);
+	snprintf(title, sizeof title, "Mean bias and variance of the test samples (%s at T = %s)", soft, c->t_text);
 	plot_gp_head(f, c, title);
 	bv_buf *b = &f->gp;
 	epoch_axis(b, &t);
 	/* two panels under one title, and one key for both in a strip below them
 	 * (a key below one panel would wrap to that panel's width) */
-	plot_printf(b, "unset title\nunset key\n"
-		       "set multiplot title %s font ',13'\n"
-		       "set size 0.5, 0.84\n",
-		    plot_quote(label, sizeof label, title));
+	plot_printf(b, "unset title\nunset key\nset multiplot title ");
+	plot_gp_str(b, "%s", title);
+	plot_printf(b, " font ',13'\nset size 0.5, 0.84\n");
 	for (int panel = 0; panel < 3; panel++) {
 		const char *q = panel == 1 ? "variance" : "bias";
 		int first = 1;
 		if (panel < 2)
-			plot_printf(b, "\nset origin %s, 0.09\nset ylabel 'mean %s (nats)'\nplot ", panel ? "0.5" : "0", q);
+			plot_printf(b, "\nset origin %s, 0.09\nset ylabel 'mean %s (nats)'\n", panel ? "0.5" : "0", q);
+		if (panel < 2 && n_series[panel] == 0) {
+			/* a panel without a point: an empty frame saying so (gnuplot fails on no point) */
+			plot_printf(b, "set yrange [0:1]\nset label 1 'no finite values' at graph 0.5, graph 0.5 center\n"
+				       "plot NaN notitle\nunset label 1\nset autoscale y\n");
+			continue;
+		}
+		if (panel < 2)
+			plot_printf(b, "plot ");
 		else
 			plot_printf(b, "\n# the key\nset size 1, 0.09\nset origin 0, 0\n"
 				       "unset border\nunset tics\nunset grid\nunset xlabel\nunset ylabel\n"
@@ -119,7 +141,9 @@ int plot_bias_variance(plot_fig *f, const plot_ctx *c)
 		for (size_t m = 0; m < BV_ARRAY_LEN(methods); m++) {
 			char col[32];
 			snprintf(col, sizeof col, "%s_%s", methods[m].method, q);
-			if (!plot_has(&t, col))
+			/* the key lists the methods drawn in either panel */
+			if (panel < 2 ? !series(&t, methods[m].method, panel ? "_variance" : "_bias", 0)
+				      : !series(&t, methods[m].method, "_bias", 0) && !series(&t, methods[m].method, "_variance", 0))
 				continue;
 			method_label(label, sizeof label, methods[m].method, c);
 			if (panel < 2)
@@ -127,8 +151,8 @@ int plot_bias_variance(plot_fig *f, const plot_ctx *c)
 					    plot_col(&t, col) + 1);
 			else
 				plot_printf(b, "%sNaN", first ? "" : ", \\\n     ");
-			plot_printf(b, " with linespoints lw 2 pt 7 ps 1.1 lc rgb '%s' title '%s'", methods[m].colour,
-				    label);
+			plot_printf(b, " with linespoints lw 2 pt 7 ps 1.1 lc rgb '%s' title ", methods[m].colour);
+			plot_gp_str(b, "%s", label);
 			first = 0;
 		}
 		plot_printf(b, "\n");
@@ -158,9 +182,9 @@ int plot_delta_scatter(plot_fig *f, const plot_ctx *c)
 					   "bias down, variance down", "bias down, variance up"};
 	static const char *quad_at[4] = {"graph 0.98, graph 0.96 right", "graph 0.02, graph 0.96 left",
 					 "graph 0.02, graph 0.06 left", "graph 0.98, graph 0.06 right"};
-	char text[SQL_CAP], title[256], extra[1024];
+	char text[SQL_CAP], title[256], extra[1024], crit[sizeof c->criterion];
 	plot_table t;
-	int rc = plot_query(&t, text, sizeof text, c, sql), q[4] = {0}, n_reg = 0;
+	int rc = plot_query(&t, text, sizeof text, c, sql), q[4] = {0}, n_reg = 0, n = 0;
 	double xmax = 0, ymax = 0;
 	if (rc)
 		return rc;
@@ -172,28 +196,37 @@ int plot_delta_scatter(plot_fig *f, const plot_ctx *c)
 		skip(f, "no kd students decomposed at T = %s, epoch %d", c->t_text, c->E);
 		goto done;
 	}
+	/* the samples with both differences (gnuplot draws no other) */
 	for (int i = 0; i < t.n_rows; i++) {
 		const double dv = t.v[(size_t)i * t.n_cols + 1], db = t.v[(size_t)i * t.n_cols + 2];
+		if (isnan(dv) || isnan(db))
+			continue;
+		n++;
 		q[db > 0 ? (dv > 0 ? 0 : 1) : (dv > 0 ? 3 : 2)]++;
 		n_reg += t.v[(size_t)i * t.n_cols + 3] == 1;
 		xmax = fmax(xmax, fabs(dv));
 		ymax = fmax(ymax, fabs(db));
+	}
+	if (n == 0) {
+		skip(f, "no finite kd - ce differences at T = %s, epoch %d", c->t_text, c->E);
+		goto done;
 	}
 	/* symmetric ranges, so that each quadrant's label sits in its quadrant, and
 	 * 40% of room above and below the farthest point, so that the labels
 	 * (two text lines at the top and bottom) never hide a point */
 	xmax = xmax > 0 ? 1.05 * xmax : 1;
 	ymax = ymax > 0 ? 1.4 * ymax : 1;
+	plot_comment_text(crit, sizeof crit, c->criterion);
 	snprintf(extra, sizeof extra,
-		 "# quadrant counts (d_bias > 0 is up, d_variance > 0 is right; 0 counts as down / left), %d samples:\n"
+		 "# quadrant counts (d_bias > 0 is up, d_variance > 0 is right; 0 counts as down / left), %d samples%s:\n"
 		 "#   %s: %d\n#   %s: %d\n#   %s: %d\n#   %s: %d\n"
 		 "# regularization samples (criterion %s): %d\n",
-		 t.n_rows, quad_name[0], q[0], quad_name[1], q[1], quad_name[2], q[2], quad_name[3], q[3],
-		 c->criterion, n_reg);
+		 n, n < t.n_rows ? " (the rows with a NaN left out)" : "", quad_name[0], q[0], quad_name[1], q[1],
+		 quad_name[2], q[2], quad_name[3], q[3], crit, n_reg);
 	plot_dat(f, c, "per test sample: kd minus ce bias and variance (nats), and the kd regularization flag", text, &t,
 		 extra);
 	snprintf(title, sizeof title, "Per-sample change from ce to kd (T = %s, epoch %d, %d test samples)", c->t_text,
-		 c->E, t.n_rows);
+		 c->E, n);
 	plot_gp_head(f, c, title);
 	bv_buf *b = &f->gp;
 	plot_printf(b,
@@ -204,16 +237,27 @@ int plot_delta_scatter(plot_fig *f, const plot_ctx *c)
 		    "set key outside bottom center horizontal\n"
 		    "set style textbox opaque noborder\n",
 		    -xmax, xmax, -ymax, ymax);
-	for (int k = 0; k < 4; k++)
-		plot_printf(b, "set label %d \"%s\\n%d (%.1f%%)\" at %s front boxed\n", k + 1, quad_name[k], q[k],
-			    100.0 * q[k] / t.n_rows, quad_at[k]);
-	plot_printf(b,
-		    "plot '%s.dat' using 2:($4 == 1 ? NaN : $3) with points pt 7 ps 0.35 lc rgb '#8fa8c8' "
-		    "title 'other test samples (%d)', \\\n"
-		    "     '%s.dat' using 2:($4 == 1 ? $3 : NaN) with points pt 7 ps 0.35 lc rgb '%s' "
-		    "title 'kd regularization samples, criterion %s (%d)'\n"
-		    "unset output\n",
-		    f->name, t.n_rows - n_reg, f->name, PLOT_WSL, c->criterion, n_reg);
+	/* two lines: two literals joined by a newline */
+	for (int k = 0; k < 4; k++) {
+		plot_printf(b, "set label %d ", k + 1);
+		plot_gp_str(b, "%s", quad_name[k]);
+		plot_printf(b, ".\"\\n\".");
+		plot_gp_str(b, "%d (%.1f%%)", q[k], 100.0 * q[k] / n);
+		plot_printf(b, " at %s front boxed\n", quad_at[k]);
+	}
+	/* a group without a point is left out (gnuplot warns about it) */
+	plot_printf(b, "plot ");
+	if (n - n_reg > 0) {
+		plot_printf(b, "'%s.dat' using 2:($4 == 1 ? NaN : $3) with points pt 7 ps 0.35 lc rgb '#8fa8c8' title ",
+			    f->name);
+		plot_gp_str(b, "other test samples (%d)", n - n_reg);
+	}
+	if (n_reg > 0) {
+		plot_printf(b, "%s'%s.dat' using 2:($4 == 1 ? $3 : NaN) with points pt 7 ps 0.35 lc rgb '%s' title ",
+			    n - n_reg > 0 ? ", \\\n     " : "", f->name, PLOT_WSL);
+		plot_gp_str(b, "kd regularization samples, criterion %s (%d)", c->criterion, n_reg);
+	}
+	plot_printf(b, "\nunset output\n");
 done:
 	plot_table_release(&t);
 	return 0;
@@ -232,12 +276,20 @@ done:
 	"       (SELECT " agg " FROM sample_stats s WHERE s.temperature = d.temperature AND s.epoch = d.epoch\n" \
 	"        AND s.split = d.split AND s.method = '" m "') AS " as
 
+/* the log x axis of the temperatures > 0 in column 0 (the caller has points), a tic at each */
 static void temperature_axis(bv_buf *b, const plot_table *t)
 {
-	double lo = t->v[0], hi = t->v[(size_t)(t->n_rows - 1) * t->n_cols];
+	double lo, hi;
+	int first = 1;
+	plot_range(t, 0, 1, &lo, &hi);
 	plot_printf(b, "set logscale x 2\nset xrange [%.6g:%.6g]\nset xtics (", lo / 1.5, hi * 1.5);
-	for (int i = 0; i < t->n_rows; i++)
-		plot_printf(b, "%s%.12g", i ? ", " : "", t->v[(size_t)i * t->n_cols]);
+	for (int i = 0; i < t->n_rows; i++) {
+		const double x = t->v[(size_t)i * t->n_cols];
+		if (x > 0) {
+			plot_printf(b, "%s%.12g", first ? "" : ", ", x);
+			first = 0;
+		}
+	}
 	plot_printf(b, ")\nset xlabel 'temperature T (log scale)'\n");
 }
 
@@ -254,13 +306,14 @@ int plot_share_vs_temperature(plot_fig *f, const plot_ctx *c)
 	int rc = plot_query(&t, text, sizeof text, c, sql);
 	if (rc)
 		return rc;
-	if (t.n_rows == 0 || (!plot_has(&t, "kd_share_pct") && !plot_has(&t, "wsl_share_pct"))) {
+	if (!series(&t, "kd", "_share_pct", 1) && !series(&t, "wsl", "_share_pct", 1)) {
 		skip(f, "no kd or wsl students decomposed at epoch %d", c->E);
 		goto done;
 	}
+	const int has_acc = series(&t, "kd", "_acc_pct", 1) || series(&t, "wsl", "_acc_pct", 1);
 	snprintf(f->what, sizeof f->what,
 		 "share of %s regularization samples, and mean test accuracy, against temperature (epoch %d)",
-		 soft_methods(&t, "_share_pct"), c->E);
+		 soft_methods(&t, "_share_pct", 1), c->E);
 	plot_dat(f, c,
 		 "per decomposed temperature at the epoch: share of regularization samples (%) and mean test accuracy (%)",
 		 text, &t, NULL);
@@ -269,10 +322,10 @@ int plot_share_vs_temperature(plot_fig *f, const plot_ctx *c)
 	plot_gp_head(f, c, title);
 	bv_buf *b = &f->gp;
 	temperature_axis(b, &t);
-	plot_printf(b, "set ylabel 'regularization samples (%% of test samples)'\n"
-		       "set y2label 'mean test accuracy (%%)'\n"
-		       "set ytics nomirror\nset y2tics\n"
-		       "set offsets 0, 0, graph 0.08, graph 0.08\n"
+	plot_printf(b, "set ylabel 'regularization samples (%% of test samples)'\n");
+	if (has_acc)
+		plot_printf(b, "set y2label 'mean test accuracy (%%)'\nset ytics nomirror\nset y2tics\n");
+	plot_printf(b, "set offsets 0, 0, graph 0.08, graph 0.08\n"
 		       "set key outside bottom center horizontal maxcols 2\n"
 		       "plot ");
 	int first = 1;
@@ -280,11 +333,12 @@ int plot_share_vs_temperature(plot_fig *f, const plot_ctx *c)
 		for (size_t m = 1; m < BV_ARRAY_LEN(methods); m++) {
 			char col[32];
 			snprintf(col, sizeof col, "%s_%s", methods[m].method, pass ? "acc_pct" : "share_pct");
-			if (!plot_has(&t, col))
+			if (!plot_points(&t, 0, col, 1))
 				continue;
-			plot_printf(b, "%s'%s.dat' using 1:%d axes x1y%d with linespoints lw 2 %s lc rgb '%s' title '%s: %s'",
+			plot_printf(b, "%s'%s.dat' using 1:%d axes x1y%d with linespoints lw 2 %s lc rgb '%s' title ",
 				    first ? "" : ", \\\n     ", f->name, plot_col(&t, col) + 1, pass + 1,
-				    pass ? "dt 2 pt 5 ps 1.2" : "pt 7 ps 1.3", methods[m].colour, methods[m].method,
+				    pass ? "dt 2 pt 5 ps 1.2" : "pt 7 ps 1.3", methods[m].colour);
+			plot_gp_str(b, "%s: %s", methods[m].method,
 				    pass ? "mean test accuracy (right axis)" : "regularization samples (left axis)");
 			first = 0;
 		}
@@ -319,7 +373,10 @@ int plot_count_vs_accuracy(plot_fig *f, const plot_ctx *c)
 		n += !isnan(x[n]) && !isnan(y[n]);
 	}
 	if (n == 0) {
-		skip(f, "no kd students decomposed at epoch %d", c->E);
+		if (plot_has(&t, "kd_count"))
+			skip(f, "no kd test accuracy recorded at epoch %d", c->E);
+		else
+			skip(f, "no kd students decomposed at epoch %d", c->E);
 		goto done;
 	}
 	if ((rc = plot_query(&ct, ctext, sizeof ctext, c, corr_sql)) != 0)
@@ -335,10 +392,12 @@ int plot_count_vs_accuracy(plot_fig *f, const plot_ctx *c)
 		sxx += (x[i] - mx) * (x[i] - mx);
 		sxy += (x[i] - mx) * (y[i] - my);
 	}
-	if (n >= 2 && sxx > 0) {
+	if (n >= 2 && sxx > 0 && isfinite(sxx) && isfinite(sxy)) {
 		slope = sxy / sxx;
 		a = my - slope * mx;
 	}
+	if (!isfinite(a) || !isfinite(slope))
+		a = slope = NAN;
 	/* r and rho: the correlations table (written by decompose), else from these points */
 	double r = NAN, rho = NAN;
 	const char *source;
@@ -386,12 +445,12 @@ int plot_count_vs_accuracy(plot_fig *f, const plot_ctx *c)
 	else
 		snprintf(key, sizeof key, "Pearson r = %.3f, Spearman rho = %.3f (%d temperatures; from %s)", r, rho, n,
 			 source);
-	if (!isnan(slope))
-		plot_printf(b, ", \\\n     fit_line(x) with lines lw 2 dt 2 lc rgb '%s' title 'least squares: count = %.1f %+.1f × accuracy', \\\n"
-			       "     NaN with lines lc rgb 'white' title '%s'",
-			    PLOT_CE, a, slope, key);
-	else
-		plot_printf(b, ", \\\n     NaN with lines lc rgb 'white' title '%s'", key);
+	if (!isnan(slope)) {
+		plot_printf(b, ", \\\n     fit_line(x) with lines lw 2 dt 2 lc rgb '%s' title ", PLOT_CE);
+		plot_gp_str(b, "least squares: count = %.1f %+.1f × accuracy", a, slope);
+	}
+	plot_printf(b, ", \\\n     NaN with lines lc rgb 'white' title ");
+	plot_gp_str(b, "%s", key);
 	plot_printf(b, "\nunset output\n");
 done:
 	plot_table_release(&t);
@@ -425,12 +484,16 @@ int plot_accuracy_epochs(plot_fig *f, const plot_ctx *c)
 		skip(f, "no finished ce, kd or wsl runs");
 		goto done;
 	}
+	if (!series(&t, "ce", "_mean", 0) && !series(&t, "kd", "_mean", 0) && !series(&t, "wsl", "_mean", 0)) {
+		skip(f, "no test accuracy recorded");
+		goto done;
+	}
 	plot_dat(f, c, "test accuracy (%) of the finished runs per epoch: mean, min and max over seeds; teacher: final",
 		 text, &t, NULL);
 	snprintf(f->what, sizeof f->what, "test accuracy against epoch: teacher, ce, %s at T = %s (mean and min-max over seeds)",
-		 soft_methods(&t, "_mean"), c->t_text);
+		 soft_methods(&t, "_mean", 0), c->t_text);
 	snprintf(title, sizeof title, "Test accuracy per epoch (%s at T = %s; bands: min–max over seeds)",
-		 soft_methods(&t, "_mean"), c->t_text);
+		 soft_methods(&t, "_mean", 0), c->t_text);
 	plot_gp_head(f, c, title);
 	bv_buf *b = &f->gp;
 	epoch_axis(b, &t);
@@ -445,22 +508,30 @@ int plot_accuracy_epochs(plot_fig *f, const plot_ctx *c)
 		for (size_t m = 0; m < BV_ARRAY_LEN(methods); m++) {
 			char col[32];
 			snprintf(col, sizeof col, "%s_mean", methods[m].method);
-			if (!plot_has(&t, col))
+			if (!plot_points(&t, 0, col, 0))
 				continue;
 			const int j = plot_col(&t, col) + 1;
 			method_label(label, sizeof label, methods[m].method, c);
 			plot_printf(b, "%s'%s.dat' ", first ? "" : ", \\\n     ", f->name);
-			if (pass == 0)
+			if (pass == 0) {
 				plot_printf(b, "using 1:%d:%d with filledcurves lc rgb '%s' notitle", j + 1, j + 2,
 					    methods[m].colour);
-			else
-				plot_printf(b, "using 1:%d with linespoints lw 2 pt 7 ps 1.1 lc rgb '%s' title '%s'", j,
-					    methods[m].colour, label);
+			} else {
+				plot_printf(b, "using 1:%d with linespoints lw 2 pt 7 ps 1.1 lc rgb '%s' title ", j,
+					    methods[m].colour);
+				plot_gp_str(b, "%s", label);
+			}
 			first = 0;
 		}
-	if (plot_has(&t, "teacher"))
-		plot_printf(b, ", \\\n     '%s.dat' using 1:%d with lines lw 2 dt 2 lc rgb 'black' title 'teacher (%.2f%%)'",
-			    f->name, plot_col(&t, "teacher") + 1, plot_at(&t, 0, "teacher"));
+	for (int i = 0; i < t.n_rows; i++) {
+		const double teacher = plot_at(&t, i, "teacher");
+		if (isnan(teacher) || isnan(t.v[(size_t)i * t.n_cols]))
+			continue;
+		plot_printf(b, ", \\\n     '%s.dat' using 1:%d with lines lw 2 dt 2 lc rgb 'black' title ", f->name,
+			    plot_col(&t, "teacher") + 1);
+		plot_gp_str(b, "teacher (%.2f%%)", teacher);
+		break;
+	}
 	plot_printf(b, "\nunset output\n");
 done:
 	plot_table_release(&t);
@@ -499,8 +570,9 @@ int plot_wsl_weights(plot_fig *f, const plot_ctx *c)
 		 "the rest",
 		 c->t_text, c->E);
 	for (int i = 0; i < t.n_rows; i++) {
-		n_reg += (int)plot_at(&t, i, "n_kd_regularization");
-		n_other += (int)plot_at(&t, i, "n_other");
+		const double reg = plot_at(&t, i, "n_kd_regularization"), other = plot_at(&t, i, "n_other");
+		n_reg += reg >= 0 && reg < 1e9 ? (int)reg : 0;
+		n_other += other >= 0 && other < 1e9 ? (int)other : 0;
 	}
 	if (n_reg + n_other == 0) {
 		skip(f, "no wsl students with WSL weights and kd students decomposed at T = %s, epoch %d", c->t_text, c->E);
@@ -521,11 +593,19 @@ int plot_wsl_weights(plot_fig *f, const plot_ctx *c)
 		    "set key outside bottom center horizontal\n"
 		    "set style fill solid 0.6 border lc rgb 'white'\n"
 		    "set boxwidth 0.022\n"
-		    "plot '%s.dat' using (($1 + $2) / 2 - 0.0115):5 with boxes lc rgb '%s' "
-		    "title 'kd regularization samples (%d)', \\\n"
-		    "     '%s.dat' using (($1 + $2) / 2 + 0.0115):6 with boxes lc rgb '%s' title 'other test samples (%d)'\n"
-		    "unset output\n",
-		    f->name, PLOT_WSL, n_reg, f->name, PLOT_KD, n_other);
+		    "plot ");
+	/* a group without a sample is left out (its shares are NaN) */
+	if (n_reg > 0) {
+		plot_printf(b, "'%s.dat' using (($1 + $2) / 2 - 0.0115):5 with boxes lc rgb '%s' title ", f->name,
+			    PLOT_WSL);
+		plot_gp_str(b, "kd regularization samples (%d)", n_reg);
+	}
+	if (n_other > 0) {
+		plot_printf(b, "%s'%s.dat' using (($1 + $2) / 2 + 0.0115):6 with boxes lc rgb '%s' title ",
+			    n_reg > 0 ? ", \\\n     " : "", f->name, PLOT_KD);
+		plot_gp_str(b, "other test samples (%d)", n_other);
+	}
+	plot_printf(b, "\nunset output\n");
 done:
 	plot_table_release(&t);
 	return 0;

@@ -1,46 +1,127 @@
 /*
  * bvtool plot's driver: choose the temperature and the epoch, build every
  * figure's data file and script in memory (figures.c) inside one read
- * transaction, so all figures see the same database, then create the output
- * directory and write the files atomically. Also the helpers the figures
- * share: running a query into a table of doubles, writing a data file with
+ * transaction, so all figures see the same database, then write the files
+ * into a staging directory inside the output directory, and later rename them
+ * into place (bv_plot_commit). Also the helpers the figures share: quoting a
+ * string for gnuplot (bv_gp_quote: the one way database text enters a
+ * script), running a query into a table of doubles, writing a data file with
  * its header, and the head of a script.
  */
 #include "plot_int.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+/* Format onto b as text (quote: 0) or as one gnuplot string literal (quote: 1). */
+static void vformat(bv_buf *b, int quote, const char *fmt, va_list ap)
+{
+	char small[512], *text = small;
+	va_list again;
+	va_copy(again, ap);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
+	if (n >= 0 && (size_t)n >= sizeof small) {
+		text = malloc((size_t)n + 1);
+		if (text)
+			vsnprintf(text, (size_t)n + 1, fmt, again);
+	}
+	va_end(again);
+	if (n < 0 || !text) {
+		b->failed = 1;
+		return;
+	}
+	if (quote)
+		bv_gp_quote(b, text, (size_t)n);
+	else
+		bv_buf_append(b, text, (size_t)n);
+	if (text != small)
+		free(text);
+}
 
 void plot_printf(bv_buf *b, const char *fmt, ...)
 {
-	char small[512];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(small, sizeof small, fmt, ap);
+	vformat(b, 0, fmt, ap);
 	va_end(ap);
-	if (n < 0) {
-		b->failed = 1;
-		return;
-	}
-	if ((size_t)n < sizeof small) {
-		bv_buf_append(b, small, (size_t)n);
-		return;
-	}
-	char *big = malloc((size_t)n + 1);
-	if (!big) {
-		b->failed = 1;
-		return;
-	}
+}
+
+void plot_gp_str(bv_buf *b, const char *fmt, ...)
+{
+	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	vformat(b, 1, fmt, ap);
 	va_end(ap);
-	bv_buf_append(b, big, (size_t)n);
-	free(big);
+}
+
+/* The length (2 to 4) of the well-formed UTF-8 sequence at s (n bytes), else 0:
+ * no overlong form, no surrogate, nothing above U+10FFFF. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	unsigned lo = 0x80, hi = 0xbf;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, lo = s[0] == 0xe0 ? 0xa0 : 0x80, hi = s[0] == 0xed ? 0x9f : 0xbf;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, lo = s[0] == 0xf0 ? 0x90 : 0x80, hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+	else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+int bv_gp_quote(bv_buf *out, const char *s, size_t len)
+{
+	/* gnuplot expands backquotes, @macros and backslash escapes everywhere but
+	 * in single quotes. There '' is one quote, but gnuplot's scanner finds a
+	 * doubled quote only by looking ahead from the byte before it: a quote
+	 * first in a literal or after another quote would end it. Such a quote is
+	 * a piece of its own joined with '.': "\047", which holds no quote byte,
+	 * because gnuplot's macro pass counts every ' (even in double quotes) to
+	 * tell whether it is inside single quotes, and an odd count would let it
+	 * expand an @name in the text that follows */
+	const unsigned char *p = (const unsigned char *)s;
+	int after_text = 0; /* the literal open has a byte that is not a quote last */
+	bv_buf_append(out, "'", 1);
+	for (size_t i = 0; i < len;) {
+		size_t n = p[i] < 0x80 ? 1 : utf8_len(p + i, len - i);
+		if (n == 0 || p[i] < 0x20 || p[i] == 0x7f) {
+			bv_buf_append(out, "?", 1);
+			after_text = 1;
+			i++;
+			continue;
+		}
+		if (p[i] == '\'') {
+			if (after_text)
+				bv_buf_append(out, "''", 2);
+			else
+				bv_buf_append(out, "'.\"\\047\".'", 10);
+			after_text = 0;
+		} else {
+			bv_buf_append(out, p + i, n);
+			after_text = 1;
+		}
+		i += n;
+	}
+	bv_buf_append(out, "'", 1);
+	return out->failed ? BV_ENOMEM : 0;
 }
 
 /* The shortest %g text that reads back as x exactly (0.1 -> "0.1", not 0.10000000000000001). */
@@ -100,8 +181,14 @@ int plot_query(plot_table *t, char *sql_out, size_t cap, const plot_ctx *c, cons
 			t->cap = cap2;
 		}
 		double *row = t->v + (size_t)t->n_rows * t->n_cols;
-		for (int j = 0; j < t->n_cols; j++)
-			row[j] = sqlite3_column_type(st, j) == SQLITE_NULL ? NAN : sqlite3_column_double(st, j);
+		for (int j = 0; j < t->n_cols; j++) {
+			/* only numbers are data: NULL, text and blobs (which SQLite would read
+			 * as 0) are missing, and so are infinities and magnitudes gnuplot
+			 * cannot scale an axis to */
+			const int type = sqlite3_column_type(st, j);
+			const double x = type == SQLITE_INTEGER || type == SQLITE_FLOAT ? sqlite3_column_double(st, j) : NAN;
+			row[j] = fabs(x) <= PLOT_MAX_ABS ? x : NAN;
+		}
 		t->n_rows++;
 	}
 	sqlite3_finalize(st);
@@ -140,14 +227,41 @@ int plot_has(const plot_table *t, const char *name)
 	return 0;
 }
 
+int plot_points(const plot_table *t, int x, const char *y, int log_x)
+{
+	int n = 0, j = plot_col(t, y);
+	if (j < 0 || x < 0 || x >= t->n_cols)
+		return 0;
+	for (int i = 0; i < t->n_rows; i++) {
+		const double *row = t->v + (size_t)i * t->n_cols;
+		n += !isnan(row[x]) && !isnan(row[j]) && (!log_x || row[x] > 0);
+	}
+	return n;
+}
+
+int plot_range(const plot_table *t, int x, int log_x, double *lo, double *hi)
+{
+	int n = 0;
+	*lo = INFINITY;
+	*hi = -INFINITY;
+	for (int i = 0; i < t->n_rows; i++) {
+		const double v = t->v[(size_t)i * t->n_cols + x];
+		if (isnan(v) || (log_x && !(v > 0)))
+			continue;
+		*lo = fmin(*lo, v);
+		*hi = fmax(*hi, v);
+		n++;
+	}
+	return n;
+}
+
 /* ---- the files ---------------------------------------------------------------- */
 
-/* Text for a comment line: control characters (a newline in a path) become '?'. */
-static void comment_text(char *out, size_t size, const char *s)
+void plot_comment_text(char *out, size_t size, const char *s)
 {
 	size_t i = 0;
 	for (; s[i] && i + 1 < size; i++)
-		out[i] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
+		out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '\\' ? '?' : s[i];
 	out[i] = '\0';
 }
 
@@ -156,7 +270,7 @@ void plot_dat(plot_fig *f, const plot_ctx *c, const char *what, const char *sql,
 {
 	char src[1100];
 	bv_buf *b = &f->dat;
-	comment_text(src, sizeof src, bv_db_path(c->db));
+	plot_comment_text(src, sizeof src, bv_db_path(c->db));
 	plot_printf(b, "# %s.dat: %s\n", f->name, what);
 	plot_printf(b, "# written by bvtool %s plot from '%s' (T = %s; last decomposed test epoch at T: %d); drawn by %s.gp\n",
 		    BV_VERSION, src, c->t_text, c->E, f->name);
@@ -165,7 +279,7 @@ void plot_dat(plot_fig *f, const plot_ctx *c, const char *what, const char *sql,
 	plot_printf(b, "# columns:");
 	for (int j = 0; j < t->n_cols; j++)
 		plot_printf(b, " %s", t->names[j]);
-	plot_printf(b, "\n# the rows are the result of this SQL (missing values: NaN):\n#   ");
+	plot_printf(b, "\n# the rows are the result of this SQL (missing, infinite or out-of-range values: NaN):\n#   ");
 	for (const char *p = sql; *p; p++)
 		plot_printf(b, *p == '\n' ? "\n#   " : "%c", *p);
 	plot_printf(b, "\n");
@@ -181,25 +295,9 @@ void plot_dat(plot_fig *f, const plot_ctx *c, const char *what, const char *sql,
 	}
 }
 
-const char *plot_quote(char *buf, size_t cap, const char *s)
-{
-	size_t n = 0;
-	if (cap < 3)
-		return "''";
-	buf[n++] = '\'';
-	for (; *s && n + 3 < cap; s++) {
-		if (*s == '\'')
-			buf[n++] = '\'';
-		buf[n++] = (unsigned char)*s < 0x20 ? '?' : *s;
-	}
-	buf[n++] = '\'';
-	buf[n] = '\0';
-	return buf;
-}
-
 void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title)
 {
-	char src[1100], q[512];
+	char src[1100];
 	const char *term;
 	bv_buf *b = &f->gp;
 	if (strcmp(c->format, "svg") == 0)
@@ -208,7 +306,7 @@ void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title)
 		term = "pdfcairo size 7.5in,5in font 'sans,10'";
 	else
 		term = "pngcairo size 900,600 font 'sans,11'";
-	comment_text(src, sizeof src, bv_db_path(c->db));
+	plot_comment_text(src, sizeof src, bv_db_path(c->db));
 	plot_printf(b,
 		    "# %s.gp: %s\n"
 		    "# written by bvtool %s plot from '%s' (T = %s; last decomposed test epoch at T: %d); reads %s.dat\n"
@@ -227,10 +325,12 @@ void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title)
 		    "set termoption noenhanced\n"
 		    "reset\n"
 		    "set encoding utf8\n"
-		    "set title %s font \",13\"\n"
-		    "set grid back lt 1 lw 0.6 lc rgb '#e3e3e3'\n"
-		    "set border lw 1.2\n\n",
-		    term, f->name, c->format, plot_quote(q, sizeof q, title));
+		    "set title ",
+		    term, f->name, c->format);
+	plot_gp_str(b, "%s", title);
+	plot_printf(b, " font ',13'\n"
+		       "set grid back lt 1 lw 0.6 lc rgb '#e3e3e3'\n"
+		       "set border lw 1.2\n\n");
 }
 
 /* ---- choosing T and E ---------------------------------------------------------- */
@@ -265,8 +365,13 @@ static int choose(plot_ctx *c, double temp)
 	if ((rc = bv_db_prepare(db, &st, "SELECT DISTINCT temperature FROM decompositions "
 				     "WHERE split = 'test' ORDER BY temperature")) != 0)
 		return rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64)
-		temps[n++] = sqlite3_column_double(st, 0);
+	/* a temperature is a finite number > 0 (a crafted file may hold NULL, text, inf or -1) */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 64) {
+		const int type = sqlite3_column_type(st, 0);
+		x = sqlite3_column_double(st, 0);
+		if ((type == SQLITE_FLOAT || type == SQLITE_INTEGER) && isfinite(x) && x > 0)
+			temps[n++] = x;
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return bv_db_error(db);
@@ -304,9 +409,13 @@ static int choose(plot_ctx *c, double temp)
 		c->T = temp;
 	}
 	shortest(c->t_text, sizeof c->t_text, c->T);
-	if ((rc = scalar_double(&x, db, "SELECT max(epoch) FROM decompositions WHERE split = 'test' AND temperature = ?",
+	if ((rc = scalar_double(&x, db, "SELECT max(epoch) FROM decompositions WHERE split = 'test' AND temperature = ? "
+				"AND typeof(epoch) = 'integer' AND epoch BETWEEN 0 AND 2147483647",
 				&c->T)) != 0)
 		return rc;
+	if (isnan(x))
+		return bv_error_set(BV_EFORMAT, "'%s' has no valid epoch in its decompositions of the test split at T = %s",
+				    path, c->t_text);
 	c->E = (int)x;
 	if ((rc = bv_db_prepare(db, &st, "SELECT criterion FROM decompositions WHERE split = 'test' "
 				     "AND temperature = ? AND epoch = ?")) != 0)
@@ -352,16 +461,126 @@ static int make_dirs(const char *dir)
 	return rc;
 }
 
-static int write_buf(const char *dir, const char *name, const char *ext, const bv_buf *b)
+/* dir/name + ext on the heap (NULL when out of memory), without a doubled slash */
+static char *join(const char *dir, const char *name, const char *ext)
 {
 	size_t dl = strlen(dir);
-	char *path = malloc(dl + strlen(name) + strlen(ext) + 3);
+	char *path = malloc(dl + strlen(name) + strlen(ext) + 2);
+	if (path)
+		sprintf(path, "%s%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name, ext);
+	return path;
+}
+
+static int write_buf(const char *dir, const char *name, const char *ext, const bv_buf *b)
+{
+	char *path = join(dir, name, ext);
 	if (!path)
 		return bv_error_set(BV_ENOMEM, "out of memory");
-	sprintf(path, "%s%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name, ext);
 	int rc = bv_write_file_atomic(path, b->data ? (const void *)b->data : "", b->len);
 	free(path);
 	return rc;
+}
+
+/* ---- the staging directory ------------------------------------------------------- */
+
+#define STAGE_PREFIX ".bvtool-plot.tmp."
+
+/* this host's name as a file-name word: letters, digits and '-' */
+static void host_word(char *out, size_t size)
+{
+	char host[256] = "";
+	gethostname(host, sizeof host - 1);
+	size_t n = 0;
+	for (const char *p = host; *p && n + 1 < size && n < 64; p++)
+		out[n++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ? *p : '-';
+	if (n == 0 && size > 1)
+		out[n++] = '-';
+	out[n] = '\0';
+}
+
+/* Remove the directory name in parent (a descriptor) and the files in it, never
+ * following a link: a staging directory holds only files bvtool and its
+ * gnuplot wrote. An entry that cannot go (a non-empty subdirectory) stays. */
+static void remove_stage_at(int parent, const char *name)
+{
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(fd, e->d_name, 0) != 0)
+			unlinkat(fd, e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+	unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static void remove_stage(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *parent = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+	if (!parent)
+		return;
+	int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		remove_stage_at(fd, slash ? slash + 1 : path);
+		close(fd);
+	}
+	free(parent);
+}
+
+/* Remove the staging directories of this host's bvtool processes that no
+ * longer run (killed outright); another host's, or a live one's, stay. */
+static void remove_stale_stages(const char *dir, const char *host)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	const size_t pl = strlen(STAGE_PREFIX), hl = strlen(host);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		const char *n = e->d_name;
+		if (strncmp(n, STAGE_PREFIX, pl) != 0 || strncmp(n + pl, host, hl) != 0 || n[pl + hl] != '.')
+			continue;
+		char *end;
+		errno = 0;
+		long pid = strtol(n + pl + hl + 1, &end, 10);
+		if (*end || errno || pid <= 0 || pid > INT_MAX || pid == (long)getpid())
+			continue;
+		if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+			remove_stage_at(fd, n);
+	}
+	closedir(d);
+}
+
+/* create the staging directory of this process in dir: *out (heap) */
+static int make_stage(char **out, const char *dir)
+{
+	char host[80], name[128];
+	host_word(host, sizeof host);
+	remove_stale_stages(dir, host);
+	snprintf(name, sizeof name, STAGE_PREFIX "%s.%ld", host, (long)getpid());
+	char *path = join(dir, name, "");
+	if (!path)
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	remove_stage(path); /* a stale one of an earlier process with this pid */
+	if (mkdir(path, 0700) != 0) {
+		int rc = bv_error_set(BV_EIO, "cannot write into the output directory '%s': %s", dir, strerror(errno));
+		free(path);
+		return rc;
+	}
+	*out = path;
+	return 0;
 }
 
 /* ---- the entry point -------------------------------------------------------------- */
@@ -403,6 +622,7 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 	}
 	if ((rc = bv_plot_check_format(format)) != 0)
 		goto done;
+	snprintf(out->format, sizeof out->format, "%s", format);
 	/* one read transaction: every figure sees the same database, even while a collect writes */
 	if (sqlite3_exec(bv_db_handle(db), "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		rc = bv_db_error(db);
@@ -422,7 +642,7 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 	sqlite3_exec(bv_db_handle(db), "COMMIT", NULL, NULL, NULL);
 	in_txn = 0;
 
-	if ((rc = make_dirs(dir)) != 0)
+	if ((rc = make_dirs(dir)) != 0 || (rc = make_stage(&out->stage, dir)) != 0)
 		goto done;
 	out->temp = c.T;
 	out->epoch = c.E;
@@ -431,8 +651,8 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 		if (fig[i].skipped) {
 			r = &out->skipped[out->n_skipped++];
 		} else {
-			if ((rc = write_buf(dir, fig[i].name, ".dat", &fig[i].dat)) != 0 ||
-			    (rc = write_buf(dir, fig[i].name, ".gp", &fig[i].gp)) != 0)
+			if ((rc = write_buf(out->stage, fig[i].name, ".dat", &fig[i].dat)) != 0 ||
+			    (rc = write_buf(out->stage, fig[i].name, ".gp", &fig[i].gp)) != 0)
 				goto done;
 			r = &out->figures[out->n_figures++];
 		}
@@ -448,5 +668,96 @@ done:
 		bv_buf_release(&fig[i].dat);
 		bv_buf_release(&fig[i].gp);
 	}
+	if (rc)
+		bv_plot_result_release(out);
 	return rc;
+}
+
+/* ---- the commit ------------------------------------------------------------------- */
+
+/* One step of the commit: rename src to dst, or (src NULL) remove dst. */
+typedef struct move {
+	char *src, *dst;
+	int image; /* src is an image gnuplot wrote: synced before the rename */
+} move;
+
+static void add_move(move *m, int *n, int *oom, char *src, int want_src, char *dst, int image)
+{
+	*oom |= !dst || (want_src && !src);
+	m[*n] = (move){.src = src, .dst = dst, .image = image};
+	(*n)++;
+}
+
+/* src (when given) a regular file, synced if an image; dst absent or a regular file */
+static int check_move(const move *m, const char *dir)
+{
+	struct stat sb;
+	if (m->src) {
+		if (lstat(m->src, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+			const char *base = strrchr(m->src, '/');
+			return bv_error_set(BV_EIO, "gnuplot drew no '%s' for '%s'", base ? base + 1 : m->src, dir);
+		}
+		if (m->image) {
+			int fd = open(m->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int bad = fd < 0 || fsync(fd) != 0;
+			if (fd >= 0)
+				close(fd);
+			if (bad)
+				return bv_error_set(BV_EIO, "cannot write '%s': %s", m->dst, strerror(errno));
+		}
+	}
+	return bv_check_output(m->dst);
+}
+
+int bv_plot_commit(bv_plot_result *r, const char *dir, int images)
+{
+	move m[3 * 2 * BV_PLOT_MAX_FIGURES];
+	int n = 0, oom = 0, rc = 0;
+	char ext[12];
+	if (!r->stage)
+		return bv_error_set(BV_ESTATE, "plot: nothing to commit into '%s'", dir);
+	snprintf(ext, sizeof ext, ".%s", r->format);
+	for (int i = 0; i < r->n_figures; i++) {
+		const char *name = r->figures[i].name;
+		add_move(m, &n, &oom, join(r->stage, name, ".dat"), 1, join(dir, name, ".dat"), 0);
+		add_move(m, &n, &oom, join(r->stage, name, ".gp"), 1, join(dir, name, ".gp"), 0);
+		/* without images an older one goes: it would show other data than the new script */
+		add_move(m, &n, &oom, images ? join(r->stage, name, ext) : NULL, images, join(dir, name, ext), 1);
+	}
+	for (int i = 0; i < r->n_skipped; i++) {
+		const char *name = r->skipped[i].name;
+		add_move(m, &n, &oom, NULL, 0, join(dir, name, ".dat"), 0);
+		add_move(m, &n, &oom, NULL, 0, join(dir, name, ".gp"), 0);
+		add_move(m, &n, &oom, NULL, 0, join(dir, name, ext), 0);
+	}
+	if (oom) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory");
+		goto done;
+	}
+	/* every check before the first change: a refusal leaves dir as it was */
+	for (int i = 0; i < n; i++)
+		if ((rc = check_move(&m[i], dir)) != 0)
+			goto done;
+	for (int i = 0; i < n; i++) {
+		if (m[i].src ? rename(m[i].src, m[i].dst) != 0 : unlink(m[i].dst) != 0 && errno != ENOENT) {
+			rc = bv_error_set(BV_EIO, "cannot write '%s': %s", m[i].dst, strerror(errno));
+			goto done;
+		}
+	}
+	bv_plot_result_release(r);
+done:
+	for (int i = 0; i < n; i++) {
+		free(m[i].src);
+		free(m[i].dst);
+	}
+	return rc;
+}
+
+void bv_plot_result_release(bv_plot_result *r)
+{
+	if (!r->stage)
+		return;
+	remove_stage(r->stage);
+	free(r->stage);
+	r->stage = NULL;
 }

@@ -9,6 +9,9 @@
 #include "plots.h"
 
 #define PLOT_MAX_COLS 16
+/* a number farther from 0 is out of range (NaN in the data): gnuplot fails to
+ * scale an axis to values near DBL_MAX */
+#define PLOT_MAX_ABS 1e300
 
 /* The result rows of one query, as doubles (NULL -> NAN), row-major. */
 typedef struct plot_table {
@@ -24,7 +27,7 @@ typedef struct plot_ctx {
 	int E;               /* the last decomposed test epoch at T */
 	char t_text[32];     /* T as SQL and labels print it ("4", "0.5") */
 	const char *format;  /* png | svg | pdf */
-	char criterion[16];  /* the criterion of the decomposition at (T, E) */
+	char criterion[64];  /* the criterion of the decomposition at (T, E): database text, cut */
 } plot_ctx;
 
 /* One figure being built: its two files in memory, or why it is skipped. */
@@ -37,6 +40,9 @@ typedef struct plot_fig {
 
 /* printf onto a buffer */
 void plot_printf(bv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* printf onto a buffer as one gnuplot string literal (bv_gp_quote): every
+ * text a script shows (titles, labels, keys) goes through here */
+void plot_gp_str(bv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Run sql (after replacing every @T and @E by ctx's T and E) into t, and keep
  * the substituted text in sql_out (size cap) for the data file's header. */
@@ -47,6 +53,18 @@ int plot_col(const plot_table *t, const char *name);
 double plot_at(const plot_table *t, int row, const char *name);
 /* 1 when column name has a non-NULL value in some row */
 int plot_has(const plot_table *t, const char *name);
+/* the rows gnuplot can draw as points (x: column index, y: column name): both
+ * values present, and x > 0 on a log axis (log_x) */
+int plot_points(const plot_table *t, int x, const char *y, int log_x);
+/* the smallest and largest present value of column x (> 0 only, with log_x);
+ * returns how many rows have one */
+int plot_range(const plot_table *t, int x, int log_x, double *lo, double *hi);
+
+/* Text for a comment line of a data file or script, cut to size: a control
+ * character (a newline in a path or a criterion) becomes '?', so the text
+ * stays on its line, and a backslash too, so that no line ends in one (which
+ * would continue the comment over the script's next line). */
+void plot_comment_text(char *out, size_t size, const char *s);
 
 /* The data file: the header (what, source, columns, the SQL, extra comment
  * lines) and the rows. */
@@ -55,8 +73,6 @@ void plot_dat(plot_fig *f, const plot_ctx *c, const char *what, const char *sql,
 /* The script's head: its comment, the terminal and output lines (overridable
  * with the variables term and outfile), reset, and the common style. */
 void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title);
-/* A gnuplot string literal, single-quoted, in buf (size cap). */
-const char *plot_quote(char *buf, size_t cap, const char *s);
 
 /* the figures (figures.c) */
 int plot_bias_variance(plot_fig *f, const plot_ctx *c);

@@ -103,7 +103,7 @@ quads=$(sed -n 's/^#   bias [a-z]*, variance [a-z]*: \([0-9]*\)$/\1/p' out/delta
 assert "delta_scatter: the quadrant counts sum to N ($quads)" [ "$quads" = "$n" ]
 reg=$(q a.db "SELECT sum(regularization) FROM sample_stats WHERE method = 'kd' AND temperature = 4 AND epoch = 3 AND split = 'test'")
 assert "delta_scatter: bias up, variance down = the bv regularization samples ($reg)" grep -q "^#   bias up, variance down: $reg\$" out/delta_scatter.dat
-assert "delta_scatter: the quadrant labels are in the script" grep -q "set label 2 \"bias up, variance down\\\\n$reg (" out/delta_scatter.gp
+assert "delta_scatter: the quadrant labels are in the script" grep -qF "set label 2 'bias up, variance down'.\"\\n\".'$reg (" out/delta_scatter.gp
 assert "delta_scatter: zero axes drawn" grep -q "^set xzeroaxis" out/delta_scatter.gp
 
 # --- 3. share_vs_temperature: shares from regularization_counts, accuracy from runs
@@ -230,9 +230,177 @@ assert "without gnuplot: the data files equal those of a full plot" cmp -s nognu
 mkdir -p failing-path
 printf '#!/bin/sh\necho >&2\necho "plot x" >&2\necho "     ^" >&2\necho "\\"$1\\" line 12: unexpected or unrecognized token" >&2\nexit 1\n' >failing-path/gnuplot
 chmod +x failing-path/gnuplot
-expect 1 "bvtool plot: gnuplot failed on 'failed/bias_variance.gp': \"bias_variance.gp\" line 12: unexpected or unrecognized token" \
+expect 1 "bvtool plot: gnuplot failed on 'bias_variance.gp' ('failed' is left as it was): \"bias_variance.gp\" line 12: unexpected or unrecognized token" \
 	env PATH="$t/failing-path:$PATH" "$bv" plot --db a.db --out failed
 assert "a failed gnuplot leaves no image" [ ! -e failed/bias_variance.png ]
+
+# --- hostile databases (issue 10). gnuplot runs in the output directory, so
+# a string that escaped its quotes would create PWNED* there or in $t
+# pwned: 0 unless a PWNED file is there (removed, so that each case is judged alone)
+pwned() {
+	found=$(find "$t" -name 'PWNED*')
+	[ -z "$found" ] && return 0
+	echo "  a command ran: $found" >&2
+	find "$t" -name 'PWNED*' -exec rm -f {} +
+	return 1
+}
+want_status=$([ $have_gnuplot = 1 ] && echo 0 || echo 7)
+# hostile NAME SQL: plot a copy of a.db changed by SQL into out-NAME; exits
+# as a plain plot does, nothing on stderr, no PWNED file, and the rows of
+# each data file have one number of fields
+hostile() {
+	cp a.db "h-$1.db"
+	sqlite3 "h-$1.db" "$2"
+	run "$bv" plot --db "h-$1.db" --out "out-$1"
+	assert "$1: plot exits $want_status (status $status: $(head -n 1 "$err"))" [ "$status" = "$want_status" ]
+	[ $have_gnuplot = 0 ] || assert "$1: nothing on stderr ($(head -c 300 "$err"))" [ ! -s "$err" ]
+	assert "$1: no command ran" pwned
+	for f in "out-$1"/*.dat; do
+		[ -e "$f" ] || continue
+		assert "$1: the rows of $f keep their columns" awk '/^#/ { next } n == 0 { n = NF } NF != n { exit 1 }' "$f"
+	done
+}
+# drawn NAME FIG...: each figure's script is there, and its image with gnuplot
+drawn() {
+	d=$1
+	shift
+	for f in "$@"; do
+		assert "$d: $f.gp written" [ -s "out-$d/$f.gp" ]
+		[ $have_gnuplot = 0 ] || assert "$d: $f.png drawn" png_ok "out-$d/$f.png"
+	done
+}
+# D1: the issue's exact repro (the criterion closes its quotes and backquotes a command)
+hostile d1 "update decompositions set criterion='''\`touch PWNED\`'''"
+drawn d1 delta_scatter
+assert "d1: the criterion is a literal in the script" grep -qF "criterion ''\`touch PWNED\`'' (" out-d1/delta_scatter.gp
+# variants: a newline and a shell escape, system(), a long string, double
+# quotes, a macro and a backslash, a method, empty strings, a file name
+hostile d1-newline "update decompositions set criterion='''' || char(10) || '!touch PWNED' || char(10)"
+drawn d1-newline delta_scatter
+hostile d1-system "update decompositions set criterion='''.system(''touch PWNED3'').'''"
+drawn d1-system delta_scatter
+hostile d1-long "update decompositions set criterion=replace(hex(zeroblob(5000)), '00', '''\`touch PWNED4\`\"\\n')"
+drawn d1-long delta_scatter
+hostile d1-dq "update decompositions set criterion='\"\`touch PWNED5\`\"@bv_term \\'"
+drawn d1-dq delta_scatter
+# quotes in a row and a macro: each quote that cannot be doubled is a piece of its own
+hostile d1-quotes "update decompositions set criterion=char(39, 39, 39) || '@bv_term \`touch PWNED\`' || char(39, 39)"
+drawn d1-quotes delta_scatter
+hostile d1-method "PRAGMA ignore_check_constraints = ON; update runs set method='\`touch PWNED6\`''' where method = 'wsl'; update sample_stats set method='x''\`touch PWNED7\`' where method = 'wsl'"
+drawn d1-method delta_scatter bias_variance
+hostile d1-empty "update decompositions set criterion=''"
+drawn d1-empty delta_scatter
+cp a.db "q'\`touch PWNED8\`.db"
+run "$bv" plot --db "q'\`touch PWNED8\`.db" --out out-d1-path
+assert "d1-path: a database named with quotes and backquotes plots (status $status)" [ "$status" = "$want_status" ]
+assert "d1-path: no command ran" pwned
+rm -f "q'\`touch PWNED8\`.db"
+
+# D12: no test accuracy: the accuracy figures are skipped with a reason, the others drawn, exit 0
+hostile d12 "UPDATE metrics SET test_acc = NULL"
+assert "d12: accuracy_epochs skipped, saying why" grep -qx "skipped accuracy_epochs: no test accuracy recorded" "$out"
+assert "d12: count_vs_accuracy skipped, saying why" grep -qx "skipped count_vs_accuracy: no kd test accuracy recorded at epoch 3" "$out"
+assert "d12: no file of a skipped figure" [ -z "$(ls out-d12 | grep 'accuracy_epochs\|count_vs_accuracy')" ]
+drawn d12 bias_variance delta_scatter share_vs_temperature wsl_weights
+[ $have_gnuplot = 0 ] || assert "d12: the last line counts 4 figures" grep -q "^plotted 4 figures in 'out-d12'" "$out"
+# over an earlier full plot, a skipped figure's old files go (they would show other data)
+cp -r out out-d12-over
+run "$bv" plot --db h-d12.db --out out-d12-over
+assert "d12 over a full plot: exits $want_status" [ "$status" = "$want_status" ]
+assert "d12 over a full plot: no file of the skipped figures left" [ -z "$(ls out-d12-over | grep '^\(accuracy_epochs\|count_vs_accuracy\)\.\(gp\|dat\|png\)$')" ]
+assert "d12 over a full plot: the others replaced" cmp -s out-d12-over/delta_scatter.dat out-d12/delta_scatter.dat
+# and its neighbours: no rows, infinities, huge numbers, NULLs, NULL epochs, a bad temperature
+hostile noruns "UPDATE runs SET status = 'failed' WHERE method != 'teacher'"
+assert "noruns: accuracy_epochs skipped" grep -qx "skipped accuracy_epochs: no finished ce, kd or wsl runs" "$out"
+hostile inf "UPDATE sample_stats SET bias = 1e999 WHERE method = 'kd' AND sample_idx % 7 = 0;
+  UPDATE metrics SET test_acc = -1e999 WHERE epoch = 2; UPDATE runs SET test_acc = 1e999 WHERE method = 'teacher'"
+drawn inf delta_scatter accuracy_epochs count_vs_accuracy
+assert "inf: an infinite value is written NaN" grep -q "^[0-9]* [-0-9.e]* NaN [01]\$" out-inf/delta_scatter.dat
+hostile huge "UPDATE sample_stats SET bias = 1e306 * (sample_idx % 3 - 1), variance = -1e306 * (sample_idx % 2)"
+drawn huge delta_scatter
+hostile infbias "UPDATE sample_stats SET bias = 1e999"
+drawn infbias bias_variance
+assert "infbias: delta_scatter skipped" grep -qx "skipped delta_scatter: no finite kd - ce differences at T = 4, epoch 3" "$out"
+# NOT NULL dropped (CREATE TABLE AS), then NULL epochs
+hostile nullepoch "PRAGMA legacy_alter_table = ON;
+  CREATE TABLE m2 AS SELECT * FROM metrics; DROP TABLE metrics; ALTER TABLE m2 RENAME TO metrics;
+  CREATE TABLE s2 AS SELECT * FROM sample_stats; DROP TABLE sample_stats; ALTER TABLE s2 RENAME TO sample_stats;
+  UPDATE metrics SET epoch = NULL WHERE epoch = 1; UPDATE sample_stats SET epoch = NULL WHERE epoch = 1"
+drawn nullepoch bias_variance accuracy_epochs
+hostile badtemp "UPDATE decompositions SET temperature = -1 WHERE temperature = 1"
+drawn badtemp share_vs_temperature count_vs_accuracy
+
+# --- D9: interrupted and killed while gnuplot draws. A gnuplot that draws
+# with the real one (or writes a stand-in image), except the script named by
+# $BV_HANG: that image is begun, then it hangs until killed
+mkdir -p hang-path
+cat >hang-path/gnuplot <<'EOF'
+#!/bin/sh
+name=${1%.gp}
+if [ "$1" = "${BV_HANG:-}" ]; then
+	printf 'half an image' >"$name.png"
+	echo $$ >"$BV_PIDFILE.tmp" && mv "$BV_PIDFILE.tmp" "$BV_PIDFILE"
+	exec sleep 60
+fi
+[ -n "$REAL_GNUPLOT" ] && exec "$REAL_GNUPLOT" "$@"
+printf 'a stand-in image\n' >"$name.png"
+EOF
+chmod +x hang-path/gnuplot
+REAL_GNUPLOT=$(command -v gnuplot || true)
+BV_PIDFILE=$t/gp.pid
+export REAL_GNUPLOT BV_PIDFILE
+# until_gone SECS PID: 0 once PID has exited, 1 (after killing it) when it outlives SECS
+until_gone() {
+	i=0
+	while kill -0 "$2" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt $(($1 * 10)) ]; then kill -9 "$2" 2>/dev/null; return 1; fi
+		sleep 0.1
+	done
+}
+until_file() { i=0; while [ ! -s "$1" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done; [ -s "$1" ]; }
+# the final files of a directory and their checksums (temporary names start with a dot)
+sums() { (cd "$1" && cksum -- *) | sort; }
+env PATH="$t/hang-path:$PATH" "$bv" plot --db a.db --out k >/dev/null 2>&1
+assert "the complete plot into k has 18 files" [ "$(ls k | wc -l)" = 18 ]
+before=$(sums k)
+for sig in INT TERM; do
+	rm -f gp.pid
+	set +e
+	BV_HANG=delta_scatter.gp env PATH="$t/hang-path:$PATH" "$bv" plot --db a.db --out k --temp 2 >sig.out 2>sig.err &
+	pid=$!
+	until_file gp.pid
+	kill -"$sig" $pid
+	until_gone 10 $pid
+	gone=$?
+	wait $pid
+	status=$?
+	set -e
+	assert "SIG$sig: bvtool stops within 10 s" [ $gone = 0 ]
+	assert "SIG$sig: exit 130 (status $status)" [ "$status" = 130 ]
+	assert "SIG$sig: one line on stderr ($(cat sig.err))" [ "$(wc -l <sig.err)" = 1 ]
+	assert "SIG$sig: the line says interrupted ($(cat sig.err))" \
+		[ "$(cat sig.err)" = "bvtool plot: interrupted: SIG$sig while gnuplot drew 'delta_scatter'; 'k' is left as it was" ]
+	assert "SIG$sig: the hanging gnuplot is killed" sh -c '! kill -0 "$(cat gp.pid)" 2>/dev/null'
+	kill "$(cat gp.pid)" 2>/dev/null || true
+	assert "SIG$sig: k holds the earlier figures, unchanged" [ "$(sums k)" = "$before" ]
+	assert "SIG$sig: no temporary file left ($(ls -A k | grep '^\.'))" [ -z "$(ls -A k | grep '^\.')" ]
+done
+# kill -9: no partial image under a final name; a stray temporary that the next plot removes
+rm -f gp.pid
+BV_HANG=delta_scatter.gp env PATH="$t/hang-path:$PATH" "$bv" plot --db a.db --out k --temp 2 >/dev/null 2>&1 &
+pid=$!
+until_file gp.pid
+kill -9 $pid
+wait $pid || true
+kill "$(cat gp.pid)" 2>/dev/null || true
+assert "kill -9: k holds the earlier figures, unchanged" [ "$(sums k)" = "$before" ]
+assert "kill -9: what stays behind is named as temporary ($(ls -A k | grep '^\.'))" \
+	[ -z "$(ls -A k | grep '^\.' | grep -v '^\.bvtool-plot\.tmp\.')" ]
+run env PATH="$t/hang-path:$PATH" "$bv" plot --db a.db --out k --temp 2
+assert "after kill -9: the next plot exits 0 (status $status: $(head -n 1 "$err"))" [ "$status" = 0 ]
+assert "after kill -9: the next plot removes the stray temporary ($(ls -A k | grep '^\.'))" [ -z "$(ls -A k | grep '^\.')" ]
+assert "after kill -9: the next plot replaces the figures" [ "$(sums k)" != "$before" ]
 
 cd /
 rm -rf "$t"
