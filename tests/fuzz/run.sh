@@ -42,6 +42,8 @@ rm -rf "$work"
 mkdir -p "$work/corpus" "$work/artifacts"
 log=$work/fuzz.log
 export OPENBLAS_NUM_THREADS=1
+# a stack with every UBSan report
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 # a leak, an ASan or UBSan report is a crash; libFuzzer's own limits: 2 GB, 10 s per input
 flags="-rss_limit_mb=2048 -timeout=10"
 replay_flags="$flags -artifact_prefix=$work/replay-"
@@ -79,6 +81,19 @@ cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | sed 's/cov: //')
 ft=$(grep -o 'ft: [0-9]*' "$log" | tail -n 1 | sed 's/ft: //')
 units=$(ls "$work/corpus" | wc -l)
 crashes=$(ls "$work/artifacts" | wc -l)
+# -fork=N (with -ignore_crashes=1 to go on after a crash): the parent's last
+# "#N: cov: C ft: F corp: U exec/s: R oom/timeout/crash: a/b/c" line
+if grep -q 'oom/timeout/crash:' "$log"; then
+	last=$(grep 'oom/timeout/crash:' "$log" | tail -n 1)
+	execs=$(echo "$last" | sed -n 's/^#\([0-9]*\):.*/\1/p')
+	cov=$(echo "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
+	ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
+	# distinct failures, by their first report line
+	grep -hE '^(==[0-9]+==ERROR: [A-Za-z]+Sanitizer: [a-z-]+|fuzz: property violated: .*|.*runtime error: .*|==[0-9]+== ERROR: libFuzzer: [a-z-]+)' \
+		"$log" "$work"/corpus/../fuzz-*.log 2>/dev/null | sed -e 's/^==[0-9]*==/==/' -e 's/ on address.*//' -e 's/^.*\/\([a-z_]*\.c:[0-9]*\)/\1/' |
+		sort | uniq -c | sort -rn | head -n 12 >"$work/failures.txt"
+	[ -s "$work/failures.txt" ] && { echo "$target: distinct failures (count, first line):"; cat "$work/failures.txt"; }
+fi
 rate="?"
 [ -n "$execs" ] && rate=$((execs / elapsed))
 echo "$target: ${execs:-?} executions in $elapsed s ($rate/s), cov ${cov:-?} ft ${ft:-?}, corpus $units, crashes $crashes"
@@ -87,9 +102,10 @@ if [ "$status" -ne 0 ] || [ "$crashes" -ne 0 ]; then
 	# the first frames of the program's own stack (not the sanitizer's, libFuzzer's or libc's)
 	grep -E '^    #[0-9]+ ' "$log" | grep -vE '__sanitizer|fuzzer::|libc\.so|nptl/|raise\.c|abort\.c|fz_fail' |
 		head -n 8 >&2
-	for a in "$work/artifacts/"*; do
-		[ -e "$a" ] && echo "$target: reproducer $a (replay: $bin $a)" >&2
+	ls "$work/artifacts/" | head -n 5 | while read -r a; do
+		echo "$target: reproducer $work/artifacts/$a (replay: $bin $work/artifacts/$a)" >&2
 	done
+	[ "$crashes" -gt 5 ] && echo "$target: ... and $((crashes - 5)) more in $work/artifacts" >&2
 	echo "$target: log $log" >&2
 	exit 1
 fi
