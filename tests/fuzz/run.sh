@@ -41,6 +41,13 @@ work=$bin_dir/work/$target
 rm -rf "$work"
 mkdir -p "$work/corpus" "$work/artifacts"
 log=$work/fuzz.log
+# the targets' scratch directories (one per process; a crashed one leaves its
+# own behind): in memory when /dev/shm exists, all removed at the end
+shm=/dev/shm
+[ -d "$shm" ] && [ -w "$shm" ] || shm=$work
+BV_FUZZ_TMP=$(mktemp -d "$shm/bvfuzz-run.XXXXXX")
+export BV_FUZZ_TMP
+trap 'rm -rf "$BV_FUZZ_TMP"' EXIT
 export OPENBLAS_NUM_THREADS=1
 # a stack with every UBSan report
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
