@@ -1,0 +1,2 @@
+DELETE FROM config;
+INSERT INTO config VALUES('n_classes', '-7');

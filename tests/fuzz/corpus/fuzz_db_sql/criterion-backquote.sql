@@ -1,0 +1,1 @@
+UPDATE decompositions SET criterion = '''`touch PWNED`''';

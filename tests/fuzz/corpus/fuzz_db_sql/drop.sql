@@ -1,0 +1,2 @@
+DROP TABLE correlations;
+DROP VIEW run_accuracy;

@@ -1,0 +1,1 @@
+UPDATE metrics SET test_acc = NULL;

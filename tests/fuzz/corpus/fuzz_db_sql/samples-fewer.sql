@@ -1,0 +1,1 @@
+DELETE FROM samples WHERE split = 'test' AND sample_idx > 20;

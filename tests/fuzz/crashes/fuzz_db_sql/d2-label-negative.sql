@@ -1,0 +1,1 @@
+UPDATE samples SET label = -1 WHERE sample_idx = 0;
