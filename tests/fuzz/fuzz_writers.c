@@ -370,8 +370,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* gnuplot first: D1 runs code, D11 breaks a reader */
 	bv_plot_result res;
 	fz_path(out, sizeof out, "plot");
-	if (bv_plot_write(&res, db, out, NAN, "png") == 0)
-		check_scripts(out);
+	if (bv_plot_write(&res, db, out, NAN, "png") == 0) {
+		/* the scripts as they land in --out */
+		if (bv_plot_commit(&res, out, 0) == 0)
+			check_scripts(out);
+		bv_plot_result_release(&res);
+	}
 
 	char *text = NULL;
 	size_t len = 0;
