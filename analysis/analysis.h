@@ -136,9 +136,18 @@ typedef void (*bv_say_fn)(void *ctx, const char *line);
  * Errors: BV_ESTATE (no ce runs, < 2 finished seeds, nothing recorded for
  * the split), BV_EINVAL (a temperature or epoch not in the database, listing
  * those that are), BV_EFORMAT (NaN/Inf logits, naming the run and epoch; the
- * identity |loss - bias - variance| above 1e-4).
+ * identity |loss - bias - variance| above 1e-4; a damaged database: a label,
+ * class count, seed, temperature, status, snapshot, in-bag count or test
+ * accuracy out of range, duplicate runs, naming the row).
  */
 int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx);
+
+/* The runs table holds what collect writes: a known method and status, a
+ * whole-number seed, a temperature > 0 for kd/wsl/kd-filter and none for
+ * ce/teacher, a test_acc in 0..1 when done, one run per (method, temperature,
+ * seed) and one teacher. Else BV_EFORMAT naming the database and the run.
+ * decompose and report check this before reading a run. */
+int bv_analysis_check_runs(bv_db *db);
 
 /* ---- bvtool report ---------------------------------------------------------- */
 

@@ -135,6 +135,74 @@ before=$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_
 expect 6 "bvtool decompose: database 'refuse.db': refused by a test trigger" "$bv" decompose --db refuse.db --bootstrap 0
 assert "the earlier rows stay as they were" [ "$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")" = "$before" ]
 
+
+# --- a damaged or hostile database (D2): every label, count and index read is
+# checked before use; exit 4 naming the row, and the database unchanged
+sums() { sqlite3 "$1" "SELECT * FROM sample_stats; SELECT * FROM decompositions; SELECT * FROM correlations" | cksum; }
+# damaged NAME 'SQL' STATUS 'stderr line' [decompose flags]: apply SQL to a copy
+# of fresh.db, expect the failure, and check the file is unchanged
+damaged() {
+	name=$1 sql=$2 want_status=$3 want_line=$4
+	shift 4
+	cp fresh.db "$name"
+	sqlite3 "$name" "$sql"
+	sum_before=$(cksum <"$name")
+	expect "$want_status" "$want_line" "$bv" decompose --db "$name" --bootstrap 0 "$@"
+	assert "$name: the database is unchanged" [ "$(cksum <"$name")" = "$sum_before" ]
+}
+damaged lab1.db "UPDATE samples SET label = 1000000000 WHERE split = 'test' AND sample_idx = 5" \
+	4 "bvtool decompose: 'lab1.db': test sample 5 has label 1000000000, outside 0..9 (the database is damaged)"
+damaged lab2.db "UPDATE samples SET label = 10 WHERE split = 'test' AND sample_idx = 9999" \
+	4 "bvtool decompose: 'lab2.db': test sample 9999 has label 10, outside 0..9 (the database is damaged)"
+damaged lab3.db "UPDATE samples SET label = 10 WHERE split = 'test' AND sample_idx = 17" \
+	4 "bvtool decompose: 'lab3.db': test sample 17 has label 10, outside 0..9 (the database is damaged)"
+damaged lab4.db "UPDATE samples SET label = -1 WHERE split = 'test' AND sample_idx = 3" \
+	4 "bvtool decompose: 'lab4.db': test sample 3 has label -1, outside 0..9 (the database is damaged)"
+damaged lab5.db "UPDATE samples SET label = 4294967297 WHERE split = 'test' AND sample_idx = 3" \
+	4 "bvtool decompose: 'lab5.db': test sample 3 has label 4294967297, outside 0..9 (the database is damaged)"
+damaged lab6.db "UPDATE samples SET label = '3x' WHERE split = 'test' AND sample_idx = 3" \
+	4 "bvtool decompose: 'lab6.db': test sample 3 has label '3x', outside 0..9 (the database is damaged)"
+damaged lab7.db "UPDATE samples SET label = 2.5 WHERE split = 'train' AND sample_idx = 1999" \
+	4 "bvtool decompose: 'lab7.db': train sample 1999 has label 2.5, outside 0..9 (the database is damaged)" --split train
+damaged lab8.db "DELETE FROM samples WHERE split = 'test' AND sample_idx = 40" \
+	4 "bvtool decompose: database 'lab8.db': the test samples are not numbered from 0"
+damaged k1.db "UPDATE config SET value = '1000000000' WHERE key = 'n_classes'" \
+	4 "bvtool decompose: 'k1.db': config n_classes is '1000000000', expected a whole number 2..1024 (the database is damaged)"
+damaged k2.db "UPDATE config SET value = '10abc' WHERE key = 'n_classes'" \
+	4 "bvtool decompose: 'k2.db': config n_classes is '10abc', expected a whole number 2..1024 (the database is damaged)"
+damaged k3.db "UPDATE config SET value = '1' WHERE key = 'n_classes'" \
+	4 "bvtool decompose: 'k3.db': config n_classes is '1', expected a whole number 2..1024 (the database is damaged)"
+id=$(q fresh.db "SELECT id FROM runs WHERE method = 'kd' AND temperature = 2 AND seed = 2")
+damaged blob.db "UPDATE snapshots SET logits = substr(logits, 1, 100) WHERE run_id = $id AND epoch = 3 AND split = 'test'" \
+	4 "bvtool decompose: run $id (kd T=2 seed 2) epoch 3: database 'blob.db': the test snapshot of run $id at epoch 3 holds 10000 x 10 logits in 100 bytes, expected 10000 x 10"
+damaged snapn.db "UPDATE snapshots SET n = 9999 WHERE run_id = $id AND epoch = 3 AND split = 'test'" \
+	4 "bvtool decompose: run $id (kd T=2 seed 2) epoch 3: database 'snapn.db': the test snapshot of run $id at epoch 3 holds 9999 x 10 logits in 400000 bytes, expected 10000 x 10"
+damaged snape.db "UPDATE snapshots SET epoch = -7 WHERE run_id = $id AND epoch = 1 AND split = 'test'" \
+	4 "bvtool decompose: 'snape.db': run $id has a test snapshot at epoch -7, expected a whole number 0..1000000 (the database is damaged)"
+damaged st1.db "PRAGMA ignore_check_constraints = 1; UPDATE runs SET status = 'weird' WHERE id = $id" \
+	4 "bvtool decompose: 'st1.db': run $id has status 'weird', expected pending, running, done or failed (the database is damaged)"
+damaged st2.db "PRAGMA ignore_check_constraints = 1; UPDATE runs SET method = 'kd2' WHERE id = $id" \
+	4 "bvtool decompose: 'st2.db': run $id has method 'kd2', expected teacher, ce, kd, wsl or kd-filter (the database is damaged)"
+damaged seed1.db "UPDATE runs SET seed = 4294967298 WHERE id = $id" \
+	4 "bvtool decompose: 'seed1.db': run $id has seed 4294967298, expected a whole number 0..2147483647 (the database is damaged)"
+damaged temp1.db "UPDATE runs SET temperature = 'nan' WHERE id = $id" \
+	4 "bvtool decompose: 'temp1.db': run $id is a kd run with temperature 'nan', expected a number > 0 (the database is damaged)"
+damaged temp2.db "UPDATE runs SET temperature = NULL WHERE id = $id" \
+	4 "bvtool decompose: 'temp2.db': run $id is a kd run with temperature NULL, expected a number > 0 (the database is damaged)"
+ce1=$(q fresh.db "SELECT id FROM runs WHERE method = 'ce' AND seed = 1")
+damaged temp3.db "UPDATE runs SET temperature = 4 WHERE id = $ce1" \
+	4 "bvtool decompose: 'temp3.db': run $ce1 is a ce run with temperature 4.0, expected none (the database is damaged)"
+damaged dup.db "DROP INDEX runs_cell; INSERT INTO runs(method, temperature, seed, status, test_acc, epochs) SELECT method, temperature, seed, status, test_acc, epochs FROM runs WHERE id = $id" \
+	4 "bvtool decompose: 'dup.db': runs $id and $(($(q fresh.db "SELECT max(id) FROM runs") + 1)) are both kd T=2 seed 2 (the database is damaged)"
+damaged acc3.db "UPDATE runs SET test_acc = NULL WHERE id = $id" \
+	4 "bvtool decompose: 'acc3.db': run $id is done but its test_acc is NULL, expected a number 0..1 (the database is damaged)"
+damaged inbag1.db "UPDATE inbag SET count = -1 WHERE seed = 2 AND sample_idx = 7" \
+	4 "bvtool decompose: 'inbag1.db': seed 2 has in-bag count -1 for train sample 7, expected a whole number >= 0 (the database is damaged)" --split oob
+damaged inbag2.db "UPDATE inbag SET count = 4294967296 WHERE seed = 2 AND sample_idx = 7" \
+	4 "bvtool decompose: 'inbag2.db': seed 2 has in-bag count 4294967296 for train sample 7, expected a whole number >= 0 (the database is damaged)" --split oob
+damaged inbag3.db "DELETE FROM inbag WHERE seed = 3 AND sample_idx = 1999" \
+	4 "bvtool decompose: database 'inbag3.db' holds 1999 in-bag counts for seed 3, the data has 2000" --split oob
+
 cd /
 rm -rf "$t"
 finish
