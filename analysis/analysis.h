@@ -128,11 +128,13 @@ typedef void (*bv_say_fn)(void *ctx, const char *line);
  * Decompose every selected (temperature, epoch) of `split` for ce and each
  * soft method, using finished runs only (the others are named as skipped) and,
  * per temperature, the seeds for which ce and every soft method are done
- * (paired). Writes sample_stats and decompositions in ONE transaction,
- * replacing the rows of an earlier decompose of the same selection; then the
- * correlation, across the temperatures decomposed so far for this split and
- * epoch, of the regularization-sample count with the students' mean test
- * accuracy (with a bootstrap interval over seeds), stored in correlations.
+ * (paired). Writes sample_stats, decompositions and the correlation, across
+ * the temperatures decomposed so far for this split and epoch, of the
+ * regularization-sample count with the students' mean test accuracy (with a
+ * bootstrap interval over seeds; an earlier row of the same split, epoch and
+ * method is deleted when none is defined now) in ONE transaction, replacing
+ * the rows of an earlier decompose of the same selection: on any error, or a
+ * kill, the database keeps its previous state.
  * Errors: BV_ESTATE (no ce runs, < 2 finished seeds, nothing recorded for
  * the split), BV_EINVAL (a temperature or epoch not in the database, listing
  * those that are), BV_EFORMAT (NaN/Inf logits, naming the run and epoch; the

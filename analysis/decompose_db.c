@@ -2,9 +2,10 @@
  * bvtool decompose over a collected database: which runs and seeds take part,
  * loading snapshots into (B, N, K) arrays, the per-sample decomposition and
  * criteria for ce and every soft method, the sample_stats rows (written by a
- * second thread while the next epoch is decomposed, in one transaction), and
- * the correlation of regularization-sample counts with accuracy across
- * temperatures, with a bootstrap interval over seeds. Every value read from the database is range-checked first (the
+ * second thread while the next epoch is decomposed), and the correlation of
+ * regularization-sample counts with accuracy across temperatures, with a
+ * bootstrap interval over seeds: all of it one transaction, committed once at
+ * the end. Every value read from the database is range-checked first (the
  * checks below): a shared database is untrusted input.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
@@ -841,6 +842,21 @@ static void boot_counts(int *counts, const corr_data *cd, const selection *s, co
 	}
 }
 
+static int correlation_clear(bv_db *db, const char *split, int epoch, const char *method)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = bv_db_prepare(db, &st, "DELETE FROM correlations WHERE split = ?1 AND epoch = ?2 "
+					 "AND method = ?3")) != 0)
+		return rc;
+	sqlite3_bind_text(st, 1, split, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, epoch);
+	sqlite3_bind_text(st, 3, method, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : bv_db_error(db);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int correlate_method(bv_db *db, const plan *p, const char *method, int epoch,
 			    const selection *s0, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
 {
@@ -853,6 +869,10 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	float *raw = NULL;
 	if (!cd)
 		return bv_error_set(BV_ENOMEM, "out of memory for the correlation");
+	/* an earlier row of (split, epoch, method) goes, whether or not a new one
+	 * can be computed: it was of other statistics */
+	if ((rc = correlation_clear(db, s0->split, epoch, method)) != 0)
+		goto done;
 	/* temperatures with this method and seeds paired at every one of them */
 	int B = -1;
 	for (int t = 0; t < p->n_temps; t++) {
@@ -1290,12 +1310,11 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				  max_err);
 		goto done;
 	}
-	if ((rc = bv_db_commit(db)) != 0)
-		goto done;
-	in_tx = 0;
 	sayf(say, ctx, "identity check: max |loss - bias - variance| = %.3g over all rows", max_err);
 
-	/* the correlation across temperatures, for each soft method */
+	/* the correlation across temperatures, for each soft method, in the same
+	 * transaction: statistics and correlations are committed together or not
+	 * at all, so a reader never sees new rows beside old correlations */
 	for (int m = 0; m < N_SOFT; m++) {
 		int any = 0;
 		for (int t = 0; t < p.n_temps; t++)
@@ -1322,6 +1341,9 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		if ((rc = correlate_method(db, &all, soft_methods[m], last_epoch, &s, o, say, ctx)) != 0)
 			goto done;
 	}
+	if ((rc = bv_db_commit(db)) != 0)
+		goto done;
+	in_tx = 0;
 done:
 	if (writer_running)
 		writer_stop(&w);

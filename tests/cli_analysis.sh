@@ -194,6 +194,10 @@ damaged temp3.db "UPDATE runs SET temperature = 4 WHERE id = $ce1" \
 	4 "bvtool decompose: 'temp3.db': run $ce1 is a ce run with temperature 4.0, expected none (the database is damaged)"
 damaged dup.db "DROP INDEX runs_cell; INSERT INTO runs(method, temperature, seed, status, test_acc, epochs) SELECT method, temperature, seed, status, test_acc, epochs FROM runs WHERE id = $id" \
 	4 "bvtool decompose: 'dup.db': runs $id and $(($(q fresh.db "SELECT max(id) FROM runs") + 1)) are both kd T=2 seed 2 (the database is damaged)"
+damaged acc1.db "UPDATE metrics SET test_acc = NULL WHERE run_id = $id AND epoch = 3" \
+	4 "bvtool decompose: 'acc1.db': run $id epoch 3 has test_acc NULL in metrics, expected a number 0..1 (the database is damaged)"
+damaged acc2.db "UPDATE metrics SET test_acc = 9e999 WHERE run_id = $id AND epoch = 3" \
+	4 "bvtool decompose: 'acc2.db': run $id epoch 3 has test_acc Inf in metrics, expected a number 0..1 (the database is damaged)"
 damaged acc3.db "UPDATE runs SET test_acc = NULL WHERE id = $id" \
 	4 "bvtool decompose: 'acc3.db': run $id is done but its test_acc is NULL, expected a number 0..1 (the database is damaged)"
 damaged inbag1.db "UPDATE inbag SET count = -1 WHERE seed = 2 AND sample_idx = 7" \
@@ -202,6 +206,29 @@ damaged inbag2.db "UPDATE inbag SET count = 4294967296 WHERE seed = 2 AND sample
 	4 "bvtool decompose: 'inbag2.db': seed 2 has in-bag count 4294967296 for train sample 7, expected a whole number >= 0 (the database is damaged)" --split oob
 damaged inbag3.db "DELETE FROM inbag WHERE seed = 3 AND sample_idx = 1999" \
 	4 "bvtool decompose: database 'inbag3.db' holds 1999 in-bag counts for seed 3, the data has 2000" --split oob
+
+# --- one decomposition is one transaction (D8): a correlation step that fails
+# leaves sample_stats, decompositions and correlations as they were
+cp a.db corr.db
+sqlite3 corr.db "CREATE TRIGGER refuse_corr BEFORE INSERT ON correlations BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+before=$(sums corr.db)
+expect 6 "bvtool decompose: database 'corr.db': refused by a test trigger" "$bv" decompose --db corr.db --criterion teacher --epoch last --bootstrap 0
+assert "a failed correlation step leaves every table as it was" [ "$(sums corr.db)" = "$before" ]
+# ... and so does a kill -9 there (after the statistics, during the correlation)
+# or earlier, while the rows are written
+for when in '^T=1 ' '^identity check'; do
+	cp a.db kill.db
+	before=$(sums kill.db)
+	"$bv" decompose --db kill.db --criterion teacher --bootstrap 1000000 >kill.out 2>&1 &
+	pid=$!
+	i=0
+	while ! grep -q "$when" kill.out && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+	kill -9 $pid
+	wait $pid || true
+	assert "kill -9 at '$when' happened during decompose" grep -q "$when" kill.out
+	assert "kill -9 at '$when': integrity_check ok" [ "$(q kill.db "PRAGMA integrity_check")" = ok ]
+	assert "kill -9 at '$when': the tables are as before" [ "$(sums kill.db)" = "$before" ]
+done
 
 cd /
 rm -rf "$t"
