@@ -151,11 +151,23 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
  * decompose and report check this before reading a run. */
 int bv_analysis_check_runs(bv_db *db);
 
+/* Database text for a one-line message: printable ASCII kept, any other byte
+ * (a line break, a control character, UTF-8) as '?', at most 64 bytes. */
+void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s);
+
 /* ---- bvtool report ---------------------------------------------------------- */
 
 /* The results tables of a database, as format "md", "csv" (long: table,
- * method, temperature, quantity, value) or "json", to f. BV_ESTATE when no run
- * is done. */
-int bv_report_db(bv_db *db, FILE *f, const char *format);
+ * method, temperature, quantity, value) or "json", appended to out (built in
+ * memory, so that a caller can write it atomically). Every string from the
+ * database is escaped for the format; NaN/Inf print as JSON null. BV_ESTATE
+ * when no run is done; BV_EFORMAT naming the row for a damaged database (the
+ * runs as bv_analysis_check_runs; a value of the wrong type). */
+int bv_report_db(bv_db *db, bv_buf *out, const char *format);
+
+/* s as a JSON string, quotes included, appended to out: '"' and '\' escaped,
+ * control characters as \u00XX, each byte that is not part of well-formed
+ * UTF-8 as \ufffd; the result is valid JSON for any input. NULL as "". */
+void bv_json_string(bv_buf *out, const char *s);
 
 #endif

@@ -51,8 +51,7 @@ static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...)
  * per row of the work.
  */
 
-/* db text in a message: printable ASCII, the rest as '?', at most 64 bytes */
-static void safe_text(char *out, size_t size, const unsigned char *s)
+void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s)
 {
 	size_t n = 0;
 	for (; s && *s && n + 1 < size && n < 64; s++)
@@ -76,7 +75,7 @@ static int first_bad(bv_db *db, char col[][80], int n_col, const char *sql, cons
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		for (int i = 0; i < n_col; i++)
-			safe_text(col[i], 80, sqlite3_column_text(st, i));
+			bv_analysis_safe_text(col[i], 80, sqlite3_column_text(st, i));
 		rc = 1;
 	} else {
 		rc = rc == SQLITE_DONE ? 0 : bv_db_error(db);
@@ -203,7 +202,7 @@ static int metrics_acc(double *out, bv_db *db, int64_t run_id, int epoch)
 			*out = v;
 			rc = 0;
 		} else {
-			safe_text(q, sizeof q, sqlite3_column_text(st, 1));
+			bv_analysis_safe_text(q, sizeof q, sqlite3_column_text(st, 1));
 			rc = bv_error_set(BV_EFORMAT,
 					  "'%s': run %lld epoch %d has test_acc %s in metrics, expected a "
 					  "number 0..1" DAMAGED,
@@ -1047,7 +1046,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	if ((rc = bv_db_config_get(db, "n_classes", k_text, sizeof k_text)) < 0)
 		goto done;
 	if (rc == 1 && bv_parse_long(&k_val, k_text, 2, MAX_CLASSES, "n_classes") != 0) {
-		safe_text(k_safe, sizeof k_safe, (const unsigned char *)k_text);
+		bv_analysis_safe_text(k_safe, sizeof k_safe, (const unsigned char *)k_text);
 		rc = bv_error_set(BV_EFORMAT,
 				  "'%s': config n_classes is '%s', expected a whole number 2..%d" DAMAGED,
 				  bv_db_path(db), k_safe, MAX_CLASSES);

@@ -230,6 +230,64 @@ for when in '^T=1 ' '^identity check'; do
 	assert "kill -9 at '$when': the tables are as before" [ "$(sums kill.db)" = "$before" ]
 done
 
+# --- report escapes database text (D11): JSON stays valid, CSV fields are
+# quoted (RFC 4180), a Markdown cell never breaks its table; NaN/Inf is null
+cp a.db j.db
+sqlite3 j.db "UPDATE decompositions SET criterion = 'b\"v' WHERE split = 'test'"
+run "$bv" report --db j.db --format json
+assert "report --format json with a criterion b\"v exits 0" [ "$status" = 0 ]
+assert "... and prints valid JSON" python3 -m json.tool "$out"
+assert "... holding the criterion as it is" python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert any(r["criterion"] == "b\"v" for r in d["regularization"])' "$out"
+cp a.db h.db
+# a method with a comma, quotes, a pipe, a newline, a tab, a backslash and an invalid UTF-8 byte
+sqlite3 h.db "UPDATE sample_stats SET method = 'k,d|\"x' || char(10) || '| y' || char(9) || '\\' || CAST(X'FF' AS TEXT) WHERE method = 'kd' AND temperature = 4; UPDATE sample_stats SET temperature = 9e999 WHERE temperature = 2; UPDATE decompositions SET temperature = 9e999 WHERE temperature = 2"
+run "$bv" report --db h.db --format json
+assert "report --format json of hostile text exits 0" [ "$status" = 0 ]
+assert "... and prints valid JSON" python3 -m json.tool "$out"
+assert "... with every character kept or replaced, an Inf temperature as null" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert any(r["method"] == "k,d|\"x\n| y\t\\\ufffd" for r in d["regularization"]), d["regularization"]
+assert any(r["temperature"] is None for r in d["regularization"])' "$out"
+run "$bv" report --db h.db --format csv
+assert "report --format csv of hostile text exits 0" [ "$status" = 0 ]
+assert "... every record has 5 fields and the method comes back whole" python3 -c '
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="", encoding="utf-8", errors="surrogateescape")))
+assert all(len(r) == 5 for r in rows), [r for r in rows if len(r) != 5]
+assert any(r[1].startswith("k,d|\"x\n| y\t\\") for r in rows)' "$out"
+run "$bv" report --db h.db
+assert "report (md) of hostile text exits 0" [ "$status" = 0 ]
+assert "... no line is injected into a table" [ "$(grep -c '^| y' "$out")" = 0 ]
+assert "... every regularization row has its 9 cells" [ "$(sed -n '/^## Regularization/,/^## Correlation/p' "$out" | grep '^|' | sed 's/\\|//g' | awk -F'|' 'NF != 11' | wc -l)" = 0 ]
+
+# --- report --out FILE: written atomically, nothing left by a failure
+run "$bv" report --db a.db --format json --out r.json
+assert "report --out exits 0" [ "$status" = 0 ]
+assert "... and prints nothing" [ ! -s "$out" ]
+"$bv" report --db a.db --format json >r.stdout.json
+assert "report --out writes what stdout gets" cmp -s r.json r.stdout.json
+cp a.db bad.db
+sqlite3 bad.db "UPDATE runs SET test_acc = NULL WHERE id = $id"
+expect 4 "bvtool report: 'bad.db': run $id is done but its test_acc is NULL, expected a number 0..1 (the database is damaged)" "$bv" report --db bad.db --out bad.md
+assert "a failed report --out leaves no file and no temporary" [ -z "$(ls | grep '^bad\.md')" ]
+sum_before=$(cksum <r.json)
+expect 4 "bvtool report: 'bad.db': run $id is done but its test_acc is NULL, expected a number 0..1 (the database is damaged)" "$bv" report --db bad.db --format json --out r.json
+assert "a failed report --out keeps the earlier file" [ "$(cksum <r.json)" = "$sum_before" ]
+mkdir -p outdir
+expect 3 "bvtool report: 'outdir' is not a regular file; refusing to replace it" "$bv" report --db a.db --out outdir
+expect_sub 3 "bvtool report: cannot write 'nodir/r.md'" "$bv" report --db a.db --out nodir/r.md
+# other damage report reads: a status it does not know, duplicate runs
+cp a.db bad2.db
+sqlite3 bad2.db "PRAGMA ignore_check_constraints = 1; UPDATE runs SET status = 'weird' WHERE id = $id"
+expect 4 "bvtool report: 'bad2.db': run $id has status 'weird', expected pending, running, done or failed (the database is damaged)" "$bv" report --db bad2.db
+cp a.db bad3.db
+sqlite3 bad3.db "DROP INDEX runs_cell; INSERT INTO runs(method, temperature, seed, status, test_acc, epochs) SELECT method, temperature, seed, status, test_acc, epochs FROM runs WHERE id = $id"
+expect 4 "bvtool report: 'bad3.db': runs $id and $(($(q a.db "SELECT max(id) FROM runs") + 1)) are both kd T=2 seed 2 (the database is damaged)" "$bv" report --db bad3.db
+cp a.db bad4.db
+sqlite3 bad4.db "UPDATE correlations SET pearson_r = 'abc' WHERE method = 'kd'"
+expect 4 "bvtool report: 'bad4.db': correlations row (kd, test, 3): pearson_r is 'abc', expected a number or NULL (the database is damaged)" "$bv" report --db bad4.db
+
 cd /
 rm -rf "$t"
 finish
