@@ -288,6 +288,13 @@ cp a.db bad4.db
 sqlite3 bad4.db "UPDATE correlations SET pearson_r = 'abc' WHERE method = 'kd'"
 expect 4 "bvtool report: 'bad4.db': correlations row (kd, test, 3): pearson_r is 'abc', expected a number or NULL (the database is damaged)" "$bv" report --db bad4.db
 
+cp a.db bad5.db
+sqlite3 bad5.db "UPDATE sample_stats SET bias = 'x' WHERE method = 'wsl' AND sample_idx = 7 AND temperature = 2 AND epoch = 3 AND split = 'test'"
+expect 4 "bvtool report: 'bad5.db': sample_stats row (2.0, 3, test, wsl, 7): bias, variance and loss must be numbers, regularization 0, 1 or NULL (the database is damaged)" "$bv" report --db bad5.db
+cp a.db bad6.db
+sqlite3 bad6.db "UPDATE metrics SET test_acc = 'zz' WHERE run_id = $id AND epoch = 1"
+expect 4 "bvtool report: 'bad6.db': run $id has a test_acc in metrics that is not a number 0..1 (the database is damaged)" "$bv" report --db bad6.db
+
 cd /
 rm -rf "$t"
 finish
