@@ -128,23 +128,46 @@ typedef void (*bv_say_fn)(void *ctx, const char *line);
  * Decompose every selected (temperature, epoch) of `split` for ce and each
  * soft method, using finished runs only (the others are named as skipped) and,
  * per temperature, the seeds for which ce and every soft method are done
- * (paired). Writes sample_stats and decompositions in ONE transaction,
- * replacing the rows of an earlier decompose of the same selection; then the
- * correlation, across the temperatures decomposed so far for this split and
- * epoch, of the regularization-sample count with the students' mean test
- * accuracy (with a bootstrap interval over seeds), stored in correlations.
+ * (paired). Writes sample_stats, decompositions and the correlation, across
+ * the temperatures decomposed so far for this split and epoch, of the
+ * regularization-sample count with the students' mean test accuracy (with a
+ * bootstrap interval over seeds; an earlier row of the same split, epoch and
+ * method is deleted when none is defined now) in ONE transaction, replacing
+ * the rows of an earlier decompose of the same selection: on any error, or a
+ * kill, the database keeps its previous state.
  * Errors: BV_ESTATE (no ce runs, < 2 finished seeds, nothing recorded for
  * the split), BV_EINVAL (a temperature or epoch not in the database, listing
  * those that are), BV_EFORMAT (NaN/Inf logits, naming the run and epoch; the
- * identity |loss - bias - variance| above 1e-4).
+ * identity |loss - bias - variance| above 1e-4; a damaged database: a label,
+ * class count, seed, temperature, status, snapshot, in-bag count or test
+ * accuracy out of range, duplicate runs, naming the row).
  */
 int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx);
+
+/* The runs table holds what collect writes: a known method and status, a
+ * whole-number seed, a temperature > 0 for kd/wsl/kd-filter and none for
+ * ce/teacher, a test_acc in 0..1 when done, one run per (method, temperature,
+ * seed) and one teacher. Else BV_EFORMAT naming the database and the run.
+ * decompose and report check this before reading a run. */
+int bv_analysis_check_runs(bv_db *db);
+
+/* Database text for a one-line message: printable ASCII kept, any other byte
+ * (a line break, a control character, UTF-8) as '?', at most 64 bytes. */
+void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s);
 
 /* ---- bvtool report ---------------------------------------------------------- */
 
 /* The results tables of a database, as format "md", "csv" (long: table,
- * method, temperature, quantity, value) or "json", to f. BV_ESTATE when no run
- * is done. */
-int bv_report_db(bv_db *db, FILE *f, const char *format);
+ * method, temperature, quantity, value) or "json", appended to out (built in
+ * memory, so that a caller can write it atomically). Every string from the
+ * database is escaped for the format; NaN/Inf print as JSON null. BV_ESTATE
+ * when no run is done; BV_EFORMAT naming the row for a damaged database (the
+ * runs as bv_analysis_check_runs; a value of the wrong type). */
+int bv_report_db(bv_db *db, bv_buf *out, const char *format);
+
+/* s as a JSON string, quotes included, appended to out: '"' and '\' escaped,
+ * control characters as \u00XX, each byte that is not part of well-formed
+ * UTF-8 as \ufffd; the result is valid JSON for any input. NULL as "". */
+void bv_json_string(bv_buf *out, const char *s);
 
 #endif

@@ -1,10 +1,12 @@
 /*
  * bvtool decompose over a collected database: which runs and seeds take part,
  * loading snapshots into (B, N, K) arrays, the per-sample decomposition and
- * criteria for ce and every soft method, the sample_stats rows (one
- * transaction, written by a second thread while the next epoch is
- * decomposed), and the correlation of regularization-sample counts with
- * accuracy across temperatures, with a bootstrap interval over seeds.
+ * criteria for ce and every soft method, the sample_stats rows (written by a
+ * second thread while the next epoch is decomposed), and the correlation of
+ * regularization-sample counts with accuracy across temperatures, with a
+ * bootstrap interval over seeds: all of it one transaction, committed once at
+ * the end. Every value read from the database is range-checked first (the
+ * checks below): a shared database is untrusted input.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "analysis.h"
@@ -20,6 +22,8 @@
 #include <string.h>
 
 #define MAX_SEEDS 1024
+#define MAX_CLASSES 1024      /* boot_counts' grad criterion holds K doubles on the stack */
+#define MAX_SAMPLES 10000000 /* samples of a split */
 #define N_SOFT 3
 
 static const char *const soft_methods[N_SOFT] = {"kd", "wsl", "kd-filter"};
@@ -34,6 +38,179 @@ static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...)
 	va_end(ap);
 	if (say)
 		say(ctx, line);
+}
+
+/* ---- what a database may hold ---------------------------------------------- */
+
+/*
+ * A database is untrusted input (docs/security.md): every label, count, index
+ * and string read from it is checked here before it is used, and a value out
+ * of range is BV_EFORMAT naming the database and the row. The checks are SQL
+ * over the stored values (their types included: a label stored as text or as
+ * a 64-bit integer must not be read as some other int), once per command, not
+ * per row of the work.
+ */
+
+void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s)
+{
+	size_t n = 0;
+	for (; s && *s && n + 1 < size && n < 64; s++)
+		out[n++] = *s >= 0x20 && *s < 0x7f ? (char)*s : '?';
+	out[n] = '\0';
+}
+
+/* Run `sql` (parameters ?1 text, ?2 and ?3 integers), and when it returns a
+ * row, its columns as safe text into col[0..n_col) and 1; 0 for no row. */
+static int first_bad(bv_db *db, char col[][80], int n_col, const char *sql, const char *p1,
+		     int64_t p2, int64_t p3)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = bv_db_prepare(db, &st, sql)) != 0)
+		return rc;
+	if (p1)
+		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, p2);
+	sqlite3_bind_int64(st, 3, p3);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		for (int i = 0; i < n_col; i++)
+			bv_analysis_safe_text(col[i], 80, sqlite3_column_text(st, i));
+		rc = 1;
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : bv_db_error(db);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+#define DAMAGED " (the database is damaged)"
+
+int bv_analysis_check_runs(bv_db *db)
+{
+	char c[3][80];
+	int rc;
+	/* the first reason a run is not what collect writes, as text */
+	const char *why_sql =
+		"SELECT id, why FROM (SELECT id, CASE"
+		" WHEN typeof(method) != 'text' OR method NOT IN ('teacher', 'ce', 'kd', 'wsl', 'kd-filter')"
+		"  THEN printf('has method %s, expected teacher, ce, kd, wsl or kd-filter', quote(method))"
+		" WHEN typeof(status) != 'text' OR status NOT IN ('pending', 'running', 'done', 'failed')"
+		"  THEN printf('has status %s, expected pending, running, done or failed', quote(status))"
+		" WHEN typeof(seed) != 'integer' OR seed < 0 OR seed > 2147483647"
+		"  THEN printf('has seed %s, expected a whole number 0..2147483647', quote(seed))"
+		" WHEN method IN ('teacher', 'ce') AND temperature IS NOT NULL"
+		"  THEN printf('is a %s run with temperature %s, expected none', method, quote(temperature))"
+		" WHEN method NOT IN ('teacher', 'ce') AND (typeof(temperature) NOT IN ('integer', 'real')"
+		"      OR NOT (temperature > 0 AND temperature <= 1e300))"
+		"  THEN printf('is a %s run with temperature %s, expected a number > 0', method,"
+		"              quote(temperature))"
+		" WHEN status = 'done' AND (typeof(test_acc) NOT IN ('integer', 'real')"
+		"      OR NOT (test_acc >= 0 AND test_acc <= 1))"
+		"  THEN printf('is done but its test_acc is %s, expected a number 0..1', quote(test_acc))"
+		" END AS why FROM runs) WHERE why IS NOT NULL ORDER BY id LIMIT 1";
+	if ((rc = first_bad(db, c, 2, why_sql, NULL, 0, 0)) < 0)
+		return rc;
+	if (rc == 1)
+		return bv_error_set(BV_EFORMAT, "'%s': run %s %s" DAMAGED, bv_db_path(db), c[0], c[1]);
+	/* one run per cell (the runs_cell index says so, unless it was dropped), one teacher */
+	const char *dup_sql =
+		"SELECT a.id, b.id, CASE WHEN a.method = 'teacher' THEN 'teacher runs' WHEN a.temperature"
+		" IS NULL THEN printf('%s seed %d', a.method, a.seed) ELSE printf('%s T=%g seed %d',"
+		" a.method, a.temperature, a.seed) END FROM runs a JOIN runs b ON b.id > a.id"
+		" AND b.method = a.method AND (a.method = 'teacher' OR (b.seed = a.seed"
+		" AND b.temperature IS a.temperature)) ORDER BY a.id, b.id LIMIT 1";
+	if ((rc = first_bad(db, c, 3, dup_sql, NULL, 0, 0)) < 0)
+		return rc;
+	if (rc == 1)
+		return bv_error_set(BV_EFORMAT, "'%s': runs %s and %s are both %s" DAMAGED, bv_db_path(db),
+				    c[0], c[1], c[2]);
+	return 0;
+}
+
+/* Labels of `split` whole numbers in 0..K-1, sample_idx whole numbers. */
+static int check_labels(bv_db *db, const char *split, int K)
+{
+	char c[2][80];
+	int rc = first_bad(db, c, 2,
+			   "SELECT quote(sample_idx), quote(label) FROM samples WHERE split = ?1 AND"
+			   " (typeof(sample_idx) != 'integer' OR typeof(label) != 'integer'"
+			   " OR label < 0 OR label >= ?2) ORDER BY sample_idx LIMIT 1",
+			   split, K, 0);
+	if (rc == 1)
+		return bv_error_set(BV_EFORMAT, "'%s': %s sample %s has label %s, outside 0..%d" DAMAGED,
+				    bv_db_path(db), split, c[0], c[1], K - 1);
+	return rc;
+}
+
+/* Snapshot epochs whole numbers in 0..BV_MAX_EPOCH, splits test or train. */
+#define MAX_EPOCH 1000000
+static int check_snapshots(bv_db *db)
+{
+	char c[3][80];
+	int rc = first_bad(db, c, 3,
+			   "SELECT run_id, split, quote(epoch) FROM snapshots WHERE typeof(epoch) != 'integer'"
+			   " OR epoch < 0 OR epoch > ?2 OR split IS NOT 'test' AND split IS NOT 'train'"
+			   " ORDER BY run_id LIMIT 1",
+			   NULL, MAX_EPOCH, 0);
+	if (rc == 1)
+		return bv_error_set(BV_EFORMAT,
+				    "'%s': run %s has a %s snapshot at epoch %s, expected a whole number "
+				    "0..%d" DAMAGED,
+				    bv_db_path(db), c[0], c[1], c[2], MAX_EPOCH);
+	return rc;
+}
+
+/* In-bag counts of one seed whole numbers >= 0 (that they number the training
+ * split from 0, one per sample, bv_db_inbag_get checks). */
+static int check_inbag(bv_db *db, int seed)
+{
+	char c[2][80];
+	int rc = first_bad(db, c, 2,
+			   "SELECT quote(sample_idx), quote(count) FROM inbag WHERE seed = ?2 AND"
+			   " (typeof(sample_idx) != 'integer' OR typeof(count) != 'integer' OR count < 0"
+			   " OR count > 2147483647) ORDER BY sample_idx LIMIT 1",
+			   NULL, seed, 0);
+	if (rc == 1)
+		return bv_error_set(BV_EFORMAT,
+				    "'%s': seed %d has in-bag count %s for train sample %s, expected a "
+				    "whole number >= 0" DAMAGED,
+				    bv_db_path(db), seed, c[1], c[0]);
+	return rc;
+}
+
+/* The test accuracy of a run at an epoch, from metrics: a number in 0..1. */
+static int metrics_acc(double *out, bv_db *db, int64_t run_id, int epoch)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = bv_db_prepare(db, &st, "SELECT test_acc, quote(test_acc) FROM metrics "
+					 "WHERE run_id = ?1 AND epoch = ?2")) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_int(st, 2, epoch);
+	if ((rc = sqlite3_step(st)) == SQLITE_DONE) {
+		rc = bv_error_set(BV_ESTATE, "run %lld has no metrics for epoch %d", (long long)run_id,
+				  epoch);
+	} else if (rc != SQLITE_ROW) {
+		rc = bv_db_error(db);
+	} else {
+		const int t = sqlite3_column_type(st, 0);
+		const double v = sqlite3_column_double(st, 0);
+		char q[80];
+		if ((t == SQLITE_INTEGER || t == SQLITE_FLOAT) && v >= 0 && v <= 1) {
+			*out = v;
+			rc = 0;
+		} else {
+			bv_analysis_safe_text(q, sizeof q, sqlite3_column_text(st, 1));
+			rc = bv_error_set(BV_EFORMAT,
+					  "'%s': run %lld epoch %d has test_acc %s in metrics, expected a "
+					  "number 0..1" DAMAGED,
+					  bv_db_path(db), (long long)run_id, epoch, q);
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
 }
 
 /* ---- which runs take part ------------------------------------------------ */
@@ -133,7 +310,10 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 		int seen = 0;
 		for (int t = 0; t < p->n_temps; t++)
 			seen |= p->temps[t] == r->temperature;
-		if (!seen && p->n_temps < BV_MAX_TEMPS)
+		if (!seen && p->n_temps == BV_MAX_TEMPS)
+			return bv_error_set(BV_EFORMAT, "'%s' has more than %d temperatures; decompose reads at most %d",
+					    bv_db_path(db), BV_MAX_TEMPS, BV_MAX_TEMPS);
+		if (!seen)
 			p->temps[p->n_temps++] = r->temperature;
 	}
 	gsl_sort(p->temps, 1, (size_t)p->n_temps);
@@ -143,6 +323,9 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 		     n_skipped > 6 ? ", ..." : "");
 
 	const int n_ce = count_seeds(p, "ce", NAN);
+	if (n_ce > MAX_SEEDS)
+		return bv_error_set(BV_EFORMAT, "'%s' has %d finished ce runs; decompose reads at most %d",
+				    bv_db_path(db), n_ce, MAX_SEEDS);
 	if (n_ce == 0)
 		return bv_error_set(BV_ESTATE,
 				    "'%s' has no finished ce runs: decompose needs the ce students as the "
@@ -658,6 +841,21 @@ static void boot_counts(int *counts, const corr_data *cd, const selection *s, co
 	}
 }
 
+static int correlation_clear(bv_db *db, const char *split, int epoch, const char *method)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = bv_db_prepare(db, &st, "DELETE FROM correlations WHERE split = ?1 AND epoch = ?2 "
+					 "AND method = ?3")) != 0)
+		return rc;
+	sqlite3_bind_text(st, 1, split, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, epoch);
+	sqlite3_bind_text(st, 3, method, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : bv_db_error(db);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int correlate_method(bv_db *db, const plan *p, const char *method, int epoch,
 			    const selection *s0, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
 {
@@ -670,6 +868,10 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	float *raw = NULL;
 	if (!cd)
 		return bv_error_set(BV_ENOMEM, "out of memory for the correlation");
+	/* an earlier row of (split, epoch, method) goes, whether or not a new one
+	 * can be computed: it was of other statistics */
+	if ((rc = correlation_clear(db, s0->split, epoch, method)) != 0)
+		goto done;
 	/* temperatures with this method and seeds paired at every one of them */
 	int B = -1;
 	for (int t = 0; t < p->n_temps; t++) {
@@ -724,21 +926,9 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 			log_softmax_all(*dst[j], raw, (size_t)B * s.N, s.K);
 		}
 		for (int b = 0; b < B; b++) {
-			bv_db_metrics *met = NULL;
-			int n_met = 0;
 			const bv_run *r = find_run(p, method, cd->temps[t], seeds[b]);
-			if ((rc = bv_db_metrics_get(db, r->id, &met, &n_met)) != 0)
+			if ((rc = metrics_acc(&cd->acc[t][b], db, r->id, epoch)) != 0)
 				goto done;
-			cd->acc[t][b] = NAN;
-			for (int e = 0; e < n_met; e++)
-				if (met[e].epoch == epoch)
-					cd->acc[t][b] = met[e].test_acc;
-			free(met);
-			if (isnan(cd->acc[t][b])) {
-				rc = bv_error_set(BV_ESTATE, "run %lld has no metrics for epoch %d",
-						  (long long)r->id, epoch);
-				goto done;
-			}
 		}
 	}
 	/* the weights: all seeds (the point estimate), then each bootstrap draw */
@@ -844,35 +1034,50 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 
 	/* read the snapshots through a memory map: no copy through the kernel */
 	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
-	if ((rc = make_plan(&p, db, o, say, ctx)) != 0)
+	if ((rc = bv_analysis_check_runs(db)) != 0 || (rc = make_plan(&p, db, o, say, ctx)) != 0)
 		goto done;
 	s.split = o->split;
 	s.snap = strcmp(o->split, "test") == 0 ? "test" : "train";
 	s.crit = o->criterion;
 
-	/* classes and samples */
+	/* classes and samples: K first, the labels are checked against it */
+	char k_text[64], k_safe[80];
+	long k_val = 10;
+	if ((rc = bv_db_config_get(db, "n_classes", k_text, sizeof k_text)) < 0)
+		goto done;
+	if (rc == 1 && bv_parse_long(&k_val, k_text, 2, MAX_CLASSES, "n_classes") != 0) {
+		bv_analysis_safe_text(k_safe, sizeof k_safe, (const unsigned char *)k_text);
+		rc = bv_error_set(BV_EFORMAT,
+				  "'%s': config n_classes is '%s', expected a whole number 2..%d" DAMAGED,
+				  bv_db_path(db), k_safe, MAX_CLASSES);
+		goto done;
+	}
+	s.K = (int)k_val;
 	if ((rc = bv_db_samples_get(db, s.snap, NULL, 0, &N)) != 0)
 		goto done;
 	if (N == 0) {
 		rc = bv_error_set(BV_ESTATE, "'%s' has no %s samples", bv_db_path(db), s.snap);
 		goto done;
 	}
+	if (N > MAX_SAMPLES) {
+		rc = bv_error_set(BV_EFORMAT, "'%s' holds %d %s samples, more than the %d decompose reads" DAMAGED,
+				  bv_db_path(db), N, s.snap, MAX_SAMPLES);
+		goto done;
+	}
+	if ((rc = check_labels(db, s.snap, s.K)) != 0 || (rc = check_snapshots(db)) != 0)
+		goto done;
 	labels = malloc(sizeof(int) * (size_t)N);
 	if (!labels || (rc = bv_db_samples_get(db, s.snap, labels, N, &N)) != 0) {
 		rc = rc ? rc : bv_error_set(BV_ENOMEM, "out of memory");
 		goto done;
 	}
-	char k_text[32];
-	if ((rc = bv_db_config_get(db, "n_classes", k_text, sizeof k_text)) < 0)
-		goto done;
-	s.K = rc == 1 ? atoi(k_text) : 10;
-	if (s.K < 2 || s.K > 1024) {
-		rc = bv_error_set(BV_EFORMAT, "'%s': %d classes is not supported", bv_db_path(db), s.K);
-		goto done;
-	}
 
 	/* every run that takes part, to find the epochs they all recorded */
 	runs = malloc(sizeof(*runs) * (size_t)(p.n_runs + 1));
+	if (!runs) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory");
+		goto done;
+	}
 	int n_part = 0;
 	for (int t = 0; t < p.n_temps; t++) {
 		int sd[MAX_SEEDS], n = paired_seeds(sd, &p, p.temps[t]);
@@ -1002,7 +1207,8 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				goto done;
 			}
 			for (int b = 0; b < B; b++) {
-				if ((rc = bv_db_inbag_get(db, sd[b], oob + (size_t)b * N, N)) != 0)
+				if ((rc = check_inbag(db, sd[b])) != 0 ||
+				    (rc = bv_db_inbag_get(db, sd[b], oob + (size_t)b * N, N)) != 0)
 					goto done;
 				for (int i = 0; i < N; i++)
 					oob[(size_t)b * N + i] = oob[(size_t)b * N + i] == 0;
@@ -1103,12 +1309,11 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				  max_err);
 		goto done;
 	}
-	if ((rc = bv_db_commit(db)) != 0)
-		goto done;
-	in_tx = 0;
 	sayf(say, ctx, "identity check: max |loss - bias - variance| = %.3g over all rows", max_err);
 
-	/* the correlation across temperatures, for each soft method */
+	/* the correlation across temperatures, for each soft method, in the same
+	 * transaction: statistics and correlations are committed together or not
+	 * at all, so a reader never sees new rows beside old correlations */
 	for (int m = 0; m < N_SOFT; m++) {
 		int any = 0;
 		for (int t = 0; t < p.n_temps; t++)
@@ -1135,6 +1340,9 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		if ((rc = correlate_method(db, &all, soft_methods[m], last_epoch, &s, o, say, ctx)) != 0)
 			goto done;
 	}
+	if ((rc = bv_db_commit(db)) != 0)
+		goto done;
+	in_tx = 0;
 done:
 	if (writer_running)
 		writer_stop(&w);

@@ -6,11 +6,18 @@
  * temperature; the correlation table — printed as Markdown, CSV (long format:
  * one value per row) or JSON. Everything is read through SQL on the documented
  * tables and views, so each number can be re-derived by a user.
+ *
+ * The report is built in memory (a bv_buf), so that `report --out` can write
+ * it atomically. A database is untrusted: every string from it is escaped for
+ * the format (bv_json_string; RFC 4180 quoting for CSV; a Markdown cell keeps
+ * its table), every value's type is checked before it is read, and a NaN or
+ * Inf prints as JSON null.
  */
 #include "analysis.h"
 
 #include <math.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,22 +60,37 @@ static acc_group *group_of(report *r, const char *method, double T)
 static int load_accuracy(report *r, bv_db *db)
 {
 	sqlite3_stmt *st = NULL;
-	const char *sql = "SELECT method, temperature, seed, final_acc, best_acc FROM run_accuracy "
+	const char *sql = "SELECT method, temperature, seed, final_acc, best_acc, run_id FROM run_accuracy "
 			  "WHERE status = 'done' ORDER BY CASE method WHEN 'teacher' THEN 0 WHEN 'ce' "
 			  "THEN 1 WHEN 'kd' THEN 2 WHEN 'wsl' THEN 3 ELSE 4 END, temperature, seed";
 	int rc;
-	if ((rc = bv_db_prepare(db, &st, sql)) != 0)
+	/* method, status, seed, temperature and final_acc are checked here; best_acc
+	 * is a max over metrics rows, checked like them */
+	if ((rc = bv_analysis_check_runs(db)) != 0 || (rc = bv_db_prepare(db, &st, sql)) != 0)
 		return rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *m = (const char *)sqlite3_column_text(st, 0);
 		double T = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
+		const int bt = sqlite3_column_type(st, 4);
+		const double best = sqlite3_column_double(st, 4);
 		acc_group *g = group_of(r, m, T);
-		if (!g || g->n >= MAX_SEEDS)
-			continue;
+		if (!g || g->n >= MAX_SEEDS) {
+			sqlite3_finalize(st);
+			return bv_error_set(BV_EFORMAT, "'%s' holds more than %d %s, more than report reads",
+					    bv_db_path(db), g ? MAX_SEEDS : MAX_GROUPS,
+					    g ? "seeds of one method and temperature" : "(method, temperature) groups");
+		}
+		if (bt != SQLITE_NULL && !((bt == SQLITE_INTEGER || bt == SQLITE_FLOAT) && best >= 0 && best <= 1)) {
+			rc = bv_error_set(BV_EFORMAT,
+					  "'%s': run %lld has a test_acc in metrics that is not a number 0..1 "
+					  "(the database is damaged)",
+					  bv_db_path(db), (long long)sqlite3_column_int64(st, 5));
+			sqlite3_finalize(st);
+			return rc;
+		}
 		g->seeds[g->n] = sqlite3_column_int(st, 2);
 		g->last[g->n] = sqlite3_column_double(st, 3);
-		g->best[g->n] = sqlite3_column_type(st, 4) == SQLITE_NULL ? g->last[g->n]
-									   : sqlite3_column_double(st, 4);
+		g->best[g->n] = bt == SQLITE_NULL ? g->last[g->n] : best;
 		g->n++;
 	}
 	sqlite3_finalize(st);
@@ -90,27 +112,139 @@ static int paired(double *d, const acc_group *a, const acc_group *b)
 
 typedef enum { FMT_MD, FMT_CSV, FMT_JSON } fmt;
 
-/* a JSON string, escaped */
-static void jstr(FILE *f, const char *s)
+static void bprintf(bv_buf *b, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(bv_buf *b, const char *format, ...)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", (unsigned char)*s);
-		else
-			fputc(*s, f);
+	char small[512];
+	va_list ap;
+	va_start(ap, format);
+	const int n = vsnprintf(small, sizeof small, format, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof small) {
+		bv_buf_append(b, small, (size_t)n);
+		return;
 	}
-	fputc('"', f);
+	char *big = malloc((size_t)n + 1);
+	if (!big) {
+		b->failed = 1;
+		return;
+	}
+	va_start(ap, format);
+	vsnprintf(big, (size_t)n + 1, format, ap);
+	va_end(ap);
+	bv_buf_append(b, big, (size_t)n);
+	free(big);
 }
 
-static void jnum(FILE *f, double v)
+static void bputs(bv_buf *b, const char *s)
 {
-	if (isnan(v) || isinf(v))
-		fputs("null", f);
+	bv_buf_append(b, s, strlen(s));
+}
+
+/* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when the bytes
+ * there are not one (a stray continuation byte, an overlong form, a surrogate,
+ * a code point above U+10FFFF, a sequence cut short). */
+static int utf8_len(const unsigned char *s)
+{
+	const unsigned char c = s[0];
+	unsigned char lo = 0x80, hi = 0xbf;
+	int n;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
 	else
-		fprintf(f, "%.10g", v);
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0; /* overlong below U+0800 */
+	else if (c == 0xed)
+		hi = 0x9f; /* U+D800..U+DFFF, surrogates */
+	else if (c == 0xf0)
+		lo = 0x90; /* overlong below U+10000 */
+	else if (c == 0xf4)
+		hi = 0x8f; /* above U+10FFFF */
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void bv_json_string(bv_buf *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	bv_buf_append(out, "\"", 1);
+	while (*p) {
+		const int n = utf8_len(p);
+		if (n == 0) {
+			bputs(out, "\\ufffd"); /* an invalid byte: the replacement character */
+			p++;
+		} else if (*p == '"' || *p == '\\') {
+			const char e[2] = {'\\', (char)*p};
+			bv_buf_append(out, e, 2);
+			p++;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			bprintf(out, "\\u%04x", *p);
+			p++;
+		} else {
+			bv_buf_append(out, p, (size_t)n);
+			p += n;
+		}
+	}
+	bv_buf_append(out, "\"", 1);
+}
+
+/* a JSON number; NaN and Inf, which JSON lacks, as null */
+static void jnum(bv_buf *b, double v)
+{
+	if (isfinite(v))
+		bprintf(b, "%.10g", v);
+	else
+		bputs(b, "null");
+}
+
+/* a CSV field (RFC 4180): quoted, its quotes doubled, when it holds a comma,
+ * a quote or a line break */
+static void csv_field(bv_buf *b, const char *s)
+{
+	if (!s[strcspn(s, ",\"\r\n")]) {
+		bputs(b, s);
+		return;
+	}
+	bv_buf_append(b, "\"", 1);
+	for (; *s; s++) {
+		bv_buf_append(b, s, 1);
+		if (*s == '"')
+			bv_buf_append(b, s, 1);
+	}
+	bv_buf_append(b, "\"", 1);
+}
+
+/* Markdown text in a table cell or a line: '|' escaped, a line break or other
+ * control character as a space, so that the text cannot end or add a row */
+static void md_text(bv_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|')
+			bputs(b, "\\|");
+		else if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			bputs(b, " ");
+		else
+			bv_buf_append(b, s, 1);
+	}
+}
+
+/* a REAL column: NULL as NaN */
+static double column_num(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
 }
 
 static void temp_text(char *out, size_t size, double T)
@@ -122,18 +256,121 @@ static void temp_text(char *out, size_t size, double T)
 }
 
 /* CSV long format: table,method,temperature,quantity,value */
-static void csv_row(FILE *f, const char *table, const char *method, double T, const char *q, double v)
+static void csv_row(bv_buf *b, const char *table, const char *method, double T, const char *q,
+		    double v)
 {
-	fprintf(f, "%s,%s,", table, method);
+	csv_field(b, table);
+	bputs(b, ",");
+	csv_field(b, method);
+	bputs(b, ",");
 	if (!isnan(T))
-		fprintf(f, "%g", T);
-	fprintf(f, ",%s,", q);
+		bprintf(b, "%g", T);
+	bputs(b, ",");
+	csv_field(b, q);
+	bputs(b, ",");
 	if (!isnan(v))
-		fprintf(f, "%.10g", v);
-	fputc('\n', f);
+		bprintf(b, "%.10g", v);
+	bputs(b, "\n");
 }
 
-int bv_report_db(bv_db *db, FILE *f, const char *format)
+/* A row named by its first n_key columns, "kd, test, 3" */
+static void row_key(char *out, size_t size, sqlite3_stmt *st, int n_key)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (int k = 0; k < n_key && len < size; k++) {
+		char v[80];
+		bv_analysis_safe_text(v, sizeof v, sqlite3_column_text(st, k));
+		len += (size_t)snprintf(out + len, size - len, "%s%s", k ? ", " : "", v);
+	}
+}
+
+/* The columns of a row are of the kinds given, one letter each: 't' text, 'i'
+ * a whole number in int range, 'n' a number or NULL, 'N' a number. Else
+ * BV_EFORMAT naming the table, the row by its first n_key columns, and the
+ * column. Call before any sqlite3_column_* conversion of the row. */
+static int check_row(bv_db *db, sqlite3_stmt *st, const char *table, const char *kinds, int n_key)
+{
+	static const char *const expected[128] = {
+		['t'] = "text", ['i'] = "a whole number", ['n'] = "a number or NULL", ['N'] = "a number",
+	};
+	for (int i = 0; kinds[i]; i++) {
+		const int t = sqlite3_column_type(st, i);
+		int ok = 0;
+		switch (kinds[i]) {
+		case 't':
+			ok = t == SQLITE_TEXT;
+			break;
+		case 'i':
+			ok = t == SQLITE_INTEGER && sqlite3_column_int64(st, i) >= -2147483647 &&
+			     sqlite3_column_int64(st, i) <= 2147483647;
+			break;
+		case 'n':
+			ok = t == SQLITE_INTEGER || t == SQLITE_FLOAT || t == SQLITE_NULL;
+			break;
+		case 'N':
+			ok = t == SQLITE_INTEGER || t == SQLITE_FLOAT;
+			break;
+		}
+		if (ok)
+			continue;
+		char key[256], val[80];
+		row_key(key, sizeof key, st, n_key);
+		if (t == SQLITE_NULL) {
+			snprintf(val, sizeof val, "NULL");
+		} else {
+			char v[72];
+			bv_analysis_safe_text(v, sizeof v, sqlite3_column_text(st, i));
+			snprintf(val, sizeof val, t == SQLITE_TEXT || t == SQLITE_BLOB ? "'%s'" : "%s", v);
+		}
+		return bv_error_set(BV_EFORMAT, "'%s': %s row (%s): %s is %s, expected %s (the database is damaged)",
+				    bv_db_path(db), table, key, sqlite3_column_name(st, i), val,
+				    expected[(unsigned char)kinds[i]]);
+	}
+	return 0;
+}
+
+/* The split of a row (column 0 or 1, after check_row) is test, train or oob. */
+static int check_split(bv_db *db, sqlite3_stmt *st, const char *table, int n_key)
+{
+	const int i = strcmp(table, "correlations") == 0 ? 1 : 0;
+	const char *split = (const char *)sqlite3_column_text(st, i);
+	if (strcmp(split, "test") == 0 || strcmp(split, "train") == 0 || strcmp(split, "oob") == 0)
+		return 0;
+	char key[256];
+	row_key(key, sizeof key, st, n_key);
+	return bv_error_set(BV_EFORMAT, "'%s': %s row (%s): split is not test, train or oob (the database is damaged)",
+			    bv_db_path(db), table, key);
+}
+
+/* The sample_stats values the regularization_counts view averages are numbers
+ * (SQLite's avg would read a text value as 0), the flags 0, 1 or NULL. */
+static int check_stats(bv_db *db)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = bv_db_prepare(db, &st,
+				"SELECT temperature, epoch, split, method, sample_idx FROM sample_stats "
+				"WHERE typeof(bias) NOT IN ('integer', 'real') OR typeof(variance) NOT IN "
+				"('integer', 'real') OR typeof(loss) NOT IN ('integer', 'real') OR "
+				"(regularization IS NOT NULL AND regularization IS NOT 0 AND "
+				"regularization IS NOT 1) LIMIT 1")) != 0)
+		return rc;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char key[256];
+		row_key(key, sizeof key, st, 5);
+		rc = bv_error_set(BV_EFORMAT,
+				  "'%s': sample_stats row (%s): bias, variance and loss must be numbers, "
+				  "regularization 0, 1 or NULL (the database is damaged)",
+				  bv_db_path(db), key);
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : bv_db_error(db);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 {
 	report r = {0};
 	fmt fm;
@@ -166,18 +403,25 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 
 	/* ---- accuracy table */
 	if (fm == FMT_MD) {
-		fprintf(f, "# bvtool report: %s\n\n", bv_db_path(db));
-		fprintf(f, "Data `%s`; teacher `%s`; students `%s`, %s epochs. Test accuracy in %%, "
-			   "mean ± standard deviation over seeds (bootstrap replicas); *best* is each "
-			   "run's best epoch.\n\n",
-			cfg_data, cfg_teacher, cfg_student, cfg_epochs);
-		fprintf(f, "## Test accuracy\n\n| method | T | seeds | last epoch | best epoch |\n|---|---|---|---|---|\n");
+		bputs(f, "# bvtool report: ");
+		md_text(f, bv_db_path(db));
+		bputs(f, "\n\nData `");
+		md_text(f, cfg_data);
+		bputs(f, "`; teacher `");
+		md_text(f, cfg_teacher);
+		bputs(f, "`; students `");
+		md_text(f, cfg_student);
+		bputs(f, "`, ");
+		md_text(f, cfg_epochs);
+		bputs(f, " epochs. Test accuracy in %, mean ± standard deviation over seeds (bootstrap "
+			 "replicas); *best* is each run's best epoch.\n\n");
+		bprintf(f, "## Test accuracy\n\n| method | T | seeds | last epoch | best epoch |\n|---|---|---|---|---|\n");
 	} else if (fm == FMT_CSV) {
-		fprintf(f, "table,method,temperature,quantity,value\n");
+		bprintf(f, "table,method,temperature,quantity,value\n");
 	} else {
-		fprintf(f, "{\n  \"database\": ");
-		jstr(f, bv_db_path(db));
-		fprintf(f, ",\n  \"accuracy\": [");
+		bprintf(f, "{\n  \"database\": ");
+		bv_json_string(f, bv_db_path(db));
+		bprintf(f, ",\n  \"accuracy\": [");
 	}
 	for (int i = 0; i < r.n_groups; i++) {
 		const acc_group *g = &r.groups[i];
@@ -191,13 +435,15 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 		bv_mean_ci(&bm, &bs, &bh, tmp, g->n);
 		temp_text(tt, sizeof tt, g->T);
 		if (fm == FMT_MD) {
-			fprintf(f, "| %s | %s | %d | %.2f", g->method, tt, g->n, lm);
+			bputs(f, "| ");
+			md_text(f, g->method);
+			bprintf(f, " | %s | %d | %.2f", tt, g->n, lm);
 			if (g->n > 1)
-				fprintf(f, " ± %.2f", ls);
-			fprintf(f, " | %.2f", bm);
+				bprintf(f, " ± %.2f", ls);
+			bprintf(f, " | %.2f", bm);
 			if (g->n > 1)
-				fprintf(f, " ± %.2f", bs);
-			fprintf(f, " |\n");
+				bprintf(f, " ± %.2f", bs);
+			bprintf(f, " |\n");
 		} else if (fm == FMT_CSV) {
 			csv_row(f, "accuracy", g->method, g->T, "seeds", g->n);
 			csv_row(f, "accuracy", g->method, g->T, "last_mean", lm);
@@ -205,27 +451,29 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 			csv_row(f, "accuracy", g->method, g->T, "best_mean", bm);
 			csv_row(f, "accuracy", g->method, g->T, "best_sd", bs);
 		} else {
-			fprintf(f, "%s\n    {\"method\": \"%s\", \"temperature\": ", i ? "," : "", g->method);
+			bprintf(f, "%s\n    {\"method\": ", i ? "," : "");
+			bv_json_string(f, g->method);
+			bputs(f, ", \"temperature\": ");
 			jnum(f, g->T);
-			fprintf(f, ", \"seeds\": %d, \"last_mean\": ", g->n);
+			bprintf(f, ", \"seeds\": %d, \"last_mean\": ", g->n);
 			jnum(f, lm);
-			fprintf(f, ", \"last_sd\": ");
+			bprintf(f, ", \"last_sd\": ");
 			jnum(f, ls);
-			fprintf(f, ", \"best_mean\": ");
+			bprintf(f, ", \"best_mean\": ");
 			jnum(f, bm);
-			fprintf(f, ", \"best_sd\": ");
+			bprintf(f, ", \"best_sd\": ");
 			jnum(f, bs);
-			fprintf(f, "}");
+			bprintf(f, "}");
 		}
 	}
 
 	/* ---- paired differences */
 	if (fm == FMT_MD)
-		fprintf(f, "\n## Paired differences at the last epoch\n\nPer seed (the same bootstrap replica, "
+		bprintf(f, "\n## Paired differences at the last epoch\n\nPer seed (the same bootstrap replica, "
 			   "initial weights and batch order), in percentage points; 95%% t interval of the "
 			   "mean.\n\n| comparison | T | seeds | mean | 95%% interval |\n|---|---|---|---|---|\n");
 	else if (fm == FMT_JSON)
-		fprintf(f, "\n  ],\n  \"paired\": [");
+		bprintf(f, "\n  ],\n  \"paired\": [");
 	int n_out = 0;
 	const acc_group *ce = NULL;
 	for (int i = 0; i < r.n_groups; i++)
@@ -257,32 +505,36 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 			bv_mean_ci(&mean, &sd, &h, d, n);
 			temp_text(tt, sizeof tt, g->T);
 			if (fm == FMT_MD) {
-				fprintf(f, "| %s | %s | %d | %+.2f | ", names[c], tt, n, mean);
+				bputs(f, "| ");
+				md_text(f, names[c]);
+				bprintf(f, " | %s | %d | %+.2f | ", tt, n, mean);
 				if (n > 1)
-					fprintf(f, "[%+.2f, %+.2f] |\n", mean - h, mean + h);
+					bprintf(f, "[%+.2f, %+.2f] |\n", mean - h, mean + h);
 				else
-					fprintf(f, "(one seed) |\n");
+					bprintf(f, "(one seed) |\n");
 			} else if (fm == FMT_CSV) {
 				csv_row(f, "paired", names[c], g->T, "seeds", n);
 				csv_row(f, "paired", names[c], g->T, "mean", mean);
 				csv_row(f, "paired", names[c], g->T, "ci_low", mean - h);
 				csv_row(f, "paired", names[c], g->T, "ci_high", mean + h);
 			} else {
-				fprintf(f, "%s\n    {\"comparison\": \"%s\", \"temperature\": ", n_out ? "," : "", names[c]);
+				bprintf(f, "%s\n    {\"comparison\": ", n_out ? "," : "");
+				bv_json_string(f, names[c]);
+				bputs(f, ", \"temperature\": ");
 				jnum(f, g->T);
-				fprintf(f, ", \"seeds\": %d, \"mean\": ", n);
+				bprintf(f, ", \"seeds\": %d, \"mean\": ", n);
 				jnum(f, mean);
-				fprintf(f, ", \"ci_low\": ");
+				bprintf(f, ", \"ci_low\": ");
 				jnum(f, mean - h);
-				fprintf(f, ", \"ci_high\": ");
+				bprintf(f, ", \"ci_high\": ");
 				jnum(f, mean + h);
-				fprintf(f, "}");
+				bprintf(f, "}");
 			}
 			n_out++;
 		}
 	}
 	if (fm == FMT_MD && n_out == 0)
-		fprintf(f, "| (no paired runs) | | | | |\n");
+		bprintf(f, "| (no paired runs) | | | | |\n");
 
 	/* ---- regularization samples: the last decomposed epoch of each split */
 	const char *reg_sql =
@@ -291,28 +543,33 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 		"JOIN decompositions d ON d.temperature = c.temperature AND d.epoch = c.epoch AND d.split = c.split "
 		"WHERE c.method != 'ce' AND c.epoch = (SELECT max(epoch) FROM decompositions d2 WHERE d2.split = c.split) "
 		"ORDER BY CASE c.split WHEN 'test' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, c.temperature, c.method";
-	if ((rc = bv_db_prepare(db, &st, reg_sql)) != 0)
+	if ((rc = check_stats(db)) != 0 || (rc = bv_db_prepare(db, &st, reg_sql)) != 0)
 		goto done;
 	if (fm == FMT_MD)
-		fprintf(f, "\n## Regularization samples\n\nSamples whose bias rises and variance falls "
+		bprintf(f, "\n## Regularization samples\n\nSamples whose bias rises and variance falls "
 			   "against the paired ce students (or the criterion named), at the last decomposed "
 			   "epoch.\n\n| split | epoch | T | method | criterion | count | share | mean bias | mean variance |\n"
 			   "|---|---|---|---|---|---|---|---|---|\n");
 	else if (fm == FMT_JSON)
-		fprintf(f, "\n  ],\n  \"regularization\": [");
+		bprintf(f, "\n  ],\n  \"regularization\": [");
 	n_out = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((rc = check_row(db, st, "regularization_counts", "tiNtiinnnt", 4)) != 0 ||
+		    (rc = check_split(db, st, "regularization_counts", 4)) != 0)
+			goto done;
 		const char *split = (const char *)sqlite3_column_text(st, 0);
 		const int E = sqlite3_column_int(st, 1);
 		const double T = sqlite3_column_double(st, 2);
 		const char *m = (const char *)sqlite3_column_text(st, 3);
 		const int cnt = sqlite3_column_int(st, 4), n = sqlite3_column_int(st, 5);
-		const double share = sqlite3_column_double(st, 6), mb = sqlite3_column_double(st, 7),
-			     mv = sqlite3_column_double(st, 8);
+		const double share = column_num(st, 6), mb = column_num(st, 7), mv = column_num(st, 8);
 		const char *crit = (const char *)sqlite3_column_text(st, 9);
 		if (fm == FMT_MD) {
-			fprintf(f, "| %s | %d | %g | %s | %s | %d of %d | %.2f%% | %.4f | %.4f |\n", split, E, T, m,
-				crit, cnt, n, 100 * share, mb, mv);
+			bprintf(f, "| %s | %d | %g | ", split, E, T);
+			md_text(f, m);
+			bputs(f, " | ");
+			md_text(f, crit);
+			bprintf(f, " | %d of %d | %.2f%% | %.4f | %.4f |\n", cnt, n, 100 * share, mb, mv);
 		} else if (fm == FMT_CSV) {
 			char q[64];
 			snprintf(q, sizeof q, "%s_epoch%d_count", split, E);
@@ -320,15 +577,21 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 			snprintf(q, sizeof q, "%s_epoch%d_share", split, E);
 			csv_row(f, "regularization", m, T, q, share);
 		} else {
-			fprintf(f, "%s\n    {\"split\": \"%s\", \"epoch\": %d, \"temperature\": %g, \"method\": \"%s\", "
-				   "\"criterion\": \"%s\", \"count\": %d, \"samples\": %d, \"share\": ",
-				n_out ? "," : "", split, E, T, m, crit, cnt, n);
+			bprintf(f, "%s\n    {\"split\": ", n_out ? "," : "");
+			bv_json_string(f, split);
+			bprintf(f, ", \"epoch\": %d, \"temperature\": ", E);
+			jnum(f, T);
+			bputs(f, ", \"method\": ");
+			bv_json_string(f, m);
+			bputs(f, ", \"criterion\": ");
+			bv_json_string(f, crit);
+			bprintf(f, ", \"count\": %d, \"samples\": %d, \"share\": ", cnt, n);
 			jnum(f, share);
-			fprintf(f, ", \"mean_bias\": ");
+			bprintf(f, ", \"mean_bias\": ");
 			jnum(f, mb);
-			fprintf(f, ", \"mean_variance\": ");
+			bprintf(f, ", \"mean_variance\": ");
 			jnum(f, mv);
-			fprintf(f, "}");
+			bprintf(f, "}");
 		}
 		n_out++;
 	}
@@ -340,7 +603,7 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 	}
 	rc = 0;
 	if (fm == FMT_MD && n_out == 0)
-		fprintf(f, "| (not decomposed yet: run bvtool decompose) | | | | | | | | |\n");
+		bprintf(f, "| (not decomposed yet: run bvtool decompose) | | | | | | | | |\n");
 
 	/* ---- correlations */
 	const char *corr_sql = "SELECT method, split, epoch, criterion, n_points, pearson_r, pearson_p, "
@@ -349,15 +612,18 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 	if ((rc = bv_db_prepare(db, &st, corr_sql)) != 0)
 		goto done;
 	if (fm == FMT_MD)
-		fprintf(f, "\n## Correlation: regularization samples vs accuracy\n\nAcross temperatures: "
+		bprintf(f, "\n## Correlation: regularization samples vs accuracy\n\nAcross temperatures: "
 			   "the number of regularization samples against the students' mean test accuracy "
 			   "at the same epoch.\n\n| method | split | epoch | criterion | temperatures | "
 			   "Pearson r (p) | Spearman rho (p) | bootstrap 95%% interval of r |\n"
 			   "|---|---|---|---|---|---|---|---|\n");
 	else if (fm == FMT_JSON)
-		fprintf(f, "\n  ],\n  \"correlation\": [");
+		bprintf(f, "\n  ],\n  \"correlation\": [");
 	n_out = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((rc = check_row(db, st, "correlations", "ttitinnnnnni", 3)) != 0 ||
+		    (rc = check_split(db, st, "correlations", 3)) != 0)
+			goto done;
 		const char *m = (const char *)sqlite3_column_text(st, 0);
 		const char *split = (const char *)sqlite3_column_text(st, 1);
 		const int E = sqlite3_column_int(st, 2);
@@ -365,14 +631,17 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 		const int np = sqlite3_column_int(st, 4), nb = sqlite3_column_int(st, 11);
 		double v[6];
 		for (int j = 0; j < 6; j++)
-			v[j] = sqlite3_column_type(st, 5 + j) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 5 + j);
+			v[j] = column_num(st, 5 + j);
 		if (fm == FMT_MD) {
-			fprintf(f, "| %s | %s | %d | %s | %d | %.3f (%.3g) | %.3f (%.3g) | ", m, split, E, crit, np, v[0],
-				v[1], v[2], v[3]);
+			bputs(f, "| ");
+			md_text(f, m);
+			bprintf(f, " | %s | %d | ", split, E);
+			md_text(f, crit);
+			bprintf(f, " | %d | %.3f (%.3g) | %.3f (%.3g) | ", np, v[0], v[1], v[2], v[3]);
 			if (nb > 0 && !isnan(v[4]))
-				fprintf(f, "[%.3f, %.3f] (%d resamples) |\n", v[4], v[5], nb);
+				bprintf(f, "[%.3f, %.3f] (%d resamples) |\n", v[4], v[5], nb);
 			else
-				fprintf(f, "- |\n");
+				bprintf(f, "- |\n");
 		} else if (fm == FMT_CSV) {
 			char q[64];
 			const char *names[6] = {"pearson_r", "pearson_p", "spearman_rho", "spearman_p", "r_ci_low",
@@ -382,21 +651,25 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 				csv_row(f, "correlation", m, NAN, q, v[j]);
 			}
 		} else {
-			fprintf(f, "%s\n    {\"method\": \"%s\", \"split\": \"%s\", \"epoch\": %d, \"criterion\": \"%s\", "
-				   "\"temperatures\": %d, \"pearson_r\": ",
-				n_out ? "," : "", m, split, E, crit, np);
+			bprintf(f, "%s\n    {\"method\": ", n_out ? "," : "");
+			bv_json_string(f, m);
+			bputs(f, ", \"split\": ");
+			bv_json_string(f, split);
+			bprintf(f, ", \"epoch\": %d, \"criterion\": ", E);
+			bv_json_string(f, crit);
+			bprintf(f, ", \"temperatures\": %d, \"pearson_r\": ", np);
 			jnum(f, v[0]);
-			fprintf(f, ", \"pearson_p\": ");
+			bprintf(f, ", \"pearson_p\": ");
 			jnum(f, v[1]);
-			fprintf(f, ", \"spearman_rho\": ");
+			bprintf(f, ", \"spearman_rho\": ");
 			jnum(f, v[2]);
-			fprintf(f, ", \"spearman_p\": ");
+			bprintf(f, ", \"spearman_p\": ");
 			jnum(f, v[3]);
-			fprintf(f, ", \"r_ci_low\": ");
+			bprintf(f, ", \"r_ci_low\": ");
 			jnum(f, v[4]);
-			fprintf(f, ", \"r_ci_high\": ");
+			bprintf(f, ", \"r_ci_high\": ");
 			jnum(f, v[5]);
-			fprintf(f, ", \"n_boot\": %d}", nb);
+			bprintf(f, ", \"n_boot\": %d}", nb);
 		}
 		n_out++;
 	}
@@ -408,9 +681,11 @@ int bv_report_db(bv_db *db, FILE *f, const char *format)
 	}
 	rc = 0;
 	if (fm == FMT_MD && n_out == 0)
-		fprintf(f, "| (none: needs bvtool decompose and >= 3 temperatures) | | | | | | | |\n");
+		bprintf(f, "| (none: needs bvtool decompose and >= 3 temperatures) | | | | | | | |\n");
 	if (fm == FMT_JSON)
-		fprintf(f, "\n  ]\n}\n");
+		bprintf(f, "\n  ]\n}\n");
+	if (f->failed)
+		rc = bv_error_set(BV_ENOMEM, "out of memory for the report");
 done:
 	if (st)
 		sqlite3_finalize(st);

@@ -25,7 +25,7 @@ static const cli_cmd commands[] = {
 	 "[--db FILE] [--temp T] [--epoch E|last|all] [--split test|train|oob] [--criterion bv|grad|teacher]",
 	 NULL},
 	{"report", cmd_report, "the results tables: accuracy per method, paired differences, regularization samples, correlation",
-	 "[--db FILE] [--format md|csv|json]", NULL},
+	 "[--db FILE] [--format md|csv|json] [--out FILE]", NULL},
 	{"plot", cmd_plot, "figures of a decomposed database: gnuplot scripts, their data files and the images",
 	 "[--db FILE] [--out DIR] [--temp T] [--format png|svg|pdf]", NULL},
 	{"status", cmd_status, "list the cells of a collection: done, running, interrupted or pending",

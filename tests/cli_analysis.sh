@@ -135,6 +135,166 @@ before=$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_
 expect 6 "bvtool decompose: database 'refuse.db': refused by a test trigger" "$bv" decompose --db refuse.db --bootstrap 0
 assert "the earlier rows stay as they were" [ "$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")" = "$before" ]
 
+
+# --- a damaged or hostile database (D2): every label, count and index read is
+# checked before use; exit 4 naming the row, and the database unchanged
+sums() { sqlite3 "$1" "SELECT * FROM sample_stats; SELECT * FROM decompositions; SELECT * FROM correlations" | cksum; }
+# damaged NAME 'SQL' STATUS 'stderr line' [decompose flags]: apply SQL to a copy
+# of fresh.db, expect the failure, and check the file is unchanged
+damaged() {
+	name=$1 sql=$2 want_status=$3 want_line=$4
+	shift 4
+	cp fresh.db "$name"
+	sqlite3 "$name" "$sql"
+	sum_before=$(cksum <"$name")
+	expect "$want_status" "$want_line" "$bv" decompose --db "$name" --bootstrap 0 "$@"
+	assert "$name: the database is unchanged" [ "$(cksum <"$name")" = "$sum_before" ]
+}
+damaged lab1.db "UPDATE samples SET label = 1000000000 WHERE split = 'test' AND sample_idx = 5" \
+	4 "bvtool decompose: 'lab1.db': test sample 5 has label 1000000000, outside 0..9 (the database is damaged)"
+damaged lab2.db "UPDATE samples SET label = 10 WHERE split = 'test' AND sample_idx = 9999" \
+	4 "bvtool decompose: 'lab2.db': test sample 9999 has label 10, outside 0..9 (the database is damaged)"
+damaged lab3.db "UPDATE samples SET label = 10 WHERE split = 'test' AND sample_idx = 17" \
+	4 "bvtool decompose: 'lab3.db': test sample 17 has label 10, outside 0..9 (the database is damaged)"
+damaged lab4.db "UPDATE samples SET label = -1 WHERE split = 'test' AND sample_idx = 3" \
+	4 "bvtool decompose: 'lab4.db': test sample 3 has label -1, outside 0..9 (the database is damaged)"
+damaged lab5.db "UPDATE samples SET label = 4294967297 WHERE split = 'test' AND sample_idx = 3" \
+	4 "bvtool decompose: 'lab5.db': test sample 3 has label 4294967297, outside 0..9 (the database is damaged)"
+damaged lab6.db "UPDATE samples SET label = '3x' WHERE split = 'test' AND sample_idx = 3" \
+	4 "bvtool decompose: 'lab6.db': test sample 3 has label '3x', outside 0..9 (the database is damaged)"
+damaged lab7.db "UPDATE samples SET label = 2.5 WHERE split = 'train' AND sample_idx = 1999" \
+	4 "bvtool decompose: 'lab7.db': train sample 1999 has label 2.5, outside 0..9 (the database is damaged)" --split train
+damaged lab8.db "DELETE FROM samples WHERE split = 'test' AND sample_idx = 40" \
+	4 "bvtool decompose: database 'lab8.db': the test samples are not numbered from 0"
+damaged k1.db "UPDATE config SET value = '1000000000' WHERE key = 'n_classes'" \
+	4 "bvtool decompose: 'k1.db': config n_classes is '1000000000', expected a whole number 2..1024 (the database is damaged)"
+damaged k2.db "UPDATE config SET value = '10abc' WHERE key = 'n_classes'" \
+	4 "bvtool decompose: 'k2.db': config n_classes is '10abc', expected a whole number 2..1024 (the database is damaged)"
+damaged k3.db "UPDATE config SET value = '1' WHERE key = 'n_classes'" \
+	4 "bvtool decompose: 'k3.db': config n_classes is '1', expected a whole number 2..1024 (the database is damaged)"
+id=$(q fresh.db "SELECT id FROM runs WHERE method = 'kd' AND temperature = 2 AND seed = 2")
+damaged blob.db "UPDATE snapshots SET logits = substr(logits, 1, 100) WHERE run_id = $id AND epoch = 3 AND split = 'test'" \
+	4 "bvtool decompose: run $id (kd T=2 seed 2) epoch 3: database 'blob.db': the test snapshot of run $id at epoch 3 holds 10000 x 10 logits in 100 bytes, expected 10000 x 10"
+damaged snapn.db "UPDATE snapshots SET n = 9999 WHERE run_id = $id AND epoch = 3 AND split = 'test'" \
+	4 "bvtool decompose: run $id (kd T=2 seed 2) epoch 3: database 'snapn.db': the test snapshot of run $id at epoch 3 holds 9999 x 10 logits in 400000 bytes, expected 10000 x 10"
+damaged snape.db "UPDATE snapshots SET epoch = -7 WHERE run_id = $id AND epoch = 1 AND split = 'test'" \
+	4 "bvtool decompose: 'snape.db': run $id has a test snapshot at epoch -7, expected a whole number 0..1000000 (the database is damaged)"
+damaged st1.db "PRAGMA ignore_check_constraints = 1; UPDATE runs SET status = 'weird' WHERE id = $id" \
+	4 "bvtool decompose: 'st1.db': run $id has status 'weird', expected pending, running, done or failed (the database is damaged)"
+damaged st2.db "PRAGMA ignore_check_constraints = 1; UPDATE runs SET method = 'kd2' WHERE id = $id" \
+	4 "bvtool decompose: 'st2.db': run $id has method 'kd2', expected teacher, ce, kd, wsl or kd-filter (the database is damaged)"
+damaged seed1.db "UPDATE runs SET seed = 4294967298 WHERE id = $id" \
+	4 "bvtool decompose: 'seed1.db': run $id has seed 4294967298, expected a whole number 0..2147483647 (the database is damaged)"
+damaged temp1.db "UPDATE runs SET temperature = 'nan' WHERE id = $id" \
+	4 "bvtool decompose: 'temp1.db': run $id is a kd run with temperature 'nan', expected a number > 0 (the database is damaged)"
+damaged temp2.db "UPDATE runs SET temperature = NULL WHERE id = $id" \
+	4 "bvtool decompose: 'temp2.db': run $id is a kd run with temperature NULL, expected a number > 0 (the database is damaged)"
+ce1=$(q fresh.db "SELECT id FROM runs WHERE method = 'ce' AND seed = 1")
+damaged temp3.db "UPDATE runs SET temperature = 4 WHERE id = $ce1" \
+	4 "bvtool decompose: 'temp3.db': run $ce1 is a ce run with temperature 4.0, expected none (the database is damaged)"
+damaged dup.db "DROP INDEX runs_cell; INSERT INTO runs(method, temperature, seed, status, test_acc, epochs) SELECT method, temperature, seed, status, test_acc, epochs FROM runs WHERE id = $id" \
+	4 "bvtool decompose: 'dup.db': runs $id and $(($(q fresh.db "SELECT max(id) FROM runs") + 1)) are both kd T=2 seed 2 (the database is damaged)"
+damaged acc1.db "UPDATE metrics SET test_acc = NULL WHERE run_id = $id AND epoch = 3" \
+	4 "bvtool decompose: 'acc1.db': run $id epoch 3 has test_acc NULL in metrics, expected a number 0..1 (the database is damaged)"
+damaged acc2.db "UPDATE metrics SET test_acc = 9e999 WHERE run_id = $id AND epoch = 3" \
+	4 "bvtool decompose: 'acc2.db': run $id epoch 3 has test_acc Inf in metrics, expected a number 0..1 (the database is damaged)"
+damaged acc3.db "UPDATE runs SET test_acc = NULL WHERE id = $id" \
+	4 "bvtool decompose: 'acc3.db': run $id is done but its test_acc is NULL, expected a number 0..1 (the database is damaged)"
+damaged inbag1.db "UPDATE inbag SET count = -1 WHERE seed = 2 AND sample_idx = 7" \
+	4 "bvtool decompose: 'inbag1.db': seed 2 has in-bag count -1 for train sample 7, expected a whole number >= 0 (the database is damaged)" --split oob
+damaged inbag2.db "UPDATE inbag SET count = 4294967296 WHERE seed = 2 AND sample_idx = 7" \
+	4 "bvtool decompose: 'inbag2.db': seed 2 has in-bag count 4294967296 for train sample 7, expected a whole number >= 0 (the database is damaged)" --split oob
+damaged inbag3.db "DELETE FROM inbag WHERE seed = 3 AND sample_idx = 1999" \
+	4 "bvtool decompose: database 'inbag3.db' holds 1999 in-bag counts for seed 3, the data has 2000" --split oob
+
+# --- one decomposition is one transaction (D8): a correlation step that fails
+# leaves sample_stats, decompositions and correlations as they were
+cp a.db corr.db
+sqlite3 corr.db "CREATE TRIGGER refuse_corr BEFORE INSERT ON correlations BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+before=$(sums corr.db)
+expect 6 "bvtool decompose: database 'corr.db': refused by a test trigger" "$bv" decompose --db corr.db --criterion teacher --epoch last --bootstrap 0
+assert "a failed correlation step leaves every table as it was" [ "$(sums corr.db)" = "$before" ]
+# ... and so does a kill -9 there (after the statistics, during the correlation)
+# or earlier, while the rows are written
+for when in '^T=1 ' '^identity check'; do
+	cp a.db kill.db
+	before=$(sums kill.db)
+	"$bv" decompose --db kill.db --criterion teacher --bootstrap 1000000 >kill.out 2>&1 &
+	pid=$!
+	i=0
+	while ! grep -q "$when" kill.out && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+	kill -9 $pid
+	wait $pid || true
+	assert "kill -9 at '$when' happened during decompose" grep -q "$when" kill.out
+	assert "kill -9 at '$when': integrity_check ok" [ "$(q kill.db "PRAGMA integrity_check")" = ok ]
+	assert "kill -9 at '$when': the tables are as before" [ "$(sums kill.db)" = "$before" ]
+done
+
+# --- report escapes database text (D11): JSON stays valid, CSV fields are
+# quoted (RFC 4180), a Markdown cell never breaks its table; NaN/Inf is null
+cp a.db j.db
+sqlite3 j.db "UPDATE decompositions SET criterion = 'b\"v' WHERE split = 'test'"
+run "$bv" report --db j.db --format json
+assert "report --format json with a criterion b\"v exits 0" [ "$status" = 0 ]
+assert "... and prints valid JSON" python3 -m json.tool "$out"
+assert "... holding the criterion as it is" python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert any(r["criterion"] == "b\"v" for r in d["regularization"])' "$out"
+cp a.db h.db
+# a method with a comma, quotes, a pipe, a newline, a tab, a backslash and an invalid UTF-8 byte
+sqlite3 h.db "UPDATE sample_stats SET method = 'k,d|\"x' || char(10) || '| y' || char(9) || '\\' || CAST(X'FF' AS TEXT) WHERE method = 'kd' AND temperature = 4; UPDATE sample_stats SET temperature = 9e999 WHERE temperature = 2; UPDATE decompositions SET temperature = 9e999 WHERE temperature = 2"
+run "$bv" report --db h.db --format json
+assert "report --format json of hostile text exits 0" [ "$status" = 0 ]
+assert "... and prints valid JSON" python3 -m json.tool "$out"
+assert "... with every character kept or replaced, an Inf temperature as null" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert any(r["method"] == "k,d|\"x\n| y\t\\\ufffd" for r in d["regularization"]), d["regularization"]
+assert any(r["temperature"] is None for r in d["regularization"])' "$out"
+run "$bv" report --db h.db --format csv
+assert "report --format csv of hostile text exits 0" [ "$status" = 0 ]
+assert "... every record has 5 fields and the method comes back whole" python3 -c '
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="", encoding="utf-8", errors="surrogateescape")))
+assert all(len(r) == 5 for r in rows), [r for r in rows if len(r) != 5]
+assert any(r[1].startswith("k,d|\"x\n| y\t\\") for r in rows)' "$out"
+run "$bv" report --db h.db
+assert "report (md) of hostile text exits 0" [ "$status" = 0 ]
+assert "... no line is injected into a table" [ "$(grep -c '^| y' "$out")" = 0 ]
+assert "... every regularization row has its 9 cells" [ "$(sed -n '/^## Regularization/,/^## Correlation/p' "$out" | grep '^|' | sed 's/\\|//g' | awk -F'|' 'NF != 11' | wc -l)" = 0 ]
+
+# --- report --out FILE: written atomically, nothing left by a failure
+run "$bv" report --db a.db --format json --out r.json
+assert "report --out exits 0" [ "$status" = 0 ]
+assert "... and prints nothing" [ ! -s "$out" ]
+"$bv" report --db a.db --format json >r.stdout.json
+assert "report --out writes what stdout gets" cmp -s r.json r.stdout.json
+cp a.db bad.db
+sqlite3 bad.db "UPDATE runs SET test_acc = NULL WHERE id = $id"
+expect 4 "bvtool report: 'bad.db': run $id is done but its test_acc is NULL, expected a number 0..1 (the database is damaged)" "$bv" report --db bad.db --out bad.md
+assert "a failed report --out leaves no file and no temporary" [ -z "$(ls | grep '^bad\.md')" ]
+sum_before=$(cksum <r.json)
+expect 4 "bvtool report: 'bad.db': run $id is done but its test_acc is NULL, expected a number 0..1 (the database is damaged)" "$bv" report --db bad.db --format json --out r.json
+assert "a failed report --out keeps the earlier file" [ "$(cksum <r.json)" = "$sum_before" ]
+mkdir -p outdir
+expect 3 "bvtool report: 'outdir' is not a regular file; refusing to replace it" "$bv" report --db a.db --out outdir
+expect_sub 3 "bvtool report: cannot write 'nodir/r.md'" "$bv" report --db a.db --out nodir/r.md
+# other damage report reads: a status it does not know, duplicate runs
+cp a.db bad2.db
+sqlite3 bad2.db "PRAGMA ignore_check_constraints = 1; UPDATE runs SET status = 'weird' WHERE id = $id"
+expect 4 "bvtool report: 'bad2.db': run $id has status 'weird', expected pending, running, done or failed (the database is damaged)" "$bv" report --db bad2.db
+cp a.db bad3.db
+sqlite3 bad3.db "DROP INDEX runs_cell; INSERT INTO runs(method, temperature, seed, status, test_acc, epochs) SELECT method, temperature, seed, status, test_acc, epochs FROM runs WHERE id = $id"
+expect 4 "bvtool report: 'bad3.db': runs $id and $(($(q a.db "SELECT max(id) FROM runs") + 1)) are both kd T=2 seed 2 (the database is damaged)" "$bv" report --db bad3.db
+cp a.db bad4.db
+sqlite3 bad4.db "UPDATE correlations SET pearson_r = 'abc' WHERE method = 'kd'"
+expect 4 "bvtool report: 'bad4.db': correlations row (kd, test, 3): pearson_r is 'abc', expected a number or NULL (the database is damaged)" "$bv" report --db bad4.db
+
+cp a.db bad5.db
+sqlite3 bad5.db "UPDATE sample_stats SET bias = 'x' WHERE method = 'wsl' AND sample_idx = 7 AND temperature = 2 AND epoch = 3 AND split = 'test'"
+expect 4 "bvtool report: 'bad5.db': sample_stats row (2.0, 3, test, wsl, 7): bias, variance and loss must be numbers, regularization 0, 1 or NULL (the database is damaged)" "$bv" report --db bad5.db
+cp a.db bad6.db
+sqlite3 bad6.db "UPDATE metrics SET test_acc = 'zz' WHERE run_id = $id AND epoch = 1"
+expect 4 "bvtool report: 'bad6.db': run $id has a test_acc in metrics that is not a number 0..1 (the database is damaged)" "$bv" report --db bad6.db
+
 cd /
 rm -rf "$t"
 finish

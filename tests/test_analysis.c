@@ -14,7 +14,9 @@
  *      tests/fixtures/gen_stats.py (standard-library Python: Pearson and
  *      Spearman by formula, p-values from the t distribution through the
  *      incomplete beta continued fraction); bv_mean_ci against hand values;
- *   6. a timing print (not a check): 1e6 decompositions, B = 16, K = 10.
+ *   6. bv_json_string (report's JSON strings) on quotes, control characters
+ *      and every kind of malformed UTF-8 against hand-written expectations;
+ *   7. a timing print (not a check): 1e6 decompositions, B = 16, K = 10.
  */
 #include "analysis.h"
 #include "check.h"
@@ -626,6 +628,45 @@ done:
 	free(labels);
 }
 
+/* ---- bv_json_string ------------------------------------------------------- */
+
+static void check_json(const char *in, const char *want)
+{
+	bv_buf b;
+	bv_buf_init(&b);
+	bv_json_string(&b, in);
+	bv_buf_append(&b, "", 1);
+	CHECK(!b.failed && strcmp((const char *)b.data, want) == 0, "json of '%s': got %s want %s",
+	      in ? in : "(null)", b.failed ? "(failed)" : (const char *)b.data, want);
+	bv_buf_release(&b);
+}
+
+static void test_json_string(void)
+{
+	check_json("kd", "\"kd\"");
+	check_json(NULL, "\"\"");
+	check_json("b\"v", "\"b\\\"v\"");
+	check_json("a\\b", "\"a\\\\b\"");
+	check_json("l1\nl2\r\t\x01\x1f\x7f", "\"l1\\u000al2\\u000d\\u0009\\u0001\\u001f\\u007f\"");
+	/* well-formed UTF-8 passes through: 2, 3 and 4 bytes, the edges of each */
+	check_json("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+	check_json("\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf",
+		   "\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf\"");
+	/* malformed: each bad byte is one U+FFFD, and what follows is read afresh */
+	check_json("\xff", "\"\\ufffd\"");
+	check_json("a\x80z", "\"a\\ufffdz\"");                         /* stray continuation */
+	check_json("\xc0\xaf", "\"\\ufffd\\ufffd\"");                    /* overlong '/' */
+	check_json("\xc1\xbf", "\"\\ufffd\\ufffd\"");
+	check_json("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"");         /* overlong, 3 bytes */
+	check_json("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");         /* a surrogate */
+	check_json("\xf0\x80\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* overlong, 4 bytes */
+	check_json("\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* above U+10FFFF */
+	check_json("\xf5\x80", "\"\\ufffd\\ufffd\"");
+	check_json("\xe2\x82", "\"\\ufffd\\ufffd\"");                    /* cut short at the end */
+	check_json("\xe2\x82\"", "\"\\ufffd\\ufffd\\\"\"");              /* cut short by a quote */
+	check_json("\xf0\x9f\x98", "\"\\ufffd\\ufffd\\ufffd\"");
+}
+
 int main(void)
 {
 	test_identical_replicas();
@@ -643,6 +684,7 @@ int main(void)
 	test_correlate_fixture();
 	test_correlate_errors();
 	test_mean_ci();
+	test_json_string();
 	time_decompose();
 	return bv_check_done();
 }
