@@ -1018,7 +1018,7 @@ done:
 
 int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
 {
-	plan p;
+	plan p = {0};
 	selection s = {0};
 	int rc, *labels = NULL, *epochs = NULL, n_epochs = 0, *oob = NULL, N = 0;
 	float *teacher = NULL, *ce_buf = NULL, *m_buf = NULL;
