@@ -107,45 +107,87 @@ static int parse_temps(grid *g, const char *s)
 
 /* ---- configuration: what must agree between collects on one database ---- */
 
+/*
+ * Numbers are stored as the shortest text that reads back exactly
+ * (bv_number_format) and compared as text, so two settings that differ in the
+ * 17th digit differ. The config key `numbers` = `exact` marks a database
+ * written so; one without it (bvtool before issue 10 stored %g, 6 significant
+ * digits) is compared at the 6 digits it holds, and its stored values are kept.
+ */
 typedef struct setting {
 	const char *key;
-	const char *flag; /* named in the message when it differs */
+	const char *flag;  /* named in the message when it differs */
 	char value[1600];
+	char legacy[32];   /* a number: its %g text, as an older bvtool stored it */
 } setting;
+
+static void set_number(setting *s, double v)
+{
+	bv_number_format(s->value, sizeof s->value, v);
+	snprintf(s->legacy, sizeof s->legacy, "%g", v);
+}
 
 static int check_config(bv_db *db, setting *s, int n)
 {
 	char have[1600];
-	int rc;
+	int rc, legacy;
+	/* an older database: it has settings, but not the mark of exact numbers */
+	if ((rc = bv_db_config_get(db, "numbers", have, sizeof have)) < 0)
+		return rc;
+	legacy = rc == 0;
+	if (legacy && (rc = bv_db_config_get(db, "data", have, sizeof have)) < 0)
+		return rc;
+	legacy = legacy && rc == 1;
 	for (int i = 0; i < n; i++) {
 		rc = bv_db_config_get(db, s[i].key, have, sizeof have);
 		if (rc < 0)
 			return rc;
-		if (rc == 1 && strcmp(have, s[i].value) != 0)
+		if (rc == 0 || strcmp(have, s[i].value) == 0)
+			continue;
+		if (legacy && s[i].legacy[0] && strcmp(have, s[i].legacy) == 0)
+			continue;
+		if (legacy && s[i].legacy[0])
 			return bv_error_set(BV_EMISMATCH,
-					    "database '%s' was collected with %s %s, not %s (use another --db)",
-					    bv_db_path(db), s[i].flag, have, s[i].value);
+					    "database '%s' was collected with %s %s (6 digits), not %s "
+					    "(use another --db)",
+					    bv_db_path(db), s[i].flag, have, s[i].legacy);
+		return bv_error_set(BV_EMISMATCH,
+				    "database '%s' was collected with %s %s, not %s (use another --db)",
+				    bv_db_path(db), s[i].flag, have, s[i].value);
 	}
 	if ((rc = bv_db_begin(db)) != 0)
 		return rc;
-	for (int i = 0; i < n; i++)
-		if ((rc = bv_db_config_set(db, s[i].key, s[i].value)) != 0) {
-			bv_db_rollback(db);
-			return rc;
-		}
+	for (int i = 0; i < n && rc == 0; i++) {
+		/* an older database keeps what it stored: it knows no more digits */
+		if (legacy && (rc = bv_db_config_get(db, s[i].key, have, sizeof have)) != 0)
+			rc = rc < 0 ? rc : 0;
+		else
+			rc = bv_db_config_set(db, s[i].key, s[i].value);
+	}
+	if (rc == 0 && !legacy)
+		rc = bv_db_config_set(db, "numbers", "exact");
+	if (rc) {
+		bv_db_rollback(db);
+		return rc;
+	}
 	return bv_db_commit(db);
 }
 
 /* ---- paths -------------------------------------------------------------- */
 
-/* The checkpoint directory beside the database: "<db>.ckpt", and a cell's file in it. */
-static void ckpt_name(char *rel, size_t size, const char *db_base, const char *method, double temp,
-		      int seed)
+/* The checkpoint directory beside the database: "<db>.ckpt", and a cell's file
+ * in it, "run-<id>-<method>[-T<temp>]-s<seed>.ckpt": unique by the run's id (the
+ * rest is for people), so two cells never share a file. */
+static void ckpt_name(char *rel, size_t size, const char *db_base, const bv_cell *c)
 {
-	if (isnan(temp))
-		snprintf(rel, size, "%s.ckpt/%s-s%d.ckpt", db_base, method, seed);
-	else
-		snprintf(rel, size, "%s.ckpt/%s-T%g-s%d.ckpt", db_base, method, temp, seed);
+	char temp[40] = "";
+	if (!isnan(c->temp)) {
+		temp[0] = '-';
+		temp[1] = 'T';
+		bv_number_format(temp + 2, sizeof temp - 2, c->temp);
+	}
+	snprintf(rel, size, "%s.ckpt/run-%lld-%s%s-s%d.ckpt", db_base, (long long)c->run_id,
+		 bv_method_name(c->method), temp, c->seed);
 }
 
 static void split_path(char *dir, size_t dsize, char *base, size_t bsize, const char *path)
@@ -180,10 +222,13 @@ typedef struct progress {
 
 static void cell_label(char *out, size_t size, const bv_cell *c)
 {
-	if (isnan(c->temp))
+	char temp[32];
+	if (isnan(c->temp)) {
 		snprintf(out, size, "%s seed %d", bv_method_name(c->method), c->seed);
-	else
-		snprintf(out, size, "%s T=%g seed %d", bv_method_name(c->method), c->temp, c->seed);
+	} else {
+		bv_number_format(temp, sizeof temp, c->temp);
+		snprintf(out, size, "%s T=%s seed %d", bv_method_name(c->method), temp, c->seed);
+	}
 }
 
 static void draw(progress *p, const slot *slots, int n_slots)
@@ -265,7 +310,7 @@ static void worker(int fd, const collect_opts *o, const bv_data *d, const bv_tra
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	bv_nn_set_threads(o->threads);
-	ckpt_name(rel, sizeof rel, db_base, bv_method_name(cell->method), cell->temp, cell->seed);
+	ckpt_name(rel, sizeof rel, db_base, cell);
 	snprintf(abs, sizeof abs, "%s/%s", db_dir, rel);
 	bv_train_cfg c = *cfg;
 	bv_model *teacher = NULL;
@@ -396,11 +441,22 @@ done:
 
 /* ---- the command -------------------------------------------------------- */
 
+/* A FIFO or device as --db would block SQLite's first read for ever: refuse it
+ * before opening (a missing file is created, a directory named by bv_db_open). */
+static int check_db_path(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		return bv_error_set(BV_EIO, "'%s' is not a regular file", path);
+	return 0;
+}
+
 static int lock_db(int *out_fd, const char *path)
 {
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return bv_error_set(BV_EIO, "cannot open '%s': %s", path, strerror(errno));
+	int fd, rc;
+	size_t size;
+	if ((rc = bv_open_input(&fd, &size, path)) != 0)
+		return rc;
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		close(fd);
 		return bv_error_set(BV_ESTATE, "another bvtool collect is writing '%s'; wait for it to finish",
@@ -437,6 +493,8 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		return bv_error_prefix(rc, "--teacher");
 	bv_model_free(probe);
 
+	if ((rc = check_db_path(o->db_path)) != 0)
+		return rc;
 	if ((rc = bv_db_open(&db, o->db_path, BV_DB_CREATE)) != 0)
 		goto done;
 	if ((rc = lock_db(&lock_fd, o->db_path)) != 0)
@@ -464,18 +522,18 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 	snprintf(s[1].value, sizeof s[1].value, "%d", d.train.n);
 	snprintf(s[2].value, sizeof s[2].value, "%s", o->teacher_spec);
 	snprintf(s[3].value, sizeof s[3].value, "%d", o->teacher_epochs);
-	snprintf(s[4].value, sizeof s[4].value, "%g", o->teacher_lr);
+	set_number(&s[4], o->teacher_lr);
 	snprintf(s[5].value, sizeof s[5].value, "%d", o->teacher_seed);
 	snprintf(s[6].value, sizeof s[6].value, "%s", o->student_spec);
 	snprintf(s[7].value, sizeof s[7].value, "%d", o->epochs);
-	snprintf(s[8].value, sizeof s[8].value, "%g", o->lr);
-	snprintf(s[9].value, sizeof s[9].value, "%g", o->momentum);
+	set_number(&s[8], o->lr);
+	set_number(&s[9], o->momentum);
 	snprintf(s[10].value, sizeof s[10].value, "%s", o->nesterov ? "on" : "off");
-	snprintf(s[11].value, sizeof s[11].value, "%g", o->wd);
+	set_number(&s[11], o->wd);
 	snprintf(s[12].value, sizeof s[12].value, "%s", sched);
 	snprintf(s[13].value, sizeof s[13].value, "%d", o->batch);
-	snprintf(s[14].value, sizeof s[14].value, "%g", o->alpha);
-	snprintf(s[15].value, sizeof s[15].value, "%g", o->gamma);
+	set_number(&s[14], o->alpha);
+	set_number(&s[15], o->gamma);
 	snprintf(s[16].value, sizeof s[16].value, "%s", recs);
 	snprintf(s[17].value, sizeof s[17].value, "%s", o->record_train ? "on" : "off");
 	snprintf(s[18].value, sizeof s[18].value, "%d", d.n_classes);
