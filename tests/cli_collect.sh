@@ -57,6 +57,47 @@ run "$bv" collect --db j2.db $G --seeds 2 --temps 2,4 --jobs 2
 assert "--jobs 2 exits 0" [ "$status" = 0 ]
 assert "--jobs 2 snapshots are byte-identical to --jobs 1" [ "$(dump j2.db)" = "$before" ]
 
+# --- plain readers during collect --jobs 2: a `sqlite3` shell without a busy
+# timeout never sees "database is locked" (the keeper holds a connection open,
+# so no worker's close is the last one, which would checkpoint and delete the
+# WAL under an exclusive lock)
+R="--train-subset 1000 --teacher mlp:16 --teacher-epochs 1 --student mlp:8 --epochs 2 --temps 2,4"
+"$bv" collect --db readers.db $R --seeds 1 >/dev/null
+rm -f readers.done
+("$bv" collect --db readers.db $R --seeds 8 --jobs 2 >readers.log 2>&1; echo $? >readers.done) &
+nq=0
+locked=0
+while [ ! -s readers.done ] && [ $nq -lt 3000 ]; do
+	r=$(sqlite3 readers.db "SELECT count(*) FROM snapshots" 2>&1) || true
+	case "$r" in *locked*) locked=$((locked + 1)) ;; esac
+	nq=$((nq + 1))
+done
+wait
+assert "the collect beside the readers succeeds" [ "$(cat readers.done)" = 0 ]
+assert "plain readers during collect --jobs 2: $locked of $nq queries saw a lock" [ "$locked" = 0 ]
+assert "... over enough queries ($nq)" [ "$nq" -ge 100 ]
+assert "the database is complete without its -wal" [ "$(sqlite3 "file:readers.db?immutable=1" "SELECT count(*) FROM runs WHERE status = 'done'")" = 41 ]
+
+# --- a worker killed by a signal (--jobs 2): listed on stdout, one stderr line, exit 130
+W="--train-subset 3000 --teacher mlp:16 --teacher-epochs 1 --student mlp:64 --epochs 3 --temps 2,4"
+"$bv" collect --db wk.db $W --seeds 1 --methods ce >/dev/null
+"$bv" collect --db wk.db $W --seeds 2 --jobs 2 >wk.out 2>wk.err &
+pid=$!
+n=0
+while [ "$(q wk.db "SELECT count(*) FROM metrics" 2>/dev/null || echo 0)" -lt 6 ] && [ $n -lt 600 ]; do
+	sleep 0.02
+	n=$((n + 1))
+done
+kill -KILL "$(pgrep -n -P "$pid")" # the newest child is a worker (the keeper is the first)
+set +e
+wait "$pid"
+st=$?
+set -e
+assert "a killed worker: exit 130 (got $st)" [ "$st" = 130 ]
+assert "... one line on stderr naming it" sh -c "[ \$(wc -l <wk.err) = 1 ] && grep -q \"^bvtool collect: [a-z]* .*seed [0-9]: worker killed by signal 9; the other cells are recorded in 'wk.db'\$\" wk.err"
+assert "... and listed on stdout" grep -q "^failed: .*seed [0-9]: worker killed by signal 9$" wk.out
+assert "... the other cells done" grep -q "^done: " wk.out
+
 # --- pairing: with alpha = 0 a kd student is a ce student, bit for bit, if and
 # only if both see the same bootstrap draw, initial weights and batch order
 run "$bv" collect --db pair.db $G --seeds 2 --methods ce,kd --temps 4 --alpha 0
