@@ -14,6 +14,7 @@
  */
 #include "cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -192,6 +193,26 @@ static void ckpt_name(char *rel, size_t size, const char *db_base, const bv_cell
 	}
 	snprintf(rel, size, "%s.ckpt/run-%lld-%s%s-s%d.ckpt", db_base, (long long)c->run_id,
 		 bv_method_name(c->method), temp, c->seed);
+}
+
+/* A collect killed while it wrote a checkpoint leaves the temporary file of
+ * bv_write_file_atomic ("<name>.ckpt.tmp<pid>"); under the lock no other
+ * collect is writing one, so those left in the directory are dropped. */
+static void remove_stale_temps(const char *ckdir)
+{
+	DIR *dir = opendir(ckdir);
+	struct dirent *e;
+	char path[4096];
+	if (!dir)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		const char *tmp = strstr(e->d_name, ".ckpt.tmp");
+		if (!tmp || !tmp[9] || strspn(tmp + 9, "0123456789") != strlen(tmp + 9))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", ckdir, e->d_name);
+		unlink(path);
+	}
+	closedir(dir);
 }
 
 static void split_path(char *dir, size_t dsize, char *base, size_t bsize, const char *path)
@@ -673,6 +694,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		rc = bv_error_set(BV_EIO, "cannot create '%s': %s", ckdir, strerror(errno));
 		goto done;
 	}
+	remove_stale_temps(ckdir);
 
 	/* rows for every cell; a `running` row is left over from an interrupted collect */
 	const int per_seed = g->n_methods * g->n_temps + 1;

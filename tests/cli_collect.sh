@@ -165,8 +165,13 @@ done
 assert "the checkpoint directory holds both students and the teacher" [ "$(ls temps.db.ckpt | wc -l)" = 3 ]
 run "$bv" status --db temps.db
 assert "status tells the two temperatures apart" grep -q -E '^kd +1.0000002 +1  done ' "$out"
+: >temps.db.ckpt/run-2-kd-T1.0000002-s1.ckpt.tmp4242 # as a kill -9 mid-write leaves it
+: >temps.db.ckpt/notes.ckpt.tmpx
 run "$bv" collect --db temps.db $S --methods kd --temps 1.0000001,1.0000002
 assert "the same collect again finds both done" [ "$(tail -n 1 "$out")" = "all 2 cells are done (temps.db)" ]
+assert "... and drops a checkpoint's temporary file left by a killed collect" [ ! -e temps.db.ckpt/run-2-kd-T1.0000002-s1.ckpt.tmp4242 ]
+assert "... but nothing else" [ -e temps.db.ckpt/notes.ckpt.tmpx ]
+rm temps.db.ckpt/notes.ckpt.tmpx
 run "$bv" collect --db temps.db $S --methods kd --temps 1
 assert "--temps 1 is not 1.0000001: a new cell" grep -q "^1 of 1 cells to train (1 jobs)$" "$out"
 assert "... beside the other two" [ "$(q temps.db "SELECT count(*) FROM runs WHERE method = 'kd' AND status = 'done'")" = 3 ]
