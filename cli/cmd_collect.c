@@ -14,6 +14,7 @@
  */
 #include "cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -23,9 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "train.h"
 
@@ -48,6 +52,7 @@ typedef struct grid {
 } grid;
 
 static volatile sig_atomic_t interrupted;
+static int keeper_holds; /* the keeper's connection is open (see keeper()) */
 
 static void on_signal(int sig)
 {
@@ -107,45 +112,107 @@ static int parse_temps(grid *g, const char *s)
 
 /* ---- configuration: what must agree between collects on one database ---- */
 
+/*
+ * Numbers are stored as the shortest text that reads back exactly
+ * (bv_number_format) and compared as text, so two settings that differ in the
+ * 17th digit differ. The config key `numbers` = `exact` marks a database
+ * written so; one without it (bvtool before issue 10 stored %g, 6 significant
+ * digits) is compared at the 6 digits it holds, and its stored values are kept.
+ */
 typedef struct setting {
 	const char *key;
-	const char *flag; /* named in the message when it differs */
+	const char *flag;  /* named in the message when it differs */
 	char value[1600];
+	char legacy[32];   /* a number: its %g text, as an older bvtool stored it */
 } setting;
+
+static void set_number(setting *s, double v)
+{
+	bv_number_format(s->value, sizeof s->value, v);
+	snprintf(s->legacy, sizeof s->legacy, "%g", v);
+}
 
 static int check_config(bv_db *db, setting *s, int n)
 {
 	char have[1600];
-	int rc;
+	int rc, legacy;
+	/* an older database: it has settings, but not the mark of exact numbers */
+	if ((rc = bv_db_config_get(db, "numbers", have, sizeof have)) < 0)
+		return rc;
+	legacy = rc == 0;
+	if (legacy && (rc = bv_db_config_get(db, "data", have, sizeof have)) < 0)
+		return rc;
+	legacy = legacy && rc == 1;
 	for (int i = 0; i < n; i++) {
 		rc = bv_db_config_get(db, s[i].key, have, sizeof have);
 		if (rc < 0)
 			return rc;
-		if (rc == 1 && strcmp(have, s[i].value) != 0)
+		if (rc == 0 || strcmp(have, s[i].value) == 0)
+			continue;
+		if (legacy && s[i].legacy[0] && strcmp(have, s[i].legacy) == 0)
+			continue;
+		if (legacy && s[i].legacy[0])
 			return bv_error_set(BV_EMISMATCH,
-					    "database '%s' was collected with %s %s, not %s (use another --db)",
-					    bv_db_path(db), s[i].flag, have, s[i].value);
+					    "database '%s' was collected with %s %s (6 digits), not %s "
+					    "(use another --db)",
+					    bv_db_path(db), s[i].flag, have, s[i].legacy);
+		return bv_error_set(BV_EMISMATCH,
+				    "database '%s' was collected with %s %s, not %s (use another --db)",
+				    bv_db_path(db), s[i].flag, have, s[i].value);
 	}
 	if ((rc = bv_db_begin(db)) != 0)
 		return rc;
-	for (int i = 0; i < n; i++)
-		if ((rc = bv_db_config_set(db, s[i].key, s[i].value)) != 0) {
-			bv_db_rollback(db);
-			return rc;
-		}
+	for (int i = 0; i < n && rc == 0; i++) {
+		/* an older database keeps what it stored: it knows no more digits */
+		if (legacy && (rc = bv_db_config_get(db, s[i].key, have, sizeof have)) != 0)
+			rc = rc < 0 ? rc : 0;
+		else
+			rc = bv_db_config_set(db, s[i].key, s[i].value);
+	}
+	if (rc == 0 && !legacy)
+		rc = bv_db_config_set(db, "numbers", "exact");
+	if (rc) {
+		bv_db_rollback(db);
+		return rc;
+	}
 	return bv_db_commit(db);
 }
 
 /* ---- paths -------------------------------------------------------------- */
 
-/* The checkpoint directory beside the database: "<db>.ckpt", and a cell's file in it. */
-static void ckpt_name(char *rel, size_t size, const char *db_base, const char *method, double temp,
-		      int seed)
+/* The checkpoint directory beside the database: "<db>.ckpt", and a cell's file
+ * in it, "run-<id>-<method>[-T<temp>]-s<seed>.ckpt": unique by the run's id (the
+ * rest is for people), so two cells never share a file. */
+static void ckpt_name(char *rel, size_t size, const char *db_base, const bv_cell *c)
 {
-	if (isnan(temp))
-		snprintf(rel, size, "%s.ckpt/%s-s%d.ckpt", db_base, method, seed);
-	else
-		snprintf(rel, size, "%s.ckpt/%s-T%g-s%d.ckpt", db_base, method, temp, seed);
+	char temp[40] = "";
+	if (!isnan(c->temp)) {
+		temp[0] = '-';
+		temp[1] = 'T';
+		bv_number_format(temp + 2, sizeof temp - 2, c->temp);
+	}
+	snprintf(rel, size, "%s.ckpt/run-%lld-%s%s-s%d.ckpt", db_base, (long long)c->run_id,
+		 bv_method_name(c->method), temp, c->seed);
+}
+
+/* A collect killed while it wrote a checkpoint leaves the temporary file of
+ * bv_write_file_atomic ("<name>.ckpt.tmp<pid>"); under the lock no other
+ * collect is writing one, so those left in the directory are dropped. */
+static void remove_stale_temps(const char *ckdir)
+{
+	DIR *dir = opendir(ckdir);
+	struct dirent *e;
+	char path[4096];
+	if (!dir)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		const char *tmp = strstr(e->d_name, ".ckpt.tmp");
+		if (!tmp || !tmp[9] || strspn(tmp + 9, "0123456789") != strlen(tmp + 9))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", ckdir, e->d_name);
+		unlink(path);
+	}
+	closedir(dir);
 }
 
 static void split_path(char *dir, size_t dsize, char *base, size_t bsize, const char *path)
@@ -180,10 +247,13 @@ typedef struct progress {
 
 static void cell_label(char *out, size_t size, const bv_cell *c)
 {
-	if (isnan(c->temp))
+	char temp[32];
+	if (isnan(c->temp)) {
 		snprintf(out, size, "%s seed %d", bv_method_name(c->method), c->seed);
-	else
-		snprintf(out, size, "%s T=%g seed %d", bv_method_name(c->method), c->temp, c->seed);
+	} else {
+		bv_number_format(temp, sizeof temp, c->temp);
+		snprintf(out, size, "%s T=%s seed %d", bv_method_name(c->method), temp, c->seed);
+	}
 }
 
 static void draw(progress *p, const slot *slots, int n_slots)
@@ -236,6 +306,114 @@ static void say(progress *p, const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* ---- the keeper: a connection open for the whole collect ------------------ */
+
+/*
+ * The last connection to close a WAL database checkpoints it and deletes the WAL
+ * under an exclusive lock, and the next one to open rebuilds the WAL index: a
+ * reader without a busy timeout that comes then gets "database is locked".
+ * Every worker opens and closes a connection of its own, so without a connection
+ * that outlives them that happened whenever a cell ended while no other was open
+ * (measured: 43 of 521 plain `sqlite3` queries during a collect --jobs 2).
+ *
+ * The keeper is a process of its own, forked before the parent opens the
+ * database (an SQLite connection must not cross a fork). On "o" it opens a
+ * connection (an existing database before the parent's first open, a new one once
+ * the parent has made it) and answers "k" or "e"; the connection holds no
+ * transaction, so the workers' checkpoints are not held back. When every holder
+ * of the socket's other end has gone (the parent; the workers inherit it, so
+ * orphaned workers keep it) it closes: after "q" (the workers ran) by emptying
+ * the WAL into the file first without waiting for anyone, then closing without
+ * the locking checkpoint (the empty -wal and the -shm stay beside the database
+ * for the next connection); otherwise as SQLite always does.
+ */
+static void keeper(int fd, const char *path)
+{
+	bv_db *db = NULL;
+	char c, have[64];
+	int quick = 0;
+	ssize_t r;
+	signal(SIGINT, SIG_IGN); /* it ends when the parent does */
+	signal(SIGTERM, SIG_IGN);
+	while ((r = read(fd, &c, 1)) > 0 || (r < 0 && errno == EINTR)) {
+		if (r < 0)
+			continue;
+		if (c == 'q')
+			quick = 1;
+		if (c != 'o')
+			continue;
+		/* the read maps the WAL index: from here on this connection holds it */
+		if (!db && bv_db_open(&db, path, BV_DB_WRITE) == 0 &&
+		    bv_db_config_get(db, "data", have, sizeof have) < 0) {
+			bv_db_close(db);
+			db = NULL;
+		}
+		if (send(fd, db ? "k" : "e", 1, MSG_NOSIGNAL) != 1)
+			break;
+	}
+	if (db && quick) {
+		sqlite3 *h = bv_db_handle(db);
+		sqlite3_busy_timeout(h, 0);
+		if (sqlite3_wal_checkpoint_v2(h, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) ==
+		    SQLITE_OK)
+			sqlite3_db_config(h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	}
+	bv_db_close(db);
+	_exit(0);
+}
+
+static pid_t keeper_start(int *out_fd, const char *path)
+{
+	int sv[2];
+	*out_fd = -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+		return -1; /* no keeper: readers may see a lock now and then, nothing worse */
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		keeper(sv[1], path);
+	}
+	close(sv[1]);
+	*out_fd = sv[0];
+	return pid;
+}
+
+/* Send the keeper a command; for "o" wait for its answer. A keeper that has
+ * died is no error (MSG_NOSIGNAL: nor a SIGPIPE): it only serves readers. */
+static void keeper_send(int fd, char cmd)
+{
+	char c = 0;
+	if (fd < 0 || send(fd, &cmd, 1, MSG_NOSIGNAL) != 1 || cmd != 'o')
+		return;
+	while (read(fd, &c, 1) < 0 && errno == EINTR)
+		;
+	keeper_holds = keeper_holds || c == 'k';
+}
+
+/* While the keeper holds its connection, no other is the last: a close need not
+ * try the exclusive lock of the last connection's checkpoint, and must not, for
+ * even the failed try holds the PENDING lock for an instant, in which a reader
+ * without a busy timeout is refused ("in prepare, database is locked"). */
+static void quiet_close(bv_db *db)
+{
+	if (db && keeper_holds)
+		sqlite3_db_config(bv_db_handle(db), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+}
+
+static void keeper_stop(pid_t pid, int fd)
+{
+	if (fd >= 0)
+		close(fd);
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+}
+
 /* ---- workers ------------------------------------------------------------ */
 
 typedef struct worker_ctx {
@@ -265,11 +443,12 @@ static void worker(int fd, const collect_opts *o, const bv_data *d, const bv_tra
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	bv_nn_set_threads(o->threads);
-	ckpt_name(rel, sizeof rel, db_base, bv_method_name(cell->method), cell->temp, cell->seed);
+	ckpt_name(rel, sizeof rel, db_base, cell);
 	snprintf(abs, sizeof abs, "%s/%s", db_dir, rel);
 	bv_train_cfg c = *cfg;
 	bv_model *teacher = NULL;
 	rc = bv_db_open(&db, o->db_path, BV_DB_CREATE);
+	quiet_close(db);
 	if (rc == 0 && cell->method != BV_METHOD_CE && (c.augment || c.teacher_bn_train)) {
 		/* the teacher must see each augmented batch (or use batch statistics) */
 		char tpath[2048];
@@ -396,11 +575,22 @@ done:
 
 /* ---- the command -------------------------------------------------------- */
 
+/* A FIFO or device as --db would block SQLite's first read for ever: refuse it
+ * before opening (a missing file is created, a directory named by bv_db_open). */
+static int check_db_path(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		return bv_error_set(BV_EIO, "'%s' is not a regular file", path);
+	return 0;
+}
+
 static int lock_db(int *out_fd, const char *path)
 {
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return bv_error_set(BV_EIO, "cannot open '%s': %s", path, strerror(errno));
+	int fd, rc;
+	size_t size;
+	if ((rc = bv_open_input(&fd, &size, path)) != 0)
+		return rc;
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		close(fd);
 		return bv_error_set(BV_ESTATE, "another bvtool collect is writing '%s'; wait for it to finish",
@@ -419,6 +609,8 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 	bv_cell *cells = NULL;
 	slot *slots = NULL;
 	int n_cells = 0, lock_fd = -1, rc, pipefd[2] = {-1, -1}, failures = 0, first_fail = 0;
+	int keeper_fd = -1;
+	pid_t keeper = -1;
 	char first_msg[512] = "";
 	char db_dir[1024], db_base[512];
 	progress p = {0};
@@ -437,6 +629,12 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		return bv_error_prefix(rc, "--teacher");
 	bv_model_free(probe);
 
+	if ((rc = check_db_path(o->db_path)) != 0)
+		return rc;
+	keeper = keeper_start(&keeper_fd, o->db_path);
+	struct stat st;
+	if (stat(o->db_path, &st) == 0 && st.st_size > 0)
+		keeper_send(keeper_fd, 'o');
 	if ((rc = bv_db_open(&db, o->db_path, BV_DB_CREATE)) != 0)
 		goto done;
 	if ((rc = lock_db(&lock_fd, o->db_path)) != 0)
@@ -464,18 +662,18 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 	snprintf(s[1].value, sizeof s[1].value, "%d", d.train.n);
 	snprintf(s[2].value, sizeof s[2].value, "%s", o->teacher_spec);
 	snprintf(s[3].value, sizeof s[3].value, "%d", o->teacher_epochs);
-	snprintf(s[4].value, sizeof s[4].value, "%g", o->teacher_lr);
+	set_number(&s[4], o->teacher_lr);
 	snprintf(s[5].value, sizeof s[5].value, "%d", o->teacher_seed);
 	snprintf(s[6].value, sizeof s[6].value, "%s", o->student_spec);
 	snprintf(s[7].value, sizeof s[7].value, "%d", o->epochs);
-	snprintf(s[8].value, sizeof s[8].value, "%g", o->lr);
-	snprintf(s[9].value, sizeof s[9].value, "%g", o->momentum);
+	set_number(&s[8], o->lr);
+	set_number(&s[9], o->momentum);
 	snprintf(s[10].value, sizeof s[10].value, "%s", o->nesterov ? "on" : "off");
-	snprintf(s[11].value, sizeof s[11].value, "%g", o->wd);
+	set_number(&s[11], o->wd);
 	snprintf(s[12].value, sizeof s[12].value, "%s", sched);
 	snprintf(s[13].value, sizeof s[13].value, "%d", o->batch);
-	snprintf(s[14].value, sizeof s[14].value, "%g", o->alpha);
-	snprintf(s[15].value, sizeof s[15].value, "%g", o->gamma);
+	set_number(&s[14], o->alpha);
+	set_number(&s[15], o->gamma);
 	snprintf(s[16].value, sizeof s[16].value, "%s", recs);
 	snprintf(s[17].value, sizeof s[17].value, "%s", o->record_train ? "on" : "off");
 	snprintf(s[18].value, sizeof s[18].value, "%d", d.n_classes);
@@ -496,6 +694,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		rc = bv_error_set(BV_EIO, "cannot create '%s': %s", ckdir, strerror(errno));
 		goto done;
 	}
+	remove_stale_temps(ckdir);
 
 	/* rows for every cell; a `running` row is left over from an interrupted collect */
 	const int per_seed = g->n_methods * g->n_temps + 1;
@@ -550,6 +749,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 	}
 	if ((rc = bv_db_commit(db)) != 0)
 		goto done;
+	keeper_send(keeper_fd, 'o');
 
 	if ((rc = prepare_teacher(&teacher_logits, db, o, &d, db_dir, db_base, &p)) != 0)
 		goto done;
@@ -565,6 +765,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		    n_failed == 1 ? "is" : "are");
 
 	/* workers: the parent holds no connection across fork */
+	quiet_close(db);
 	bv_db_close(db);
 	db = NULL;
 	if (pipe(pipefd) != 0) {
@@ -694,6 +895,7 @@ static int collect(const collect_opts *o, const grid *g, const bv_train_cfg *cfg
 		}
 	}
 	draw(&p, slots, o->jobs);
+	keeper_send(keeper_fd, 'q');
 	if (interrupted) {
 		rc = bv_error_set(BV_EINTR,
 				  "interrupted: %d of %d cells done; run the same command again to resume",
@@ -723,6 +925,7 @@ done:
 	free(teacher_logits);
 	bv_data_release(&d);
 	bv_db_close(db);
+	keeper_stop(keeper, keeper_fd);
 	if (lock_fd >= 0)
 		close(lock_fd);
 	return rc;

@@ -11,19 +11,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "db.h"
+#include "train.h"
+
+/* The database file, opened only to ask for its lock. A FIFO or device is
+ * refused here, before SQLite's open could block on it for ever; a missing file
+ * is left to bv_db_open to name (*out_fd = -1). */
+static int open_lock_probe(int *out_fd, const char *path)
+{
+	struct stat st;
+	size_t size;
+	*out_fd = -1;
+	if (stat(path, &st) != 0 || S_ISDIR(st.st_mode))
+		return 0;
+	return bv_open_input(out_fd, &size, path);
+}
 
 /* 1 when another process (a collect) holds the database's lock. */
-static int collect_active(const char *path)
+static int collect_active(int fd)
 {
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	int busy = flock(fd, LOCK_SH | LOCK_NB) != 0;
-	close(fd);
-	return busy;
+	return fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) != 0;
 }
 
 int cmd_status(const cli_cmd *cmd, int argc, char **argv)
@@ -37,15 +47,16 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 	local.opts = opts;
 	bv_db *db = NULL;
 	bv_run *runs = NULL;
-	int n = 0, rc = cli_parse(&local, argc, argv);
+	int n = 0, lock_fd = -1, rc = cli_parse(&local, argc, argv);
 	if (rc)
 		return rc < 0 ? BV_EXIT_OK : rc;
-	if ((rc = bv_db_open(&db, db_path, BV_DB_READONLY)) != 0 ||
+	if ((rc = open_lock_probe(&lock_fd, db_path)) != 0 ||
+	    (rc = bv_db_open(&db, db_path, BV_DB_READONLY)) != 0 ||
 	    (rc = bv_db_runs_list(db, &runs, &n)) != 0) {
 		rc = cli_fail(rc);
 		goto done;
 	}
-	const int active = collect_active(db_path);
+	const int active = collect_active(lock_fd);
 	int n_done = 0, n_running = 0, n_interrupted = 0, n_pending = 0, n_failed = 0;
 	printf("%-10s %6s %5s  %-11s %7s  %9s\n", "method", "temp", "seed", "status", "epochs", "test acc");
 	for (int i = 0; i < n; i++) {
@@ -58,9 +69,9 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 		n_interrupted += strcmp(st, "interrupted") == 0;
 		n_pending += strcmp(st, "pending") == 0;
 		n_failed += strcmp(st, "failed") == 0;
-		char temp[16] = "-", acc[16] = "-";
+		char temp[32] = "-", acc[16] = "-";
 		if (!isnan(r->temperature))
-			snprintf(temp, sizeof temp, "%g", r->temperature);
+			bv_number_format(temp, sizeof temp, r->temperature);
 		if (!isnan(r->test_acc))
 			snprintf(acc, sizeof acc, "%.2f%%", 100 * r->test_acc);
 		printf("%-10s %6s %5d  %-11s %3d/%-3d  %9s\n", r->method, temp, r->seed, st,
@@ -75,5 +86,7 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 done:
 	free(runs);
 	bv_db_close(db);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return rc;
 }

@@ -57,6 +57,47 @@ run "$bv" collect --db j2.db $G --seeds 2 --temps 2,4 --jobs 2
 assert "--jobs 2 exits 0" [ "$status" = 0 ]
 assert "--jobs 2 snapshots are byte-identical to --jobs 1" [ "$(dump j2.db)" = "$before" ]
 
+# --- plain readers during collect --jobs 2: a `sqlite3` shell without a busy
+# timeout never sees "database is locked" (the keeper holds a connection open,
+# so no worker's close is the last one, which would checkpoint and delete the
+# WAL under an exclusive lock)
+R="--train-subset 1000 --teacher mlp:16 --teacher-epochs 1 --student mlp:8 --epochs 2 --temps 2,4"
+"$bv" collect --db readers.db $R --seeds 1 >/dev/null
+rm -f readers.done
+("$bv" collect --db readers.db $R --seeds 8 --jobs 2 >readers.log 2>&1; echo $? >readers.done) &
+nq=0
+locked=0
+while [ ! -s readers.done ] && [ $nq -lt 3000 ]; do
+	r=$(sqlite3 readers.db "SELECT count(*) FROM snapshots" 2>&1) || true
+	case "$r" in *locked*) locked=$((locked + 1)) ;; esac
+	nq=$((nq + 1))
+done
+wait
+assert "the collect beside the readers succeeds" [ "$(cat readers.done)" = 0 ]
+assert "plain readers during collect --jobs 2: $locked of $nq queries saw a lock" [ "$locked" = 0 ]
+assert "... over enough queries ($nq)" [ "$nq" -ge 100 ]
+assert "the database is complete without its -wal" [ "$(sqlite3 "file:readers.db?immutable=1" "SELECT count(*) FROM runs WHERE status = 'done'")" = 41 ]
+
+# --- a worker killed by a signal (--jobs 2): listed on stdout, one stderr line, exit 130
+W="--train-subset 3000 --teacher mlp:16 --teacher-epochs 1 --student mlp:64 --epochs 3 --temps 2,4"
+"$bv" collect --db wk.db $W --seeds 1 --methods ce >/dev/null
+"$bv" collect --db wk.db $W --seeds 2 --jobs 2 >wk.out 2>wk.err &
+pid=$!
+n=0
+while [ "$(q wk.db "SELECT count(*) FROM metrics" 2>/dev/null || echo 0)" -lt 6 ] && [ $n -lt 600 ]; do
+	sleep 0.02
+	n=$((n + 1))
+done
+kill -KILL "$(pgrep -n -P "$pid")" # the newest child is a worker (the keeper is the first)
+set +e
+wait "$pid"
+st=$?
+set -e
+assert "a killed worker: exit 130 (got $st)" [ "$st" = 130 ]
+assert "... one line on stderr naming it" sh -c "[ \$(wc -l <wk.err) = 1 ] && grep -q \"^bvtool collect: [a-z]* .*seed [0-9]: worker killed by signal 9; the other cells are recorded in 'wk.db'\$\" wk.err"
+assert "... and listed on stdout" grep -q "^failed: .*seed [0-9]: worker killed by signal 9$" wk.out
+assert "... the other cells done" grep -q "^done: " wk.out
+
 # --- pairing: with alpha = 0 a kd student is a ce student, bit for bit, if and
 # only if both see the same bootstrap draw, initial weights and batch order
 run "$bv" collect --db pair.db $G --seeds 2 --methods ce,kd --temps 4 --alpha 0
@@ -112,6 +153,57 @@ s0=$(sum foreign.db)
 expect 4 "bvtool collect: 'foreign.db' is not a bvtool database" "$bv" collect --db foreign.db $G
 assert "foreign database untouched" [ "$(sum foreign.db)" = "$s0" ]
 expect 4 "bvtool status: 'foreign.db' is not a bvtool database" "$bv" status --db foreign.db
+
+# --- exact settings (D5, D6): numbers that print alike under %g are different settings
+S="--train-subset 500 --teacher mlp:8 --teacher-epochs 1 --student mlp:8 --epochs 1 --seeds 1"
+run "$bv" collect --db temps.db $S --methods kd --temps 1.0000001,1.0000002
+assert "two temperatures alike under %g are two cells (status $status)" [ "$(q temps.db "SELECT count(*) FROM runs WHERE method = 'kd' AND status = 'done'")" = 2 ]
+assert "... with a checkpoint file each" [ "$(q temps.db "SELECT count(DISTINCT checkpoint) FROM runs WHERE method = 'kd'")" = 2 ]
+for c in $(q temps.db "SELECT checkpoint FROM runs WHERE method = 'kd'"); do
+	assert "checkpoint '$c' exists" [ -f "$c" ]
+done
+assert "the checkpoint directory holds both students and the teacher" [ "$(ls temps.db.ckpt | wc -l)" = 3 ]
+run "$bv" status --db temps.db
+assert "status tells the two temperatures apart" grep -q -E '^kd +1.0000002 +1  done ' "$out"
+: >temps.db.ckpt/run-2-kd-T1.0000002-s1.ckpt.tmp4242 # as a kill -9 mid-write leaves it
+: >temps.db.ckpt/notes.ckpt.tmpx
+run "$bv" collect --db temps.db $S --methods kd --temps 1.0000001,1.0000002
+assert "the same collect again finds both done" [ "$(tail -n 1 "$out")" = "all 2 cells are done (temps.db)" ]
+assert "... and drops a checkpoint's temporary file left by a killed collect" [ ! -e temps.db.ckpt/run-2-kd-T1.0000002-s1.ckpt.tmp4242 ]
+assert "... but nothing else" [ -e temps.db.ckpt/notes.ckpt.tmpx ]
+rm temps.db.ckpt/notes.ckpt.tmpx
+run "$bv" collect --db temps.db $S --methods kd --temps 1
+assert "--temps 1 is not 1.0000001: a new cell" grep -q "^1 of 1 cells to train (1 jobs)$" "$out"
+assert "... beside the other two" [ "$(q temps.db "SELECT count(*) FROM runs WHERE method = 'kd' AND status = 'done'")" = 3 ]
+N="--lr 0.01234561 --alpha 2.2500001 --gamma 1.0000001 --wd 0.00050000001 --momentum 0.90000001 --teacher-lr 0.050000001"
+run "$bv" collect --db exact.db $S --methods ce $N
+assert "a collect with 8-digit settings (status $status)" [ "$status" = 0 ]
+assert "settings stored so that they read back exactly" [ "$(q exact.db "SELECT value FROM config WHERE key = 'lr'")" = 0.01234561 ]
+s0=$(sum exact.db)
+for f in "--lr 0.01234564" "--alpha 2.2500002" "--gamma 1.0000002" "--wd 0.00050000002" "--momentum 0.90000002" "--teacher-lr 0.050000002"; do
+	set -- $f
+	key=$(echo "${1#--}" | tr - _)
+	have=$(q exact.db "SELECT value FROM config WHERE key = '$key'")
+	expect 4 "bvtool collect: database 'exact.db' was collected with $1 $have, not $2 (use another --db)" "$bv" collect --db exact.db $S --methods ce $N --seeds 2 "$1" "$2"
+done
+assert "a refused collect leaves the database untouched" [ "$(sum exact.db)" = "$s0" ]
+# a database from a bvtool that stored 6 digits (%g) is compared at those digits
+cp exact.db old.db
+sqlite3 old.db "UPDATE config SET value = '0.0123456' WHERE key = 'lr'; DELETE FROM config WHERE key = 'numbers'"
+s0=$(sum old.db)
+expect 4 "bvtool collect: database 'old.db' was collected with --lr 0.0123456 (6 digits), not 0.0123457 (use another --db)" "$bv" collect --db old.db $S --methods ce $N --lr 0.01234567
+assert "... and left untouched" [ "$(sum old.db)" = "$s0" ]
+run "$bv" collect --db old.db $S --methods ce $N --lr 0.01234559 --seeds 2
+assert "an older database accepts a setting equal at the 6 digits it stored (status $status)" [ "$status" = 0 ]
+assert "... and keeps what it stored" [ "$(q old.db "SELECT value FROM config WHERE key = 'lr'")" = 0.0123456 ]
+
+# --- a FIFO (or device) as --db: refused at once, nothing read from it (D10)
+mkfifo fifo.db
+expect 3 "bvtool status: 'fifo.db' is not a regular file" timeout 10 "$bv" status --db fifo.db
+expect 3 "bvtool collect: 'fifo.db' is not a regular file" timeout 10 "$bv" collect --db fifo.db $S
+assert "no checkpoint directory for a refused FIFO" [ ! -e fifo.db.ckpt ]
+expect 3 "bvtool status: '/dev/null' is not a regular file" timeout 10 "$bv" status --db /dev/null
+rm fifo.db
 
 # --- a given teacher checkpoint
 "$bv" train --model mlp:64 --train-subset 2000 --epochs 2 --out given.ckpt >/dev/null
