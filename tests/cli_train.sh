@@ -32,6 +32,29 @@ expect 2 "bvtool train: --temp: must be greater than 0, got '-1'" "$bv" train --
 expect 2 "bvtool train: --lr: expected a number, got 'abc'" "$bv" train --lr abc
 expect 2 "bvtool train: --epochs: expected a whole number, got '2.5'" "$bv" train --epochs 2.5
 expect 2 "bvtool train: --lr needs a value (LR)" "$bv" train --lr
+# numbers are plain decimal, checked in full (D16): no white space, hex, inf or nan
+expect 2 "bvtool train: --epochs: expected a whole number, got ' 1'" "$bv" train --epochs " 1"
+expect 2 "bvtool train: --epochs: expected a whole number, got '1 '" "$bv" train --epochs "1 "
+expect 2 "bvtool train: --epochs: expected a whole number, got '1x'" "$bv" train --epochs 1x
+expect 2 "bvtool train: --epochs: expected a whole number, got '0x10'" "$bv" train --epochs 0x10
+expect 2 "bvtool train: --lr: expected a number, got '0x10'" "$bv" train --lr 0x10
+expect 2 "bvtool train: --lr: expected a number, got ' 0.1'" "$bv" train --lr " 0.1"
+expect 2 "bvtool train: --lr: expected a number, got 'inf'" "$bv" train --lr inf
+expect 2 "bvtool train: --lr: expected a number, got 'nan'" "$bv" train --lr nan
+expect 2 "bvtool train: --lr: expected a number, got 'infinity'" "$bv" train --lr infinity
+expect 2 "bvtool train: --lr: expected a number, got ''" "$bv" train --lr ""
+expect 2 "bvtool train: --lr: expected a number, got '1e'" "$bv" train --lr=1e
+expect 2 "bvtool train: --temp: expected a number, got '4,5'" "$bv" train --temp 4,5
+expect 2 "bvtool train: --seed: -1 is out of range (0 to 2147483647)" "$bv" train --seed -1
+expect_sub 2 "bvtool train: --model: unknown model spec 'mlp:8:dropout=0x0.1': dropout must be a number" "$bv" train --model mlp:8:dropout=0x0.1
+expect_sub 2 "bvtool train: --model: unknown model spec 'mlp: 8': hidden widths must be whole numbers" "$bv" train --model "mlp: 8"
+expect 2 "bvtool train: --schedule: bad schedule 'step:5,8:0x1' (expected const, cosine or step:E1,E2,...:GAMMA with increasing epochs, e.g. step:150,180,210:0.1)" "$bv" train --schedule step:5,8:0x1
+# plain decimal still parses (a sign, a fraction, an exponent; -0 is 0): --help after them exits 0
+for v in "--lr 1e-2" "--lr 0.05" "--lr .5" "--lr +0.1" "--lr 2E-3" "--seed -0" "--seed +3" "--epochs 010" "--wd -0"; do
+	# shellcheck disable=SC2086
+	run "$bv" train $v --help
+	assert "'$v' parses (status $status)" [ "$status" = 0 ]
+done
 expect 2 "bvtool train: --method: unknown method 'distill' (expected ce, kd, wsl or kd-filter)" "$bv" train --method distill
 expect 2 "bvtool train: --method kd needs a teacher: --teacher CKPT" "$bv" train --method kd
 expect 2 "bvtool train: --schedule: bad schedule 'step:5' (expected const, cosine or step:E1,E2,...:GAMMA with increasing epochs, e.g. step:150,180,210:0.1)" "$bv" train --schedule step:5
