@@ -92,6 +92,39 @@ rm "$t/label/train-labels-idx1-ubyte.gz"
 expect_sub 4 "'$t/label/train-labels-idx1-ubyte'" "$bv" train --data "idx:$t/label"
 assert "no checkpoint written on bad data" [ ! -e "$t/x.ckpt" ]
 
+# --- --out must be absent or a regular file, in a directory that exists (D4):
+# refused before the data is read, the path left as it was
+q="--model mlp:8 --epochs 1"
+mkfifo "$t/fifo"
+# shellcheck disable=SC2086
+expect 3 "bvtool train: '$t/fifo' is not a regular file; refusing to replace it" "$bv" train $q --out "$t/fifo"
+assert "--out FIFO: refused before training (no stdout)" [ ! -s "$out" ]
+assert "--out FIFO: still a FIFO" [ -p "$t/fifo" ]
+ln -s fifo "$t/fifo-link"
+# shellcheck disable=SC2086
+expect 3 "bvtool train: '$t/fifo-link' is not a regular file; refusing to replace it" "$bv" train $q --out "$t/fifo-link"
+assert "--out link to a FIFO: the link is still a link to it" [ -L "$t/fifo-link" ] && [ -p "$t/fifo" ]
+mkdir "$t/outdir"
+# shellcheck disable=SC2086
+expect 3 "bvtool train: '$t/outdir' is not a regular file; refusing to replace it" "$bv" train $q --out "$t/outdir"
+assert "--out directory: still a directory" [ -d "$t/outdir" ]
+# shellcheck disable=SC2086
+expect 3 "bvtool train: cannot write '$t/nodir/x.ckpt': directory '$t/nodir' does not exist" "$bv" train $q --out "$t/nodir/x.ckpt"
+assert "--out in a missing directory: refused before training" [ ! -s "$out" ]
+: >"$t/plain"
+# shellcheck disable=SC2086
+expect 3 "bvtool train: cannot write '$t/plain/x.ckpt': '$t/plain' is not a directory" "$bv" train $q --out "$t/plain/x.ckpt"
+# a character device like /dev/null (made here: never the real one), as root
+if mknod "$t/null" c 1 3 2>/dev/null; then
+	# shellcheck disable=SC2086
+	expect 3 "bvtool train: '$t/null' is not a regular file; refusing to replace it" "$bv" train $q --out "$t/null"
+	assert "--out char device: still a char device" [ -c "$t/null" ]
+	assert "--out char device: refused before training" [ ! -s "$out" ]
+	assert "--out char device: no temporary file left" sh -c "! ls '$t' | grep -q 'null.tmp'"
+else
+	echo "skip: --out a character device: mknod failed (needs root)"
+fi
+
 # --- bad model spec and teacher
 expect_sub 2 "bvtool train: --model: unknown model spec 'mlp:12-x'" "$bv" train --model mlp:12-x --train-subset 100
 "$TOOL_CKPT" "$t/t100.ckpt" mlp:8 1 28 28 100
