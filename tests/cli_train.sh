@@ -73,7 +73,9 @@ cp "$fm/train-images-idx3-ubyte.gz" "$t/corrupt/"
 # overwrite 64 bytes in the middle of the deflate stream
 printf 'corruptcorruptcorruptcorruptcorruptcorruptcorruptcorruptcorrupt!' |
 	dd of="$t/corrupt/train-images-idx3-ubyte.gz" bs=1 seek=5000000 conv=notrunc 2>/dev/null
-expect_sub 4 "cannot read '$t/corrupt/train-images-idx3-ubyte.gz': corrupt gzip stream" "$bv" train --data "idx:$t/corrupt"
+# (this damage makes the stream inflate to more than the header promises, which
+# is where the reading stops: never past the promise)
+expect 4 "bvtool train: cannot read '$t/corrupt/train-images-idx3-ubyte.gz': more data than its header promises (47040000 bytes)" "$bv" train --data "idx:$t/corrupt"
 # a labels file where the images file should be
 cp "$fm/train-labels-idx1-ubyte.gz" "$t/magic/train-images-idx3-ubyte.gz"
 expect_sub 4 "'$t/magic/train-images-idx3-ubyte.gz'" "$bv" train --data "idx:$t/magic"
@@ -124,6 +126,33 @@ if mknod "$t/null" c 1 3 2>/dev/null; then
 else
 	echo "skip: --out a character device: mknod failed (needs root)"
 fi
+
+# --- inputs must be regular files, read no further than their headers promise
+# (D10): each a one-line error, quickly (timeout), in bounded memory (ulimit -v)
+bounded() { sh -c 'ulimit -v 4000000; exec timeout 60 "$@"' bounded "$@"; }
+# shellcheck disable=SC2086
+expect 3 "bvtool train: '$t/fifo' is not a regular file" bounded "$bv" train --model mlp:8 --method kd --teacher "$t/fifo" --train-subset 100
+for d in fifo-data zero-data bomb absurd; do
+	mkdir -p "$t/$d"
+	cp "$fm"/t10k-*.gz "$fm"/train-labels-idx1-ubyte.gz "$t/$d/"
+done
+mkfifo "$t/fifo-data/train-images-idx3-ubyte.gz"
+expect 3 "bvtool train: '$t/fifo-data/train-images-idx3-ubyte.gz' is not a regular file" bounded "$bv" train --data "idx:$t/fifo-data"
+ln -s /dev/zero "$t/zero-data/train-images-idx3-ubyte"
+expect 3 "bvtool train: '$t/zero-data/train-images-idx3-ubyte' is not a regular file" bounded "$bv" train --data "idx:$t/zero-data"
+ln -sf /dev/zero "$t/zero-data/t10k-labels-idx1-ubyte.gz"
+rm "$t/zero-data/train-images-idx3-ubyte"
+cp "$fm/train-images-idx3-ubyte.gz" "$t/zero-data/"
+expect 3 "bvtool train: '$t/zero-data/t10k-labels-idx1-ubyte.gz' is not a regular file" bounded "$bv" train --data "idx:$t/zero-data"
+# a gzip bomb: a header for 60000 28x28 images (47 MB), then 200 MB of zeros in
+# an 870 kB file; inflating stops one byte past the promise
+{ printf '\000\000\010\003\000\000\352\140\000\000\000\034\000\000\000\034'; head -c 200000000 /dev/zero; } |
+	gzip -1 >"$t/bomb/train-images-idx3-ubyte.gz"
+expect 4 "bvtool train: cannot read '$t/bomb/train-images-idx3-ubyte.gz': more data than its header promises (47040000 bytes)" bounded "$bv" train --data "idx:$t/bomb"
+# a header promising absurd sizes: 60000 images of 65536x65536 pixels
+{ printf '\000\000\010\003\000\000\352\140\000\001\000\000\000\001\000\000'; head -c 200000000 /dev/zero; } |
+	gzip -1 >"$t/absurd/train-images-idx3-ubyte.gz"
+expect_sub 4 "bvtool train: cannot read '$t/absurd/train-images-idx3-ubyte.gz': " bounded "$bv" train --data "idx:$t/absurd"
 
 # --- bad model spec and teacher
 expect_sub 2 "bvtool train: --model: unknown model spec 'mlp:12-x'" "$bv" train --model mlp:12-x --train-subset 100
