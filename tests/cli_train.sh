@@ -159,6 +159,45 @@ expect_sub 2 "bvtool train: --model: unknown model spec 'mlp:12-x'" "$bv" train 
 "$TOOL_CKPT" "$t/t100.ckpt" mlp:8 1 28 28 100
 expect 4 "bvtool train: checkpoint '$t/t100.ckpt' has 100 classes, the data has 10" "$bv" train --model mlp:8 --method kd --teacher "$t/t100.ckpt" --train-subset 100 --out "$t/x.ckpt"
 expect_sub 3 "cannot open '$t/none.ckpt'" "$bv" train --model mlp:8 --method wsl --teacher "$t/none.ckpt" --train-subset 100
+# a checkpoint with a valid CRC but damaged numbers is refused on load, naming
+# the tensor (D15): non-finite weights, BN running statistics, absurd dims
+kd="--model mlp:8 --method kd --train-subset 100 --epochs 1 --out $t/x.ckpt"
+"$TOOL_CKPT" "$t/nan.ckpt" mlp:8 1 28 28 10 param 17 nan
+# shellcheck disable=SC2086
+expect 4 "bvtool train: checkpoint '$t/nan.ckpt': the weight of layer 1 (linear) holds a non-finite value (nan) at 17; the file is damaged" "$bv" train $kd --teacher "$t/nan.ckpt"
+# mlp:8 on 784 inputs: layer 1 weight 6272 and bias 8, layer 3 weight 80, then its bias
+"$TOOL_CKPT" "$t/inf.ckpt" mlp:8 1 28 28 10 param 6365 -inf
+# shellcheck disable=SC2086
+expect 4 "bvtool train: checkpoint '$t/inf.ckpt': the bias of layer 3 (linear) holds a non-finite value (-inf) at 5; the file is damaged" "$bv" train $kd --teacher "$t/inf.ckpt"
+# cnn-small: layer 2 is a batch norm of 32 channels (running mean 0-31, variance 32-63)
+"$TOOL_CKPT" "$t/bnvar.ckpt" cnn-small 1 28 28 10 buffer 40 -1
+# shellcheck disable=SC2086
+expect 4 "bvtool train: checkpoint '$t/bnvar.ckpt': the running variance of layer 2 (batch norm) holds a negative value (-1) at 8; the file is damaged" "$bv" train $kd --teacher "$t/bnvar.ckpt"
+"$TOOL_CKPT" "$t/bnmean.ckpt" cnn-small 1 28 28 10 buffer 3 inf
+# shellcheck disable=SC2086
+expect 4 "bvtool train: checkpoint '$t/bnmean.ckpt': the running mean of layer 2 (batch norm) holds a non-finite value (inf) at 3; the file is damaged" "$bv" train $kd --teacher "$t/bnmean.ckpt"
+"$TOOL_CKPT" "$t/bnscale.ckpt" cnn-small 1 28 28 10 param 288 nan
+# shellcheck disable=SC2086
+expect 4 "bvtool train: checkpoint '$t/bnscale.ckpt': the scale of layer 2 (batch norm) holds a non-finite value (nan) at 0; the file is damaged" "$bv" train $kd --teacher "$t/bnscale.ckpt"
+# header fields (mlp:8: c at byte 21, h 25, w 29, classes 33), CRC recomputed
+for f in "21 0 input shape 0x28x28" "25 2147483647 input shape 1x2147483647x28" "29 4294967295 input shape 1x28x4294967295" "33 0 class count 0" "33 1000000 class count 1000000"; do
+	set -- $f
+	"$TOOL_CKPT" "$t/dims.ckpt" mlp:8 1 28 28 10
+	"$TOOL_CKPT" --patch "$t/dims.ckpt" "$1" "$2"
+	shift 2
+	case "$*" in
+	input*) range="(at most 16777216 values, each from 1)" ;;
+	*) range="(expected 1 to 65536)" ;;
+	esac
+	# shellcheck disable=SC2086
+	expect 4 "bvtool train: checkpoint '$t/dims.ckpt': $* is out of range $range; the file is damaged" "$bv" train $kd --teacher "$t/dims.ckpt"
+done
+# the spec 'mlp:8' (bytes 16-20) made 'mlp:' and an escape byte
+"$TOOL_CKPT" "$t/spec.ckpt" mlp:8 1 28 28 10
+"$TOOL_CKPT" --patch "$t/spec.ckpt" 17 0x1b3a706c
+# shellcheck disable=SC2086
+expect 4 "bvtool train: checkpoint '$t/spec.ckpt': its model spec holds byte 0x1b at 4; the file is damaged" "$bv" train $kd --teacher "$t/spec.ckpt"
+assert "no checkpoint written from a damaged teacher" [ ! -e "$t/x.ckpt" ]
 assert "no checkpoint written on a bad teacher" [ ! -e "$t/x.ckpt" ]
 
 # --- divergence: stop, say where, suggest a lower --lr, write nothing
