@@ -92,6 +92,17 @@ printf '\001\002\003\004\005\006\007\010\011\012\013\014' >>"$t/label/train-imag
 printf '\000\000\010\001\000\000\000\003\001\012\002' >"$t/label/train-labels-idx1-ubyte"
 rm "$t/label/train-labels-idx1-ubyte.gz"
 expect_sub 4 "'$t/label/train-labels-idx1-ubyte'" "$bv" train --data "idx:$t/label"
+# an IDX file with a byte to spare, and one a byte short (raw)
+mkdir -p "$t/long" "$t/short"
+cp "$t/label/train-images-idx3-ubyte" "$t/long/"
+cp "$t/label/train-images-idx3-ubyte" "$t/short/"
+cp "$fm"/t10k-*.gz "$t/long/"
+cp "$fm"/t10k-*.gz "$t/short/"
+printf '\000\000\010\001\000\000\000\003\001\002\003\004' >"$t/long/train-labels-idx1-ubyte"
+expect 4 "bvtool train: cannot read '$t/long/train-labels-idx1-ubyte': more data than its header promises (3 bytes)" "$bv" train --data "idx:$t/long" --out "$t/x.ckpt"
+printf '\000\000\010\001\000\000\000\003\001\002' >"$t/short/train-labels-idx1-ubyte"
+expect 4 "bvtool train: cannot read '$t/short/train-labels-idx1-ubyte': truncated: expected 3 bytes, found 2" "$bv" train --data "idx:$t/short" --out "$t/x.ckpt"
+expect 4 "bvtool train: cannot read '$t/label/train-labels-idx1-ubyte': sample 1 has label 10 (expected 0 to 9)" "$bv" train --data "idx:$t/label" --out "$t/x.ckpt"
 assert "no checkpoint written on bad data" [ ! -e "$t/x.ckpt" ]
 
 # --- --out must be absent or a regular file, in a directory that exists (D4):
