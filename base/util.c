@@ -16,7 +16,7 @@
 int bv_write_file_atomic(const char *path, const void *data, size_t size)
 {
 	size_t plen = strlen(path);
-	char *tmp = malloc(plen + 16);
+	char *tmp = malloc(plen + 32);
 	int fd = -1, rc = 0;
 	if (!tmp)
 		return bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
@@ -24,11 +24,25 @@ int bv_write_file_atomic(const char *path, const void *data, size_t size)
 		free(tmp);
 		return rc;
 	}
-	snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	/* The temporary name is predictable, so it is created afresh (O_EXCL, and
+	 * O_NOFOLLOW for good measure), never opened through a link or a FIFO that
+	 * someone planted there; a name that is taken is skipped, and left alone. */
+	for (int k = 0; fd < 0 && k < 100; k++) {
+		if (k == 0)
+			snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
+		else
+			snprintf(tmp, plen + 32, "%s.tmp%ld.%d", path, (long)getpid(), k);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EEXIST) {
+			rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+			free(tmp);
+			return rc;
+		}
+	}
 	if (fd < 0) {
-		rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
-		goto done;
+		rc = bv_error_set(BV_EIO, "cannot write '%s': no free temporary name beside it", path);
+		free(tmp);
+		return rc;
 	}
 	const unsigned char *p = data;
 	size_t left = size;

@@ -183,6 +183,29 @@ static void test_paths(const char *dir)
 	CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "the link is still a link");
 	CHECK(stat("/dev/zero", &st) == 0 && S_ISCHR(st.st_mode), "/dev/zero untouched");
 
+	/* the temporary file of an atomic write is created, never opened through
+	 * what stands at its name: a link planted there (the name is predictable)
+	 * must not be written through, nor removed */
+	{
+		char victim[512], planted[700];
+		snprintf(victim, sizeof victim, "%s/victim", dir);
+		CHECK(bv_write_file_atomic(victim, "keep", 4) == 0, "victim: %s", bv_error_last());
+		snprintf(path, sizeof path, "%s/out.bin", dir);
+		snprintf(planted, sizeof planted, "%s.tmp%ld", path, (long)getpid());
+		CHECK(symlink(victim, planted) == 0, "plant a link");
+		CHECK(bv_write_file_atomic(path, "new!", 4) == 0, "write beside a planted link: %s", bv_error_last());
+		CHECK(bv_read_file(&data, &len, victim) == 0 && len == 4 && memcmp(data, "keep", 4) == 0,
+		      "the link's target was written through");
+		free(data);
+		CHECK(bv_read_file(&data, &len, path) == 0 && len == 4 && memcmp(data, "new!", 4) == 0,
+		      "the output holds the new bytes");
+		free(data);
+		CHECK(lstat(planted, &st) == 0 && S_ISLNK(st.st_mode), "the planted link is left alone");
+		unlink(planted);
+		unlink(path);
+		unlink(victim);
+	}
+
 	/* bv_check_output_dir: the directory that will hold the file */
 	CHECK(bv_check_output_dir(file) == 0, "existing file: %s", bv_error_last());
 	snprintf(path, sizeof path, "%s/new.bin", dir);
