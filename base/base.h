@@ -76,6 +76,10 @@ int bv_open_input(int *out_fd, size_t *out_size, const char *path);
  * device, a FIFO, a directory is never replaced by an atomic write. A missing
  * path, or a symbolic link to a regular file, is fine. */
 int bv_check_output(const char *path);
+/* Refuses (BV_EIO) an output path whose directory does not exist or is not a
+ * directory: "cannot write 'd/x': directory 'd' does not exist", so that a
+ * command can name a bad output path before it spends time on its work. */
+int bv_check_output_dir(const char *path);
 
 /* Seconds from a monotonic clock. */
 double bv_now(void);

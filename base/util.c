@@ -16,7 +16,7 @@
 int bv_write_file_atomic(const char *path, const void *data, size_t size)
 {
 	size_t plen = strlen(path);
-	char *tmp = malloc(plen + 16);
+	char *tmp = malloc(plen + 32);
 	int fd = -1, rc = 0;
 	if (!tmp)
 		return bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
@@ -24,11 +24,25 @@ int bv_write_file_atomic(const char *path, const void *data, size_t size)
 		free(tmp);
 		return rc;
 	}
-	snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	/* The temporary name is predictable, so it is created afresh (O_EXCL, and
+	 * O_NOFOLLOW for good measure), never opened through a link or a FIFO that
+	 * someone planted there; a name that is taken is skipped, and left alone. */
+	for (int k = 0; fd < 0 && k < 100; k++) {
+		if (k == 0)
+			snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
+		else
+			snprintf(tmp, plen + 32, "%s.tmp%ld.%d", path, (long)getpid(), k);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EEXIST) {
+			rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+			free(tmp);
+			return rc;
+		}
+	}
 	if (fd < 0) {
-		rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
-		goto done;
+		rc = bv_error_set(BV_EIO, "cannot write '%s': no free temporary name beside it", path);
+		free(tmp);
+		return rc;
 	}
 	const unsigned char *p = data;
 	size_t left = size;
@@ -160,6 +174,28 @@ int bv_check_output(const char *path)
 	return 0;
 }
 
+int bv_check_output_dir(const char *path)
+{
+	struct stat st;
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int rc = 0;
+	if (!slash)
+		return 0; /* in the working directory */
+	size_t n = slash == path ? 1 : (size_t)(slash - path);
+	if (!(dir = malloc(n + 1)))
+		return bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	if (stat(dir, &st) != 0)
+		rc = errno == ENOENT ? bv_error_set(BV_EIO, "cannot write '%s': directory '%s' does not exist", path, dir)
+				     : bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		rc = bv_error_set(BV_EIO, "cannot write '%s': '%s' is not a directory", path, dir);
+	free(dir);
+	return rc;
+}
+
 int bv_read_file(unsigned char **out, size_t *out_len, const char *path)
 {
 	int fd;
@@ -204,15 +240,68 @@ double bv_now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/*
+ * The number grammar of flags and spec strings (docs/cli.md): plain decimal
+ * only, so that what a user reads is what bvtool uses. strtod and strtol alone
+ * also take leading white space, hexadecimal ("0x10" is 16), "inf", "nan" and
+ * "infinity"; these scanners admit only
+ *   whole:  [+-]? digit+
+ *   number: [+-]? (digit+ ('.' digit*)? | '.' digit+) ([eE] [+-]? digit+)?
+ * and the conversion then must consume exactly that.
+ */
+static size_t scan_digits(const char *s)
+{
+	size_t n = 0;
+	while (s[n] >= '0' && s[n] <= '9')
+		n++;
+	return n;
+}
+
+static int plain_whole(const char *s)
+{
+	if (*s == '+' || *s == '-')
+		s++;
+	size_t n = scan_digits(s);
+	return n > 0 && s[n] == '\0';
+}
+
+static int plain_number(const char *s)
+{
+	if (*s == '+' || *s == '-')
+		s++;
+	size_t n = scan_digits(s);
+	s += n;
+	if (*s == '.') {
+		size_t f = scan_digits(s + 1);
+		if (n == 0 && f == 0)
+			return 0;
+		s += 1 + f;
+	} else if (n == 0) {
+		return 0;
+	}
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		size_t e = scan_digits(s);
+		if (e == 0)
+			return 0;
+		s += e;
+	}
+	return *s == '\0';
+}
+
 int bv_parse_double(double *out, const char *s, double lo, double hi, const char *what)
 {
 	char *end;
-	if (!s || !*s)
-		return bv_error_set(BV_EINVAL, "%s: expected a number, got ''", what);
+	if (!s || !plain_number(s))
+		return bv_error_set(BV_EINVAL, "%s: expected a number, got '%s'", what, s ? s : "");
 	errno = 0;
 	double v = strtod(s, &end);
 	if (*end != '\0' || errno == ERANGE || !isfinite(v))
 		return bv_error_set(BV_EINVAL, "%s: expected a number, got '%s'", what, s);
+	if (v == 0)
+		v = 0.0; /* -0 is 0: no negative zero in a setting or its fingerprint */
 	if (v < lo || v > hi)
 		return bv_error_set(BV_EINVAL, "%s: %s is out of range (%g to %g)", what, s, lo, hi);
 	*out = v;
@@ -222,8 +311,8 @@ int bv_parse_double(double *out, const char *s, double lo, double hi, const char
 int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what)
 {
 	char *end;
-	if (!s || !*s)
-		return bv_error_set(BV_EINVAL, "%s: expected a whole number, got ''", what);
+	if (!s || !plain_whole(s))
+		return bv_error_set(BV_EINVAL, "%s: expected a whole number, got '%s'", what, s ? s : "");
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	if (*end != '\0' || errno == ERANGE)

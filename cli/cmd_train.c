@@ -101,6 +101,12 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 		goto done;
 	}
 	cfg.teacher_bn_train = strcmp(teacher_bn, "train") == 0;
+	/* a bad --out is named now, not after the training: never a device, a FIFO
+	 * or a directory (the atomic write would refuse it too), nor a missing directory */
+	if (out_path && ((rc = bv_check_output(out_path)) != 0 || (rc = bv_check_output_dir(out_path)) != 0)) {
+		rc = cli_fail(rc);
+		goto done;
+	}
 	cfg.loss.temp = (float)temp;
 	cfg.loss.alpha = (float)alpha;
 	cfg.loss.gamma = (float)gamma;

@@ -1,7 +1,8 @@
 /*
- * Option tables: parsing (--name VALUE or --name=VALUE, numbers checked with
- * strtol/strtod end pointers and ranges), help printing with the defaults read
- * from the variables, and the mapping of BV_E* codes to exit statuses.
+ * Option tables: parsing (--name VALUE or --name=VALUE, numbers plain decimal
+ * and checked in full by bv_parse_long / bv_parse_double: no white space, hex,
+ * inf or nan; ranges inclusive), help printing with the defaults read from the
+ * variables, and the mapping of BV_E* codes to exit statuses.
  */
 #include "cli.h"
 

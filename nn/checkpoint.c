@@ -2,9 +2,16 @@
  * Checkpoints: a model's spec, shapes, parameters and buffers (batch norm's
  * running statistics) in one versioned binary
  * file (layout in nn.h), written atomically and checked with a CRC-32 on load.
+ * A checkpoint is untrusted input (docs/security.md): it is read through
+ * bv_read_file (a regular file, no more than its size), every count is checked
+ * against the file's length, the shape and class count against fixed limits
+ * before a model is built, and the values must be finite (running variances
+ * also >= 0), so damage is refused by name instead of surfacing as a diverged
+ * training.
  */
 #include "nn.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -45,6 +52,82 @@ static uint32_t rd_u32(const unsigned char *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* The largest input (values per sample) and class count a checkpoint may
+ * declare; beyond them the header is damage, refused before a model is built. */
+enum { CKPT_MAX_INPUT = 1 << 24, CKPT_MAX_CLASSES = 1 << 16 };
+
+static const char *op_name(bv_op op)
+{
+	switch (op) {
+	case BV_OP_LINEAR:
+		return "linear";
+	case BV_OP_CONV:
+		return "conv";
+	case BV_OP_BN:
+		return "batch norm";
+	default:
+		return "layer";
+	}
+}
+
+/* The k-th tensor of a node: weight and bias, or batch norm's scale and shift. */
+static const char *param_name(const bv_node *nd, int k)
+{
+	if (nd->op == BV_OP_BN)
+		return k == 0 ? "scale" : "shift";
+	return k == 0 ? "weight" : "bias";
+}
+
+static const char *nonfinite_text(float v)
+{
+	return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+/* A CRC proves the bytes are those written, not that they are a model: every
+ * parameter must be finite, batch norm's running means finite and its running
+ * variances finite and >= 0. The message names the tensor, its layer (1-based
+ * node) and the index within the tensor. */
+static int check_values(const bv_model *m, const char *path)
+{
+	for (int i = 0; i < m->n_nodes; i++) {
+		const bv_node *nd = &m->nodes[i];
+		for (int k = 0; k < nd->n_params; k++) {
+			const float *p = m->params + nd->param_off[k];
+			size_t j = bv_first_nonfinite(p, nd->param_size[k]);
+			if (j < nd->param_size[k])
+				return bv_error_set(BV_EFORMAT,
+						    "checkpoint '%s': the %s of layer %d (%s) holds a non-finite value (%s) at %zu; the file is damaged",
+						    path, param_name(nd, k), i + 1, op_name(nd->op),
+						    nonfinite_text(p[j]), j);
+		}
+		if (nd->op != BV_OP_BN)
+			continue;
+		const size_t c = (size_t)nd->out_shape.c;
+		const float *mean = m->buffers + nd->buf_off, *var = mean + c;
+		size_t j = bv_first_nonfinite(mean, c);
+		if (j < c)
+			return bv_error_set(BV_EFORMAT,
+					    "checkpoint '%s': the running mean of layer %d (batch norm) holds a non-finite value (%s) at %zu; the file is damaged",
+					    path, i + 1, nonfinite_text(mean[j]), j);
+		if ((j = bv_first_nonfinite(var, c)) < c)
+			return bv_error_set(BV_EFORMAT,
+					    "checkpoint '%s': the running variance of layer %d (batch norm) holds a non-finite value (%s) at %zu; the file is damaged",
+					    path, i + 1, nonfinite_text(var[j]), j);
+		for (j = 0; j < c; j++)
+			if (var[j] < 0)
+				return bv_error_set(BV_EFORMAT,
+						    "checkpoint '%s': the running variance of layer %d (batch norm) holds a negative value (%g) at %zu; the file is damaged",
+						    path, i + 1, (double)var[j], j);
+	}
+	/* (every parameter belongs to a node; this catches any that would not) */
+	size_t j = bv_first_nonfinite(m->params, m->n_params);
+	if (j < m->n_params)
+		return bv_error_set(BV_EFORMAT,
+				    "checkpoint '%s': parameter %zu holds a non-finite value (%s); the file is damaged",
+				    path, j, nonfinite_text(m->params[j]));
+	return 0;
+}
+
 int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 		 int expect_classes)
 {
@@ -77,9 +160,17 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 	memcpy(spec, data + pos, spec_len);
 	spec[spec_len] = '\0';
 	pos += spec_len;
-	bv_shape in = {(int)rd_u32(data + pos), (int)rd_u32(data + pos + 4),
-		       (int)rd_u32(data + pos + 8)};
-	int n_classes = (int)rd_u32(data + pos + 12);
+	/* a spec is printable ASCII without spaces: no NUL cuts it short, no
+	 * control byte reaches a terminal through a message */
+	for (uint32_t i = 0; i < spec_len; i++)
+		if (spec[i] < 0x21 || spec[i] > 0x7e) {
+			rc = bv_error_set(BV_EFORMAT,
+					  "checkpoint '%s': its model spec holds byte 0x%02x at %u; the file is damaged",
+					  path, (unsigned)(unsigned char)spec[i], (unsigned)i);
+			goto done;
+		}
+	const uint32_t c = rd_u32(data + pos), h = rd_u32(data + pos + 4), w = rd_u32(data + pos + 8);
+	const uint32_t classes = rd_u32(data + pos + 12);
 	pos += 16;
 	uint64_t n_params = (uint64_t)rd_u32(data + pos) | (uint64_t)rd_u32(data + pos + 4) << 32;
 	pos += 8;
@@ -109,6 +200,21 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 		rc = bv_error_set(BV_EFORMAT, "'%s': checkpoint is corrupt (CRC mismatch)", path);
 		goto done;
 	}
+	/* the header's numbers, range-checked before they size anything */
+	if (c < 1 || h < 1 || w < 1 || (uint64_t)c * h * w > CKPT_MAX_INPUT) {
+		rc = bv_error_set(BV_EFORMAT,
+				  "checkpoint '%s': input shape %ux%ux%u is out of range (at most %d values, each from 1); the file is damaged",
+				  path, (unsigned)c, (unsigned)h, (unsigned)w, CKPT_MAX_INPUT);
+		goto done;
+	}
+	if (classes < 1 || classes > CKPT_MAX_CLASSES) {
+		rc = bv_error_set(BV_EFORMAT,
+				  "checkpoint '%s': class count %u is out of range (expected 1 to %d); the file is damaged",
+				  path, (unsigned)classes, CKPT_MAX_CLASSES);
+		goto done;
+	}
+	const bv_shape in = {(int)c, (int)h, (int)w};
+	const int n_classes = (int)classes;
 	if (expect_classes > 0 && n_classes != expect_classes) {
 		rc = bv_error_set(BV_EMISMATCH, "checkpoint '%s' has %d classes, the data has %d", path,
 				  n_classes, expect_classes);
@@ -137,6 +243,8 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 	memcpy(m->params, data + pos, n_params * 4); /* little-endian hosts only, checked in CMake */
 	if (n_buffers)
 		memcpy(m->buffers, data + buf_pos, n_buffers * 4);
+	if ((rc = check_values(m, path)) != 0)
+		goto done;
 	*out = m;
 	m = NULL;
 done:

@@ -304,7 +304,10 @@ void bv_schedule_format(char *out, size_t size, const bv_schedule *s);
 #define BV_CKPT_VERSION 2
 int bv_ckpt_save(const bv_model *m, const char *path);
 /* Load a checkpoint into a new model; expect_in / expect_classes, when non-NULL /
- * > 0, must match (BV_EMISMATCH otherwise). */
+ * > 0, must match (BV_EMISMATCH otherwise). The file is untrusted: a bad magic,
+ * version, length, CRC, spec byte, an input shape over 2^24 values or a class
+ * count over 65536, a non-finite parameter or running statistic, or a negative
+ * running variance is BV_EFORMAT, the message naming the file (and the tensor). */
 int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 		 int expect_classes);
 

@@ -68,6 +68,27 @@ cp -r c10 bad
 head -c 3000 c10/test_batch.bin >bad/test_batch.bin
 expect 4 "bvtool train: cannot read '$t/bad/test_batch.bin': 3000 bytes is not a whole number of 3073-byte records" "$bv" train --data "cifar10:$t/bad" --model resnet8
 expect 3 "bvtool train: data directory '$t/none' does not exist" "$bv" train --data "cifar10:$t/none" --model resnet8
+# more records than the data set's files hold, an empty file, labels out of range
+head -c $((10001 * 3073)) /dev/zero >bad/test_batch.bin
+expect 4 "bvtool train: cannot read '$t/bad/test_batch.bin': 10001 records (expected at most 10000)" "$bv" train --data "cifar10:$t/bad" --model resnet8
+: >bad/test_batch.bin
+expect 4 "bvtool train: cannot read '$t/bad/test_batch.bin': empty file (expected 3073-byte records)" "$bv" train --data "cifar10:$t/bad" --model resnet8
+cp c10/test_batch.bin bad/test_batch.bin
+printf '\012' | dd of=bad/test_batch.bin bs=1 seek=$((3 * 3073)) conv=notrunc 2>/dev/null
+expect 4 "bvtool train: cannot read '$t/bad/test_batch.bin': record 3 has label 10 (expected 0 to 9)" "$bv" train --data "cifar10:$t/bad" --model resnet8
+cp -r c100 bad100
+printf '\024' | dd of=bad100/train.bin bs=1 seek=$((5 * 3074)) conv=notrunc 2>/dev/null
+expect 4 "bvtool train: cannot read '$t/bad100/train.bin': record 5 has coarse label 20 (expected 0 to 19)" "$bv" train --data "cifar100:$t/bad100" --model resnet8
+printf '\144' | dd of=bad100/test.bin bs=1 seek=$((2 * 3074 + 1)) conv=notrunc 2>/dev/null
+cp c100/train.bin bad100/
+expect 4 "bvtool train: cannot read '$t/bad100/test.bin': record 2 has label 100 (expected 0 to 99)" "$bv" train --data "cifar100:$t/bad100" --model resnet8
+# not regular files (D10): a FIFO and a link to /dev/zero, refused at once
+rm bad/test_batch.bin
+mkfifo bad/test_batch.bin
+expect 3 "bvtool train: '$t/bad/test_batch.bin' is not a regular file" timeout 60 "$bv" train --data "cifar10:$t/bad" --model resnet8
+rm bad/data_batch_2.bin
+ln -s /dev/zero bad/data_batch_2.bin
+expect 3 "bvtool train: '$t/bad/data_batch_2.bin' is not a regular file" timeout 60 "$bv" train --data "cifar10:$t/bad" --model resnet8
 
 # --- collect and decompose with a convolutional student on Fashion-MNIST
 run "$bv" collect --db cnn.db --train-subset 1000 --teacher cnn-small --teacher-epochs 1 --student cnn-small --epochs 2 --seeds 2 --temps 2,4,8 --augment crop-flip --jobs 2

@@ -93,6 +93,139 @@ static void test_vmath(void)
 	free(y);
 }
 
+/* Numbers are plain decimal, checked in full (docs/cli.md): an optional sign,
+ * digits, for doubles an optional fraction and exponent; nothing else. */
+static void test_parse_strict(void)
+{
+	static const char *const bad_double[] = {
+		" 1", "1 ", "\t1", "1\n", "0x10", "0X1p3", "inf", "-inf", "infinity", "nan", "NaN",
+		"nan(1)", "", "+", "-", ".", "e5", "1e", "1e+", "1.2.3", "1,5", "--1", "+-1", "1e5x",
+		"1x", "0b1", "1_000", "\xc2\xa0" "1",
+	};
+	static const char *const bad_long[] = {
+		" 1", "1 ", "0x10", "010x", "1.0", "1e3", "", "+", "-", "--1", "1x", "\n1", "inf",
+	};
+	double d;
+	long l;
+	for (size_t i = 0; i < BV_ARRAY_LEN(bad_double); i++) {
+		int rc = bv_parse_double(&d, bad_double[i], -1e308, 1e308, "--x");
+		CHECK(rc == BV_EINVAL, "double '%s' accepted (%g)", bad_double[i], d);
+		char want[64];
+		snprintf(want, sizeof want, "--x: expected a number, got '%s'", bad_double[i]);
+		CHECK(rc != BV_EINVAL || strcmp(bv_error_last(), want) == 0, "'%s': %s", bad_double[i],
+		      bv_error_last());
+	}
+	for (size_t i = 0; i < BV_ARRAY_LEN(bad_long); i++) {
+		int rc = bv_parse_long(&l, bad_long[i], -1000000, 1000000, "--n");
+		CHECK(rc == BV_EINVAL, "long '%s' accepted (%ld)", bad_long[i], l);
+	}
+	static const struct { const char *s; double v; } good_double[] = {
+		{"1", 1}, {"0.05", 0.05}, {"1e-2", 1e-2}, {"1E-2", 1e-2}, {"2.5e+3", 2500}, {"-3", -3},
+		{"+3", 3}, {".5", 0.5}, {"5.", 5}, {"007", 7}, {"1e0", 1},
+	};
+	for (size_t i = 0; i < BV_ARRAY_LEN(good_double); i++)
+		CHECK(bv_parse_double(&d, good_double[i].s, -1e308, 1e308, "--x") == 0 &&
+			      d == good_double[i].v,
+		      "double '%s': %s (%g)", good_double[i].s, bv_error_last(), d);
+	/* -0 is 0: no negative zero reaches a setting (or its fingerprint) */
+	CHECK(bv_parse_double(&d, "-0", 0, 1, "--x") == 0 && d == 0 && !signbit(d), "-0 -> +0");
+	CHECK(bv_parse_double(&d, "-0.0e5", 0, 1, "--x") == 0 && d == 0 && !signbit(d), "-0.0e5 -> +0");
+	static const struct { const char *s; long v; } good_long[] = {
+		{"0", 0}, {"-0", 0}, {"+7", 7}, {"42", 42}, {"-12", -12}, {"010", 10},
+	};
+	for (size_t i = 0; i < BV_ARRAY_LEN(good_long); i++)
+		CHECK(bv_parse_long(&l, good_long[i].s, -1000000, 1000000, "--n") == 0 &&
+			      l == good_long[i].v,
+		      "long '%s': %s (%ld)", good_long[i].s, bv_error_last(), l);
+	/* out of range names the range; over- and underflow are refused */
+	CHECK_ERR(bv_parse_long(&l, "-1", 0, 10, "--n"), BV_EINVAL);
+	CHECK(strcmp(bv_error_last(), "--n: -1 is out of range (0 to 10)") == 0, "%s", bv_error_last());
+	CHECK_ERR(bv_parse_double(&d, "1e-400", -1, 1, "--x"), BV_EINVAL);
+	CHECK_ERR(bv_parse_double(&d, "-1e400", -1e308, 1, "--x"), BV_EINVAL);
+	/* NULL is an empty value */
+	CHECK_ERR(bv_parse_double(&d, NULL, 0, 1, "--x"), BV_EINVAL);
+	CHECK_ERR(bv_parse_long(&l, NULL, 0, 1, "--n"), BV_EINVAL);
+}
+
+/* Inputs must be regular files; outputs never replace anything else, and a
+ * missing directory is named before any work (bv_check_output_dir). */
+static void test_paths(const char *dir)
+{
+	char fifo[512], sub[512], file[512], link[512], path[600];
+	unsigned char *data = NULL;
+	size_t len = 0;
+	int fd;
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	snprintf(sub, sizeof sub, "%s/sub", dir);
+	snprintf(file, sizeof file, "%s/file", dir);
+	snprintf(link, sizeof link, "%s/zero", dir);
+	CHECK(mkfifo(fifo, 0644) == 0, "mkfifo");
+	CHECK(mkdir(sub, 0755) == 0, "mkdir");
+	CHECK(symlink("/dev/zero", link) == 0, "symlink");
+	CHECK(bv_write_file_atomic(file, "abc", 3) == 0, "write: %s", bv_error_last());
+
+	const char *const not_regular[] = {fifo, sub, link};
+	for (int i = 0; i < 3; i++) {
+		char want[700];
+		snprintf(want, sizeof want, "'%s' is not a regular file", not_regular[i]);
+		CHECK_ERR(bv_read_file(&data, &len, not_regular[i]), BV_EIO);
+		CHECK(strcmp(bv_error_last(), want) == 0 && data == NULL, "read: %s", bv_error_last());
+		CHECK_ERR(bv_open_input(&fd, &len, not_regular[i]), BV_EIO);
+		CHECK(fd == -1, "no descriptor left");
+		snprintf(want, sizeof want, "'%s' is not a regular file; refusing to replace it",
+			 not_regular[i]);
+		CHECK_ERR(bv_check_output(not_regular[i]), BV_EIO);
+		CHECK(strcmp(bv_error_last(), want) == 0, "check_output: %s", bv_error_last());
+		CHECK_ERR(bv_write_file_atomic(not_regular[i], "x", 1), BV_EIO);
+	}
+	struct stat st;
+	CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO is still a FIFO");
+	CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "the link is still a link");
+	CHECK(stat("/dev/zero", &st) == 0 && S_ISCHR(st.st_mode), "/dev/zero untouched");
+
+	/* the temporary file of an atomic write is created, never opened through
+	 * what stands at its name: a link planted there (the name is predictable)
+	 * must not be written through, nor removed */
+	{
+		char victim[512], planted[700];
+		snprintf(victim, sizeof victim, "%s/victim", dir);
+		CHECK(bv_write_file_atomic(victim, "keep", 4) == 0, "victim: %s", bv_error_last());
+		snprintf(path, sizeof path, "%s/out.bin", dir);
+		snprintf(planted, sizeof planted, "%s.tmp%ld", path, (long)getpid());
+		CHECK(symlink(victim, planted) == 0, "plant a link");
+		CHECK(bv_write_file_atomic(path, "new!", 4) == 0, "write beside a planted link: %s", bv_error_last());
+		CHECK(bv_read_file(&data, &len, victim) == 0 && len == 4 && memcmp(data, "keep", 4) == 0,
+		      "the link's target was written through");
+		free(data);
+		CHECK(bv_read_file(&data, &len, path) == 0 && len == 4 && memcmp(data, "new!", 4) == 0,
+		      "the output holds the new bytes");
+		free(data);
+		CHECK(lstat(planted, &st) == 0 && S_ISLNK(st.st_mode), "the planted link is left alone");
+		unlink(planted);
+		unlink(path);
+		unlink(victim);
+	}
+
+	/* bv_check_output_dir: the directory that will hold the file */
+	CHECK(bv_check_output_dir(file) == 0, "existing file: %s", bv_error_last());
+	snprintf(path, sizeof path, "%s/new.bin", dir);
+	CHECK(bv_check_output_dir(path) == 0, "new file: %s", bv_error_last());
+	CHECK(bv_check_output_dir("relative-name") == 0, "a bare name is in '.': %s", bv_error_last());
+	snprintf(path, sizeof path, "%s/missing/new.bin", dir);
+	CHECK_ERR(bv_check_output_dir(path), BV_EIO);
+	char want[1400];
+	snprintf(want, sizeof want, "cannot write '%s': directory '%s/missing' does not exist", path, dir);
+	CHECK(strcmp(bv_error_last(), want) == 0, "missing dir: %s", bv_error_last());
+	snprintf(path, sizeof path, "%s/new.bin", file);
+	CHECK_ERR(bv_check_output_dir(path), BV_EIO);
+	snprintf(want, sizeof want, "cannot write '%s': '%s' is not a directory", path, file);
+	CHECK(strcmp(bv_error_last(), want) == 0, "file as dir: %s", bv_error_last());
+	unlink(fifo);
+	unlink(link);
+	unlink(file);
+	rmdir(sub);
+}
+
 int main(void)
 {
 	char path[512], dir[400];
@@ -133,6 +266,7 @@ int main(void)
 	CHECK_ERR(bv_parse_long(&l, "4.5", 0, 100, "--n"), BV_EINVAL);
 	CHECK_ERR(bv_parse_long(&l, "101", 0, 100, "--n"), BV_EINVAL);
 	CHECK_ERR(bv_parse_long(&l, "99999999999999999999", 0, 100, "--n"), BV_EINVAL);
+	test_parse_strict();
 
 	bv_buf b;
 	bv_buf_init(&b);
@@ -144,6 +278,7 @@ int main(void)
 	CHECK(b.len == sizeof want && memcmp(b.data, want, sizeof want) == 0, "little-endian encoding");
 	bv_buf_release(&b);
 
+	test_paths(dir);
 	test_vmath();
 	return bv_check_done();
 }

@@ -301,6 +301,63 @@ static void test_idx_read(void)
 	CHECK(out == NULL && strstr(bv_error_last(), path), "huge: %s", bv_error_last());
 	printf("  %-28s -> %s\n", "huge header", bv_error_last());
 	bv_buf_release(&h);
+
+	/* a gzip bomb: a header for 2x3x4 bytes, then 64 MiB of zeros in ~64 kB.
+	 * Inflating stops one byte past the promise: the trailer's CRC is broken,
+	 * so a reader that inflated the rest would report that instead. */
+	{
+		size_t big = 64u << 20;
+		unsigned char *zeros = calloc(1, big);
+		bv_buf bomb, zb;
+		idx_build(&bomb, 3, d3, zeros, big);
+		gz_encode(&zb, bomb.data, bomb.len);
+		zb.data[zb.len - 8] ^= 0x01;
+		put_file(dir, "bomb.gz", zb.data, zb.len);
+		snprintf(path, sizeof path, "%s/bomb.gz", dir);
+		CHECK_ERR(bv_idx_read(&out, &ndims, dims, path), BV_EFORMAT);
+		char want[1200];
+		snprintf(want, sizeof want, "cannot read '%s': more data than its header promises (24 bytes)", path);
+		CHECK(out == NULL && strcmp(bv_error_last(), want) == 0, "bomb: %s", bv_error_last());
+		printf("  %-28s -> %s (%zu-byte file)\n", "gzip bomb", bv_error_last(), zb.len);
+		/* raw: the same message */
+		put_file(dir, "raw-long", bomb.data, 16 + 24 + 1);
+		snprintf(path, sizeof path, "%s/raw-long", dir);
+		CHECK_ERR(bv_idx_read(&out, &ndims, dims, path), BV_EFORMAT);
+		snprintf(want, sizeof want, "cannot read '%s': more data than its header promises (24 bytes)", path);
+		CHECK(out == NULL && strcmp(bv_error_last(), want) == 0, "raw long: %s", bv_error_last());
+		bv_buf_release(&zb);
+		bv_buf_release(&bomb);
+		free(zeros);
+	}
+	/* absurd dims: refused from the header alone, without inflating the data
+	 * (whose CRC is broken again): a product that overflows 64 bits, one over
+	 * the limit, a dim over INT_MAX */
+	{
+		const int over[3][3] = {{2000000000, 2000000000, 2000000000}, {60000, 65536, 65536}, {1, 1, 1}};
+		const char *const needle[3] = {"header promises", "header promises", "dimension 2 is"};
+		for (int k = 0; k < 3; k++) {
+			bv_buf a, za;
+			idx_build(&a, 3, over[k], pay, 24);
+			if (k == 2) /* dimension 2 = 0x80000000 */
+				memcpy(a.data + 8, "\x80\0\0\0", 4);
+			size_t n_zero = 32u << 20;
+			unsigned char *zeros = calloc(1, n_zero);
+			bv_buf_append(&a, zeros, n_zero);
+			free(zeros);
+			gz_encode(&za, a.data, a.len);
+			za.data[za.len - 8] ^= 0x01;
+			char name[32];
+			snprintf(name, sizeof name, "absurd%d.gz", k);
+			put_file(dir, name, za.data, za.len);
+			snprintf(path, sizeof path, "%s/%s", dir, name);
+			CHECK_ERR(bv_idx_read(&out, &ndims, dims, path), BV_EFORMAT);
+			CHECK(out == NULL && strstr(bv_error_last(), path) && strstr(bv_error_last(), needle[k]),
+			      "absurd %d: %s", k, bv_error_last());
+			printf("  %-28s -> %s\n", "absurd dims", bv_error_last());
+			bv_buf_release(&a);
+			bv_buf_release(&za);
+		}
+	}
 	bv_buf_release(&cat);
 	bv_buf_release(&z1);
 	bv_buf_release(&z2);
@@ -436,6 +493,26 @@ static void test_errors(void)
 		CHECK(strstr(bv_error_last(), "sample 7") && strstr(bv_error_last(), "label 10"),
 		      "label message: %s", bv_error_last());
 		bv_buf_release(&b);
+	}
+
+	/* one image of 4097 x 4097 pixels: more than an image may have */
+	{
+		int big[3] = {1, 4097, 4097};
+		size_t np = (size_t)big[1] * (size_t)big[2];
+		unsigned char *zeros = calloc(1, np);
+		bv_buf b, z;
+		idx_build(&b, 3, big, zeros, np);
+		gz_encode(&z, b.data, b.len);
+		free(zeros);
+		set_write(&s, dir, sizeof dir, "big_image", 0x0);
+		put_file(dir, "train-images-idx3-ubyte.gz", z.data, z.len);
+		snprintf(spec, sizeof spec, "idx:%s", dir);
+		snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);
+		expect_fail(spec, BV_EFORMAT, path, "image too large");
+		CHECK(strstr(bv_error_last(), "images of 4097x4097 pixels, more than the 16777216 bvtool takes"),
+		      "big image: %s", bv_error_last());
+		bv_buf_release(&b);
+		bv_buf_release(&z);
 	}
 
 	/* truncated raw payload, and a payload with bytes to spare */

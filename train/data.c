@@ -6,9 +6,13 @@
  * files in DIR (each raw or gzip-compressed, `.gz` tried first), checks every
  * header, count and label, and converts the pixels to (x / 255 - mean) / std
  * with the mean and standard deviation of all training pixels. bv_idx_read is
- * the one place that reads an IDX file; it tells gzip from raw by the first two
+ * the one place that reads an IDX file; it reads the file whole (bv_read_file:
+ * a regular file, no more than its size), tells gzip from raw by the first two
  * bytes and inflates straight into the payload buffer, so a truncated or
- * corrupt stream is an error and never a short read.
+ * corrupt stream is an error and never a short read. The header is untrusted:
+ * its dims are range-checked before anything is allocated, the buffer grows
+ * only as the data lasts, and inflating stops one byte past the payload the
+ * header promises (a gzip bomb is refused there, never inflated to its end).
  *
  * CIFAR files are fixed-size records (label byte(s), then 1024 R, 1024 G,
  * 1024 B bytes), read whole; the pixels keep their CHW order and are
@@ -145,6 +149,15 @@ static uint32_t be32(const unsigned char *p)
 
 /* ---- IDX files ----------------------------------------------------------- */
 
+/* The most payload bytes an IDX header may promise: 4 GiB (MNIST's training
+ * images are 47 MB); a larger promise is refused before anything is read. */
+#define BV_IDX_MAX_BYTES ((size_t)1 << 32)
+/* The most pixels of one image (4096 x 4096), so that a sample's size fits
+ * the int dimensions of the model. */
+#define IDX_MAX_PIXELS (1 << 24)
+/* The payload buffer starts at 16 MiB and doubles while the data lasts. */
+#define IDX_FIRST_CHUNK ((size_t)16 << 20)
+
 int bv_idx_read(unsigned char **out, int *out_ndims, int dims[4], const char *path)
 {
 	unsigned char *file = NULL, *payload = NULL;
@@ -189,19 +202,41 @@ int bv_idx_read(unsigned char **out, int *out_ndims, int dims[4], const char *pa
 	}
 	for (int i = 0; i < 4; i++)
 		dims[i] = 0;
+	int over = 0, empty = 0;
 	for (int i = 0; i < ndims; i++) {
 		uint32_t d = be32(hdr + 4 * i);
-		if (d > INT_MAX || (d > 0 && size > SIZE_MAX / d)) {
+		if (d > INT_MAX) {
 			rc = bv_error_set(BV_EFORMAT, "cannot read '%s': dimension %d is %u, too large", path,
 					  i + 1, (unsigned)d);
 			goto done;
 		}
 		dims[i] = (int)d;
-		size *= d;
+		empty |= d == 0;
+	}
+	/* Range-checked before anything is allocated or inflated; a product over
+	 * the limit (which might overflow) is never formed. */
+	for (int i = 0; i < ndims && !empty && !over; i++) {
+		if (size > BV_IDX_MAX_BYTES / (size_t)dims[i])
+			over = 1;
+		else
+			size *= (size_t)dims[i];
+	}
+	if (empty)
+		size = 0;
+	if (over) {
+		char shape[64];
+		int n = 0;
+		for (int i = 0; i < ndims; i++)
+			n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%d", i ? " x " : "", dims[i]);
+		rc = bv_error_set(BV_EFORMAT,
+				  "cannot read '%s': its header promises %s bytes, more than the %llu bvtool reads",
+				  path, shape, (unsigned long long)BV_IDX_MAX_BYTES);
+		goto done;
 	}
 
 	/* Never allocate more than the file can hold: a lying header is reported
-	 * as truncated, with the real count. */
+	 * as truncated, with the real count (the rest is shorter than the promise,
+	 * so counting it is bounded by the promise). */
 	if ((uint64_t)size > src_bound(&s)) {
 		rc = src_skip(&s, &extra);
 		if (rc)
@@ -210,26 +245,46 @@ int bv_idx_read(unsigned char **out, int *out_ndims, int dims[4], const char *pa
 				  size, extra);
 		goto done;
 	}
-	payload = malloc(size ? size : 1);
+	/* The buffer grows with what the data holds, never ahead of it by more
+	 * than 2x, so a header that promises more than the stream has costs no
+	 * more memory than the stream. */
+	size_t cap = size < IDX_FIRST_CHUNK ? size : IDX_FIRST_CHUNK, have = 0;
+	payload = malloc(cap ? cap : 1);
 	if (!payload) {
-		rc = bv_error_set(BV_ENOMEM, "out of memory reading '%s' (%zu bytes)", path, size);
+		rc = bv_error_set(BV_ENOMEM, "out of memory reading '%s' (%zu bytes)", path, cap);
 		goto done;
 	}
-	rc = src_read(&s, payload, size, &got);
-	if (rc)
-		goto done;
-	if (got < size) {
+	while (have < size) {
+		if (have == cap) {
+			size_t ncap = cap > size / 2 ? size : 2 * cap;
+			unsigned char *p = realloc(payload, ncap);
+			if (!p) {
+				rc = bv_error_set(BV_ENOMEM, "out of memory reading '%s' (%zu bytes)", path, ncap);
+				goto done;
+			}
+			payload = p;
+			cap = ncap;
+		}
+		rc = src_read(&s, payload + have, cap - have, &got);
+		if (rc)
+			goto done;
+		have += got;
+		if (have < cap)
+			break; /* the end of the data */
+	}
+	if (have < size) {
 		rc = bv_error_set(BV_EFORMAT, "cannot read '%s': truncated: expected %zu bytes, found %zu", path,
-				  size, got);
+				  size, have);
 		goto done;
 	}
-	/* Drain the rest: it must be empty, and a gzip trailer must still check. */
-	rc = src_skip(&s, &extra);
+	/* One byte more must be the end: the rest is never inflated (a gzip bomb
+	 * stops here), and at the end the gzip trailer has been checked. */
+	rc = src_read(&s, hdr, 1, &got);
 	if (rc)
 		goto done;
-	if (extra > 0) {
-		rc = bv_error_set(BV_EFORMAT, "cannot read '%s': expected %zu bytes, found %zu (trailing data)", path,
-				  size, size + extra);
+	if (got > 0) {
+		rc = bv_error_set(BV_EFORMAT, "cannot read '%s': more data than its header promises (%zu bytes)",
+				  path, size);
 		goto done;
 	}
 	*out = payload;
@@ -291,6 +346,11 @@ static int read_split(raw_split *out, const char *dir, const char *images, const
 	if (idims[0] < 1 || idims[1] < 1 || idims[2] < 1) {
 		rc = bv_error_set(BV_EFORMAT, "cannot read '%s': empty data set (%d images of %dx%d)", ipath,
 				  idims[0], idims[1], idims[2]);
+		goto done;
+	}
+	if ((size_t)idims[1] * (size_t)idims[2] > IDX_MAX_PIXELS) {
+		rc = bv_error_set(BV_EFORMAT, "cannot read '%s': images of %dx%d pixels, more than the %d bvtool takes",
+				  ipath, idims[1], idims[2], IDX_MAX_PIXELS);
 		goto done;
 	}
 	rc = bv_idx_read(&lab, &lndims, ldims, lpath);

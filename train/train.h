@@ -69,7 +69,8 @@ void bv_data_zero_value(float *out, const bv_data *d);
 void bv_data_truncate_train(bv_data *d, int n);
 
 /* Read one IDX file (raw or gzip by content, not by name): dims and the payload
- * bytes (caller frees *out). magic_type is 0x08 (unsigned byte) only. */
+ * bytes (caller frees *out). magic_type is 0x08 (unsigned byte) only. The
+ * payload is at most 4 GiB; data past the header's promise is BV_EFORMAT. */
 int bv_idx_read(unsigned char **out, int *out_ndims, int dims[4], const char *path);
 
 /* ---- augmentation -------------------------------------------------------- */
