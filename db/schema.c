@@ -237,6 +237,46 @@ static int schema_error(int rc, char *what, size_t size, const char *name, sqlit
 	}
 }
 
+/*
+ * Every trigger in the file is one of the reference schema's, word for word
+ * (bvtool's schema has none today). A trigger can neither call a function
+ * with side effects (trusted_schema is off) nor be hidden, but it can still
+ * rewrite or delete the rows bvtool writes: a shared file with one of its own
+ * is refused, whatever the trigger does.
+ */
+static int check_triggers(sqlite3 *h, sqlite3 *ref, char *what, size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(h, "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+				       "ORDER BY name",
+				    -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return schema_error(rc, what, size, "sqlite_master", h);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		const char *sql = (const char *)sqlite3_column_text(st, 1);
+		rc = one_row(ref, "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1 "
+				  "AND sql = ?2",
+			     name ? name : "", sql ? sql : "", NULL, 0);
+		if (rc == SQLITE_DONE) {
+			snprintf(what, size, "it has a trigger '%s' that bvtool did not create",
+				 name ? name : "");
+			rc = SQLITE_SCHEMA;
+			break;
+		}
+		if (rc != SQLITE_ROW) {
+			rc = SQLITE_NOMEM; /* the reference is in memory */
+			break;
+		}
+	}
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+	else if (rc != SQLITE_SCHEMA && rc != SQLITE_NOMEM)
+		rc = schema_error(rc, what, size, "sqlite_master", h);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int db_schema_check(sqlite3 *h, char *what, size_t size)
 {
 	sqlite3 *ref = NULL;
@@ -293,7 +333,11 @@ int db_schema_check(sqlite3 *h, char *what, size_t size)
 			goto done;
 		}
 	}
-	rc = rc == SQLITE_DONE ? SQLITE_OK : SQLITE_NOMEM;
+	if (rc != SQLITE_DONE) {
+		rc = SQLITE_NOMEM;
+		goto done;
+	}
+	rc = check_triggers(h, ref, what, size);
 done:
 	sqlite3_finalize(objs);
 	sqlite3_finalize(cols);

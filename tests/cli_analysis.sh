@@ -130,9 +130,9 @@ assert "nothing written after a failed decompose" [ "$(q nan.db "SELECT count(*)
 # a write refused on the writer thread, after some rows of the run went in:
 # the database's error, and the earlier decomposition untouched
 cp a.db refuse.db
-sqlite3 refuse.db "CREATE TRIGGER refuse BEFORE INSERT ON sample_stats WHEN NEW.method = 'wsl' AND NEW.epoch = 2 BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+refuse_rows refuse.db sample_stats "NOT (method = 'wsl' AND epoch = 2)"
 before=$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")
-expect 6 "bvtool decompose: database 'refuse.db': refused by a test trigger" "$bv" decompose --db refuse.db --bootstrap 0
+expect 6 "bvtool decompose: database 'refuse.db': CHECK constraint failed: refused_by_a_test_check" "$bv" decompose --db refuse.db --bootstrap 0
 assert "the earlier rows stay as they were" [ "$(q refuse.db "SELECT count(*), total(bias), total(variance) FROM sample_stats")" = "$before" ]
 
 
@@ -210,9 +210,9 @@ damaged inbag3.db "DELETE FROM inbag WHERE seed = 3 AND sample_idx = 1999" \
 # --- one decomposition is one transaction (D8): a correlation step that fails
 # leaves sample_stats, decompositions and correlations as they were
 cp a.db corr.db
-sqlite3 corr.db "CREATE TRIGGER refuse_corr BEFORE INSERT ON correlations BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+refuse_rows corr.db correlations 0
 before=$(sums corr.db)
-expect 6 "bvtool decompose: database 'corr.db': refused by a test trigger" "$bv" decompose --db corr.db --criterion teacher --epoch last --bootstrap 0
+expect 6 "bvtool decompose: database 'corr.db': CHECK constraint failed: refused_by_a_test_check" "$bv" decompose --db corr.db --criterion teacher --epoch last --bootstrap 0
 assert "a failed correlation step leaves every table as it was" [ "$(sums corr.db)" = "$before" ]
 # ... and so does a kill -9 there (after the statistics, during the correlation)
 # or earlier, while the rows are written

@@ -91,6 +91,12 @@ refused_by_all 4 noruns.db "'noruns.db' is a damaged bvtool database: it has no 
 craft columns.db "DROP VIEW regularization_samples; DROP VIEW sample_wide; DROP VIEW regularization_counts; DROP TABLE sample_stats; CREATE TABLE sample_stats(temperature, epoch, split)"
 refused_by_all 4 columns.db "'columns.db' is a damaged bvtool database: table 'sample_stats' has no column 'sample_idx'"
 
+# --- a trigger bvtool did not create: it could rewrite or delete the rows
+# bvtool writes (trusted_schema=OFF stops only its function calls), so the
+# file is refused, by readers and writers alike, and left as it was
+craft trigger.db "CREATE TRIGGER keep_quiet AFTER INSERT ON sample_stats BEGIN DELETE FROM sample_stats WHERE rowid = NEW.rowid; END"
+refused_by_all 4 trigger.db "'trigger.db' is a damaged bvtool database: it has a trigger 'keep_quiet' that bvtool did not create"
+
 # --- a malformed page (the runs table's): exit 4 naming the file
 cp good.db bad.db
 root=$(q bad.db "SELECT rootpage FROM sqlite_master WHERE name = 'runs'")

@@ -79,3 +79,23 @@ finish() {
 	echo "cli: $pass passed, $fail failed"
 	[ "$fail" -eq 0 ]
 }
+
+# refuse_rows DB TABLE EXPR: from now on an insert into TABLE whose row fails
+# EXPR is refused ("CHECK constraint failed: refused_by_a_test_check"), the
+# rows already there staying as they are: a test's way to make a write fail.
+# A CHECK constraint can refuse a row but not alter one, so, unlike a trigger
+# (which bvtool refuses in a database), it leaves the database bvtool's.
+refuse_rows() {
+	/usr/bin/python3 - "$@" <<'PY'
+import sqlite3, sys
+path, table, check = sys.argv[1:4]
+db = sqlite3.connect(path)
+(sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    (table,)).fetchone()
+end = sql.rindex(")")  # the column list's, before any WITHOUT ROWID
+sql = sql[:end] + ", CONSTRAINT refused_by_a_test_check CHECK (" + check + ")" + sql[end:]
+db.execute("PRAGMA writable_schema = ON")
+db.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (sql, table))
+db.commit()
+PY
+}

@@ -918,6 +918,31 @@ static void test_hostile_files(void)
 	refused(path, BV_DB_WRITE, BV_EFORMAT, want);
 	refused(path, BV_DB_CREATE, BV_EFORMAT, want);
 
+	/* a trigger of anyone's but bvtool's, on a current file and on a version-1
+	 * file being migrated: refused, and the migration undone */
+	tmp_path(path, sizeof path, "trigger.db");
+	crafted(path, "CREATE TRIGGER quiet AFTER INSERT ON runs BEGIN DELETE FROM runs; END");
+	snprintf(want, sizeof want,
+		 "'%s' is a damaged bvtool database: it has a trigger 'quiet' that bvtool did not create",
+		 path);
+	refused_all(path, BV_EFORMAT, want);
+	tmp_path(path, sizeof path, "v1-trigger.db");
+	crafted(path, "DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
+		      "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
+		      "DROP TABLE decompositions; DROP TABLE correlations;"
+		      "CREATE TRIGGER quiet AFTER INSERT ON runs BEGIN DELETE FROM runs; END;"
+		      "PRAGMA user_version = 1");
+	snprintf(want, sizeof want,
+		 "'%s' is a damaged bvtool database: it has a trigger 'quiet' that bvtool did not create",
+		 path);
+	refused(path, BV_DB_CREATE, BV_EFORMAT, want);
+	{
+		sqlite3 *h = NULL;
+		CHECK(sqlite3_open(path, &h) == SQLITE_OK && q_int(h, "PRAGMA user_version") == 1,
+		      "the refused migration is undone");
+		sqlite3_close(h);
+	}
+
 	/* a damaged page: BV_EFORMAT naming the file, not a database error */
 	tmp_path(path, sizeof path, "malformed.db");
 	crafted(path, NULL);
