@@ -226,18 +226,25 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 				  in.c, in.h, in.w, expect_in->c, expect_in->h, expect_in->w);
 		goto done;
 	}
-	if ((rc = bv_model_new(&m, spec, in, n_classes)) != 0) {
+	/* the stored counts against the spec's before the model is allocated:
+	 * a spec within the limits can still ask for gigabytes */
+	size_t want_params = 0, want_buffers = 0;
+	if ((rc = bv_model_sizes(spec, in, n_classes, &want_params, &want_buffers)) != 0) {
 		rc = bv_error_prefix(BV_EFORMAT, "'%s'", path);
 		goto done;
 	}
-	if (m->n_params != n_params) {
+	if (want_params != n_params) {
 		rc = bv_error_set(BV_EFORMAT, "'%s': %llu parameters stored, spec '%s' has %zu", path,
-				  (unsigned long long)n_params, spec, m->n_params);
+				  (unsigned long long)n_params, spec, want_params);
 		goto done;
 	}
-	if (m->n_buffers != n_buffers && !(version == 1 && m->n_buffers == 0)) {
+	if (want_buffers != n_buffers && !(version == 1 && want_buffers == 0)) {
 		rc = bv_error_set(BV_EFORMAT, "'%s': %llu buffers stored, spec '%s' has %zu", path,
-				  (unsigned long long)n_buffers, spec, m->n_buffers);
+				  (unsigned long long)n_buffers, spec, want_buffers);
+		goto done;
+	}
+	if ((rc = bv_model_new(&m, spec, in, n_classes)) != 0) {
+		rc = bv_error_prefix(BV_EFORMAT, "'%s'", path);
 		goto done;
 	}
 	memcpy(m->params, data + pos, n_params * 4); /* little-endian hosts only, checked in CMake */

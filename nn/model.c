@@ -332,27 +332,51 @@ static int build(builder *b, const char *spec, int n_classes)
 
 static bv_conv_dims conv_dims(const bv_model *m, int i, int n);
 
+/* The nodes, shapes and sizes of a spec on in_shape, in *out (the caller
+ * frees it); nothing of the model is allocated yet. */
+static int plan(builder **out, const char *spec, bv_shape in_shape, int n_classes)
+{
+	int rc;
+	*out = NULL;
+	if (strlen(spec) >= sizeof ((bv_model *)0)->spec)
+		return spec_error(spec, "too long");
+	if (n_classes < 2 || bv_shape_size(in_shape) == 0)
+		return bv_error_set(BV_EINVAL, "model '%s': bad input shape or class count", spec);
+	builder *b = calloc(1, sizeof *b);
+	if (!b)
+		return bv_error_set(BV_ENOMEM, "out of memory building '%s'", spec);
+	b->shapes[0] = in_shape;
+	if ((rc = build(b, spec, n_classes)) == 0 && b->failed)
+		rc = bv_error_set(BV_EINVAL, "model '%s' does not fit %dx%dx%d inputs (or is too deep)",
+				  spec, in_shape.c, in_shape.h, in_shape.w);
+	if (rc)
+		free(b);
+	else
+		*out = b;
+	return rc;
+}
+
+int bv_model_sizes(const char *spec, bv_shape in_shape, int n_classes, size_t *n_params,
+		   size_t *n_buffers)
+{
+	builder *b = NULL;
+	int rc = plan(&b, spec, in_shape, n_classes);
+	if (rc == 0) {
+		*n_params = b->n_params;
+		*n_buffers = b->n_buffers;
+	}
+	free(b);
+	return rc;
+}
+
 int bv_model_new(bv_model **out, const char *spec, bv_shape in_shape, int n_classes)
 {
 	builder *b = NULL;
 	bv_model *m = NULL;
 	int rc = 0;
 	*out = NULL;
-	if (strlen(spec) >= sizeof m->spec)
-		return spec_error(spec, "too long");
-	if (n_classes < 2 || bv_shape_size(in_shape) == 0)
-		return bv_error_set(BV_EINVAL, "model '%s': bad input shape or class count", spec);
-	b = calloc(1, sizeof *b);
-	if (!b)
-		return bv_error_set(BV_ENOMEM, "out of memory building '%s'", spec);
-	b->shapes[0] = in_shape;
-	if ((rc = build(b, spec, n_classes)) != 0)
-		goto done;
-	if (b->failed) {
-		rc = bv_error_set(BV_EINVAL, "model '%s' does not fit %dx%dx%d inputs (or is too deep)",
-				  spec, in_shape.c, in_shape.h, in_shape.w);
-		goto done;
-	}
+	if ((rc = plan(&b, spec, in_shape, n_classes)) != 0)
+		return rc;
 	m = calloc(1, sizeof *m);
 	if (!m) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory building '%s'", spec);

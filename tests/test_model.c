@@ -128,7 +128,33 @@ static void test_checkpoints(void)
 	CHECK_ERR(bv_ckpt_load(&l, bad, NULL, 0), BV_EFORMAT);
 	CHECK(l == NULL, "no model on failure");
 	free(data);
+
+	/* a spec within the limits that asks for terabytes: its parameter count
+	 * is compared with the file's before anything is allocated (the model
+	 * alone would be 16 M inputs x 1 M units of floats) */
+	bv_model hostile = *m;
+	snprintf(hostile.spec, sizeof hostile.spec, "mlp:1000000");
+	hostile.in_shape = (bv_shape){1, 4096, 4096};
+	snprintf(bad, sizeof bad, "%s/wide.ckpt", tmpdir);
+	CHECK(bv_ckpt_save(&hostile, bad) == 0, "save: %s", bv_error_last());
+	CHECK_ERR(bv_ckpt_load(&l, bad, NULL, 0), BV_EFORMAT);
+	CHECK(strstr(bv_error_last(), "parameters stored, spec 'mlp:1000000' has 16777220000003"),
+	      "%s", bv_error_last());
 	bv_model_free(m);
+
+	/* bv_model_sizes gives what bv_model_new builds */
+	const char *specs[] = {"mlp:8", "mlp:16-8:dropout=0.1", "cnn-small", "resnet8"};
+	for (unsigned i = 0; i < sizeof specs / sizeof *specs; i++) {
+		size_t np = 0, nb = 0;
+		bv_shape img = {3, 32, 32};
+		CHECK(bv_model_sizes(specs[i], img, 10, &np, &nb) == 0 &&
+			      bv_model_new(&m, specs[i], img, 10) == 0 && np == m->n_params &&
+			      nb == m->n_buffers,
+		      "%s: sizes %zu/%zu, model %zu/%zu", specs[i], np, nb, m ? m->n_params : 0,
+		      m ? m->n_buffers : 0);
+		bv_model_free(m);
+		m = NULL;
+	}
 }
 
 static void test_optim(void)
