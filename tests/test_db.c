@@ -20,12 +20,6 @@
 #include "db.h"
 #include "schema.h" /* db_schema_migrate, private to db/ */
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SLOW 10.0 /* sanitizer builds: time limits x10 */
-#else
-#define SLOW 1.0
-#endif
-
 static char tmpdir[512];
 
 static void tmp_path(char *out, size_t size, const char *name)
@@ -257,8 +251,8 @@ static void test_inbag(bv_db *db, int seed, int *counts, int n)
 	double t0 = bv_now();
 	CHECK(bv_db_inbag_put(db, seed, counts, n) == 0, "%s", bv_error_last());
 	double dt = bv_now() - t0;
+	/* informational: speed is measured by bench/collect_bench.sh, not here */
 	printf("inbag_put of %d rows: %.3f s\n", n, dt);
-	CHECK(dt < 0.1 * SLOW, "inbag_put took %.3f s", dt);
 	CHECK(bv_db_inbag_get(db, seed, got, n) == 0 && memcmp(got, counts, sizeof(int) * (size_t)n) == 0,
 	      "inbag round trip: %s", bv_error_last());
 	CHECK_ERR(bv_db_inbag_get(db, seed + 100, got, n), BV_ESTATE);
@@ -1096,12 +1090,13 @@ static void test_size(const char *path, const int *labels)
 	CHECK(sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) == SQLITE_OK, "%s",
 	      sqlite3_errmsg(h));
 	const long long size = file_size(path), raw = (long long)n_snap * n * k * 4;
+	/* informational, like every timing here: bench/collect_bench.sh measures the
+	 * recording cost against its target (docs/benchmarks.md, "Collecting") */
 	printf("snapshot_put of %dx%d: %.2f ms each\n", n, k, 1e3 * t_put / n_snap);
 	printf("size: %lld bytes for %lld bytes of logits + %lld bytes of schema and samples: "
 	       "ratio %.4f (logits part %.4f)\n",
 	       size, raw, base, (double)size / (double)(raw + base), (double)(size - base) / (double)raw);
 	CHECK(size <= 1.5 * raw + base, "file %lld bytes > 1.5 x %lld + %lld", size, raw, base);
-	CHECK(t_put / n_snap < 0.01 * SLOW, "snapshot_put %.2f ms", 1e3 * t_put / n_snap);
 	/* the view over a whole snapshot: one BLOB read per row */
 	double t0 = bv_now();
 	long long rows = q_int(h, "SELECT count(bv_argmax(logits)) FROM predictions WHERE epoch = 1");
