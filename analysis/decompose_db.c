@@ -6,7 +6,7 @@
  * regularization-sample counts with accuracy across temperatures, with a
  * bootstrap interval over seeds: all of it one transaction, committed once at
  * the end. Every value read from the database is range-checked first (the
- * checks below): a shared database is untrusted input.
+ * checks of checks.c): a shared database is untrusted input.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "analysis.h"
@@ -40,144 +40,9 @@ static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...)
 		say(ctx, line);
 }
 
-/* ---- what a database may hold ---------------------------------------------- */
-
-/*
- * A database is untrusted input (docs/security.md): every label, count, index
- * and string read from it is checked here before it is used, and a value out
- * of range is BV_EFORMAT naming the database and the row. The checks are SQL
- * over the stored values (their types included: a label stored as text or as
- * a 64-bit integer must not be read as some other int), once per command, not
- * per row of the work.
- */
-
-void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s)
-{
-	size_t n = 0;
-	for (; s && *s && n + 1 < size && n < 64; s++)
-		out[n++] = *s >= 0x20 && *s < 0x7f ? (char)*s : '?';
-	out[n] = '\0';
-}
-
-/* Run `sql` (parameters ?1 text, ?2 and ?3 integers), and when it returns a
- * row, its columns as safe text into col[0..n_col) and 1; 0 for no row. */
-static int first_bad(bv_db *db, char col[][80], int n_col, const char *sql, const char *p1,
-		     int64_t p2, int64_t p3)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-	if ((rc = bv_db_prepare(db, &st, sql)) != 0)
-		return rc;
-	if (p1)
-		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, p2);
-	sqlite3_bind_int64(st, 3, p3);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		for (int i = 0; i < n_col; i++)
-			bv_analysis_safe_text(col[i], 80, sqlite3_column_text(st, i));
-		rc = 1;
-	} else {
-		rc = rc == SQLITE_DONE ? 0 : bv_db_error(db);
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
+/* ---- what a database may hold: checks.c; and per run, below ---------------- */
 
 #define DAMAGED " (the database is damaged)"
-
-int bv_analysis_check_runs(bv_db *db)
-{
-	char c[3][80];
-	int rc;
-	/* the first reason a run is not what collect writes, as text */
-	const char *why_sql =
-		"SELECT id, why FROM (SELECT id, CASE"
-		" WHEN typeof(method) != 'text' OR method NOT IN ('teacher', 'ce', 'kd', 'wsl', 'kd-filter')"
-		"  THEN printf('has method %s, expected teacher, ce, kd, wsl or kd-filter', quote(method))"
-		" WHEN typeof(status) != 'text' OR status NOT IN ('pending', 'running', 'done', 'failed')"
-		"  THEN printf('has status %s, expected pending, running, done or failed', quote(status))"
-		" WHEN typeof(seed) != 'integer' OR seed < 0 OR seed > 2147483647"
-		"  THEN printf('has seed %s, expected a whole number 0..2147483647', quote(seed))"
-		" WHEN method IN ('teacher', 'ce') AND temperature IS NOT NULL"
-		"  THEN printf('is a %s run with temperature %s, expected none', method, quote(temperature))"
-		" WHEN method NOT IN ('teacher', 'ce') AND (typeof(temperature) NOT IN ('integer', 'real')"
-		"      OR NOT (temperature > 0 AND temperature <= 1e300))"
-		"  THEN printf('is a %s run with temperature %s, expected a number > 0', method,"
-		"              quote(temperature))"
-		" WHEN status = 'done' AND (typeof(test_acc) NOT IN ('integer', 'real')"
-		"      OR NOT (test_acc >= 0 AND test_acc <= 1))"
-		"  THEN printf('is done but its test_acc is %s, expected a number 0..1', quote(test_acc))"
-		" END AS why FROM runs) WHERE why IS NOT NULL ORDER BY id LIMIT 1";
-	if ((rc = first_bad(db, c, 2, why_sql, NULL, 0, 0)) < 0)
-		return rc;
-	if (rc == 1)
-		return bv_error_set(BV_EFORMAT, "'%s': run %s %s" DAMAGED, bv_db_path(db), c[0], c[1]);
-	/* one run per cell (the runs_cell index says so, unless it was dropped), one teacher */
-	const char *dup_sql =
-		"SELECT a.id, b.id, CASE WHEN a.method = 'teacher' THEN 'teacher runs' WHEN a.temperature"
-		" IS NULL THEN printf('%s seed %d', a.method, a.seed) ELSE printf('%s T=%g seed %d',"
-		" a.method, a.temperature, a.seed) END FROM runs a JOIN runs b ON b.id > a.id"
-		" AND b.method = a.method AND (a.method = 'teacher' OR (b.seed = a.seed"
-		" AND b.temperature IS a.temperature)) ORDER BY a.id, b.id LIMIT 1";
-	if ((rc = first_bad(db, c, 3, dup_sql, NULL, 0, 0)) < 0)
-		return rc;
-	if (rc == 1)
-		return bv_error_set(BV_EFORMAT, "'%s': runs %s and %s are both %s" DAMAGED, bv_db_path(db),
-				    c[0], c[1], c[2]);
-	return 0;
-}
-
-/* Labels of `split` whole numbers in 0..K-1, sample_idx whole numbers. */
-static int check_labels(bv_db *db, const char *split, int K)
-{
-	char c[2][80];
-	int rc = first_bad(db, c, 2,
-			   "SELECT quote(sample_idx), quote(label) FROM samples WHERE split = ?1 AND"
-			   " (typeof(sample_idx) != 'integer' OR typeof(label) != 'integer'"
-			   " OR label < 0 OR label >= ?2) ORDER BY sample_idx LIMIT 1",
-			   split, K, 0);
-	if (rc == 1)
-		return bv_error_set(BV_EFORMAT, "'%s': %s sample %s has label %s, outside 0..%d" DAMAGED,
-				    bv_db_path(db), split, c[0], c[1], K - 1);
-	return rc;
-}
-
-/* Snapshot epochs whole numbers in 0..BV_MAX_EPOCH, splits test or train. */
-#define MAX_EPOCH 1000000
-static int check_snapshots(bv_db *db)
-{
-	char c[3][80];
-	int rc = first_bad(db, c, 3,
-			   "SELECT run_id, split, quote(epoch) FROM snapshots WHERE typeof(epoch) != 'integer'"
-			   " OR epoch < 0 OR epoch > ?2 OR split IS NOT 'test' AND split IS NOT 'train'"
-			   " ORDER BY run_id LIMIT 1",
-			   NULL, MAX_EPOCH, 0);
-	if (rc == 1)
-		return bv_error_set(BV_EFORMAT,
-				    "'%s': run %s has a %s snapshot at epoch %s, expected a whole number "
-				    "0..%d" DAMAGED,
-				    bv_db_path(db), c[0], c[1], c[2], MAX_EPOCH);
-	return rc;
-}
-
-/* In-bag counts of one seed whole numbers >= 0 (that they number the training
- * split from 0, one per sample, bv_db_inbag_get checks). */
-static int check_inbag(bv_db *db, int seed)
-{
-	char c[2][80];
-	int rc = first_bad(db, c, 2,
-			   "SELECT quote(sample_idx), quote(count) FROM inbag WHERE seed = ?2 AND"
-			   " (typeof(sample_idx) != 'integer' OR typeof(count) != 'integer' OR count < 0"
-			   " OR count > 2147483647) ORDER BY sample_idx LIMIT 1",
-			   NULL, seed, 0);
-	if (rc == 1)
-		return bv_error_set(BV_EFORMAT,
-				    "'%s': seed %d has in-bag count %s for train sample %s, expected a "
-				    "whole number >= 0" DAMAGED,
-				    bv_db_path(db), seed, c[1], c[0]);
-	return rc;
-}
 
 /* The test accuracy of a run at an epoch, from metrics: a number in 0..1. */
 static int metrics_acc(double *out, bv_db *db, int64_t run_id, int epoch)
@@ -1064,7 +929,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				  bv_db_path(db), N, s.snap, MAX_SAMPLES);
 		goto done;
 	}
-	if ((rc = check_labels(db, s.snap, s.K)) != 0 || (rc = check_snapshots(db)) != 0)
+	if ((rc = bv_analysis_check_labels(db, s.snap, s.K)) != 0 || (rc = bv_analysis_check_snapshots(db)) != 0)
 		goto done;
 	labels = malloc(sizeof(int) * (size_t)N);
 	if (!labels || (rc = bv_db_samples_get(db, s.snap, labels, N, &N)) != 0) {
@@ -1207,7 +1072,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				goto done;
 			}
 			for (int b = 0; b < B; b++) {
-				if ((rc = check_inbag(db, sd[b])) != 0 ||
+				if ((rc = bv_analysis_check_inbag(db, sd[b])) != 0 ||
 				    (rc = bv_db_inbag_get(db, sd[b], oob + (size_t)b * N, N)) != 0)
 					goto done;
 				for (int i = 0; i < N; i++)

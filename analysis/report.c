@@ -343,33 +343,6 @@ static int check_split(bv_db *db, sqlite3_stmt *st, const char *table, int n_key
 			    bv_db_path(db), table, key);
 }
 
-/* The sample_stats values the regularization_counts view averages are numbers
- * (SQLite's avg would read a text value as 0), the flags 0, 1 or NULL. */
-static int check_stats(bv_db *db)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-	if ((rc = bv_db_prepare(db, &st,
-				"SELECT temperature, epoch, split, method, sample_idx FROM sample_stats "
-				"WHERE typeof(bias) NOT IN ('integer', 'real') OR typeof(variance) NOT IN "
-				"('integer', 'real') OR typeof(loss) NOT IN ('integer', 'real') OR "
-				"(regularization IS NOT NULL AND regularization IS NOT 0 AND "
-				"regularization IS NOT 1) LIMIT 1")) != 0)
-		return rc;
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		char key[256];
-		row_key(key, sizeof key, st, 5);
-		rc = bv_error_set(BV_EFORMAT,
-				  "'%s': sample_stats row (%s): bias, variance and loss must be numbers, "
-				  "regularization 0, 1 or NULL (the database is damaged)",
-				  bv_db_path(db), key);
-	} else {
-		rc = rc == SQLITE_DONE ? 0 : bv_db_error(db);
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
 int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 {
 	report r = {0};
@@ -543,7 +516,7 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 		"JOIN decompositions d ON d.temperature = c.temperature AND d.epoch = c.epoch AND d.split = c.split "
 		"WHERE c.method != 'ce' AND c.epoch = (SELECT max(epoch) FROM decompositions d2 WHERE d2.split = c.split) "
 		"ORDER BY CASE c.split WHEN 'test' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, c.temperature, c.method";
-	if ((rc = check_stats(db)) != 0 || (rc = bv_db_prepare(db, &st, reg_sql)) != 0)
+	if ((rc = bv_analysis_check_stats(db)) != 0 || (rc = bv_db_prepare(db, &st, reg_sql)) != 0)
 		goto done;
 	if (fm == FMT_MD)
 		bprintf(f, "\n## Regularization samples\n\nSamples whose bias rises and variance falls "

@@ -9,6 +9,7 @@
  * its header, and the head of a script.
  */
 #include "plot_int.h"
+#include "analysis.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -629,7 +630,10 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 		goto done;
 	}
 	in_txn = 1;
-	if ((rc = choose(&c, temp)) != 0)
+	/* the tables the figures read, checked inside the same transaction: text
+	 * where a number belongs would enter their SQL arithmetic as 0 (other odd
+	 * values, NULLs and infinities, the figures draw around) */
+	if ((rc = bv_analysis_check_numbers(db)) != 0 || (rc = choose(&c, temp)) != 0)
 		goto done;
 	for (int i = 0; i < N_FIG; i++) {
 		if ((rc = figures[i].fn(&fig[i], &c)) != 0)

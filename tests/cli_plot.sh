@@ -330,6 +330,18 @@ drawn nullepoch bias_variance accuracy_epochs
 hostile badtemp "UPDATE decompositions SET temperature = -1 WHERE temperature = 1"
 drawn badtemp share_vs_temperature count_vs_accuracy
 
+# text where a number belongs would enter the figures' SQL arithmetic as 0
+# (avg, 100 * test_acc): refused, naming the row, with nothing written
+for c in "metrics|UPDATE metrics SET test_acc = 'high' WHERE run_id = 2 AND epoch = 3|metrics row (2, 3): test_acc is 'high', expected a number" \
+	"sample_stats|UPDATE sample_stats SET wsl_weight = x'00' WHERE method = 'wsl' AND sample_idx = 4 AND epoch = 3 AND temperature = 4|sample_stats row (4.0, 3, test, wsl, 4): wsl_weight is X'00', expected a number" \
+	"runs|UPDATE runs SET test_acc = 'n/a' WHERE method = 'teacher'|runs row (22): test_acc is 'n/a', expected a number"; do
+	name=${c%%|*} rest=${c#*|}
+	cp a.db "text-$name.db"
+	sqlite3 "text-$name.db" "${rest%%|*}"
+	expect 4 "bvtool plot: 'text-$name.db': ${rest#*|} (the database is damaged)" "$bv" plot --db "text-$name.db" --out "out-text-$name"
+	assert "text in $name: no output directory" [ ! -e "out-text-$name" ]
+done
+
 # --- D9: interrupted and killed while gnuplot draws. A gnuplot that draws
 # with the real one (or writes a stand-in image), except the script named by
 # $BV_HANG: that image is begun, then it hangs until killed
