@@ -2,28 +2,21 @@
  * bvtool plot's driver: choose the temperature and the epoch, build every
  * figure's data file and script in memory (figures.c) inside one read
  * transaction, so all figures see the same database, then write the files
- * into a staging directory inside the output directory, and later rename them
- * into place (bv_plot_commit). Also the helpers the figures share: quoting a
- * string for gnuplot (bv_gp_quote: the one way database text enters a
- * script), running a query into a table of doubles, writing a data file with
- * its header, and the head of a script.
+ * into a staging directory inside the output directory (stage.c, which later
+ * renames them into place: bv_plot_commit). Also the helpers the figures
+ * share: quoting a string for gnuplot (bv_gp_quote: the one way database text
+ * enters a script), running a query into a table of doubles, writing a data
+ * file with its header, and the head of a script.
  */
 #include "plot_int.h"
 #include "analysis.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* Format onto b as text (quote: 0) or as one gnuplot string literal (quote: 1). */
 static void vformat(bv_buf *b, int quote, const char *fmt, va_list ap)
@@ -430,160 +423,6 @@ static int choose(plot_ctx *c, double temp)
 	return 0;
 }
 
-/* ---- the output directory ------------------------------------------------------- */
-
-/* mkdir -p dir */
-static int make_dirs(const char *dir)
-{
-	size_t len = strlen(dir);
-	char *p = malloc(len + 1);
-	int rc = 0;
-	if (!p)
-		return bv_error_set(BV_ENOMEM, "out of memory");
-	memcpy(p, dir, len + 1);
-	for (size_t i = 1; i <= len; i++) {
-		if (p[i] != '/' && p[i] != '\0')
-			continue;
-		char keep = p[i];
-		p[i] = '\0';
-		struct stat sb;
-		if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-			rc = bv_error_set(BV_EIO, "cannot create the output directory '%s': %s", dir, strerror(errno));
-			break;
-		}
-		if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-			rc = bv_error_set(BV_EIO, "cannot create the output directory '%s': '%s' is not a directory", dir,
-					  p);
-			break;
-		}
-		p[i] = keep;
-	}
-	free(p);
-	return rc;
-}
-
-/* dir/name + ext on the heap (NULL when out of memory), without a doubled slash */
-static char *join(const char *dir, const char *name, const char *ext)
-{
-	size_t dl = strlen(dir);
-	char *path = malloc(dl + strlen(name) + strlen(ext) + 2);
-	if (path)
-		sprintf(path, "%s%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name, ext);
-	return path;
-}
-
-static int write_buf(const char *dir, const char *name, const char *ext, const bv_buf *b)
-{
-	char *path = join(dir, name, ext);
-	if (!path)
-		return bv_error_set(BV_ENOMEM, "out of memory");
-	int rc = bv_write_file_atomic(path, b->data ? (const void *)b->data : "", b->len);
-	free(path);
-	return rc;
-}
-
-/* ---- the staging directory ------------------------------------------------------- */
-
-#define STAGE_PREFIX ".bvtool-plot.tmp."
-
-/* this host's name as a file-name word: letters, digits and '-' */
-static void host_word(char *out, size_t size)
-{
-	char host[256] = "";
-	gethostname(host, sizeof host - 1);
-	size_t n = 0;
-	for (const char *p = host; *p && n + 1 < size && n < 64; p++)
-		out[n++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ? *p : '-';
-	if (n == 0 && size > 1)
-		out[n++] = '-';
-	out[n] = '\0';
-}
-
-/* Remove the directory name in parent (a descriptor) and the files in it, never
- * following a link: a staging directory holds only files bvtool and its
- * gnuplot wrote. An entry that cannot go (a non-empty subdirectory) stays. */
-static void remove_stage_at(int parent, const char *name)
-{
-	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	for (struct dirent *e; (e = readdir(d)) != NULL;) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		if (unlinkat(fd, e->d_name, 0) != 0)
-			unlinkat(fd, e->d_name, AT_REMOVEDIR);
-	}
-	closedir(d);
-	unlinkat(parent, name, AT_REMOVEDIR);
-}
-
-static void remove_stage(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *parent = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
-	if (!parent)
-		return;
-	int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		remove_stage_at(fd, slash ? slash + 1 : path);
-		close(fd);
-	}
-	free(parent);
-}
-
-/* Remove the staging directories of this host's bvtool processes that no
- * longer run (killed outright); another host's, or a live one's, stay. */
-static void remove_stale_stages(const char *dir, const char *host)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	const size_t pl = strlen(STAGE_PREFIX), hl = strlen(host);
-	for (struct dirent *e; (e = readdir(d)) != NULL;) {
-		const char *n = e->d_name;
-		if (strncmp(n, STAGE_PREFIX, pl) != 0 || strncmp(n + pl, host, hl) != 0 || n[pl + hl] != '.')
-			continue;
-		char *end;
-		errno = 0;
-		long pid = strtol(n + pl + hl + 1, &end, 10);
-		if (*end || errno || pid <= 0 || pid > INT_MAX || pid == (long)getpid())
-			continue;
-		if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-			remove_stage_at(fd, n);
-	}
-	closedir(d);
-}
-
-/* create the staging directory of this process in dir: *out (heap) */
-static int make_stage(char **out, const char *dir)
-{
-	char host[80], name[128];
-	host_word(host, sizeof host);
-	remove_stale_stages(dir, host);
-	snprintf(name, sizeof name, STAGE_PREFIX "%s.%ld", host, (long)getpid());
-	char *path = join(dir, name, "");
-	if (!path)
-		return bv_error_set(BV_ENOMEM, "out of memory");
-	remove_stage(path); /* a stale one of an earlier process with this pid */
-	if (mkdir(path, 0700) != 0) {
-		int rc = bv_error_set(BV_EIO, "cannot write into the output directory '%s': %s", dir, strerror(errno));
-		free(path);
-		return rc;
-	}
-	*out = path;
-	return 0;
-}
-
 /* ---- the entry point -------------------------------------------------------------- */
 
 int bv_plot_check_format(const char *format)
@@ -646,7 +485,7 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 	sqlite3_exec(bv_db_handle(db), "COMMIT", NULL, NULL, NULL);
 	in_txn = 0;
 
-	if ((rc = make_dirs(dir)) != 0 || (rc = make_stage(&out->stage, dir)) != 0)
+	if ((rc = plot_make_stage(&out->stage, dir)) != 0)
 		goto done;
 	out->temp = c.T;
 	out->epoch = c.E;
@@ -655,8 +494,8 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 		if (fig[i].skipped) {
 			r = &out->skipped[out->n_skipped++];
 		} else {
-			if ((rc = write_buf(out->stage, fig[i].name, ".dat", &fig[i].dat)) != 0 ||
-			    (rc = write_buf(out->stage, fig[i].name, ".gp", &fig[i].gp)) != 0)
+			if ((rc = plot_write_buf(out->stage, fig[i].name, ".dat", &fig[i].dat)) != 0 ||
+			    (rc = plot_write_buf(out->stage, fig[i].name, ".gp", &fig[i].gp)) != 0)
 				goto done;
 			r = &out->figures[out->n_figures++];
 		}
@@ -675,93 +514,4 @@ done:
 	if (rc)
 		bv_plot_result_release(out);
 	return rc;
-}
-
-/* ---- the commit ------------------------------------------------------------------- */
-
-/* One step of the commit: rename src to dst, or (src NULL) remove dst. */
-typedef struct move {
-	char *src, *dst;
-	int image; /* src is an image gnuplot wrote: synced before the rename */
-} move;
-
-static void add_move(move *m, int *n, int *oom, char *src, int want_src, char *dst, int image)
-{
-	*oom |= !dst || (want_src && !src);
-	m[*n] = (move){.src = src, .dst = dst, .image = image};
-	(*n)++;
-}
-
-/* src (when given) a regular file, synced if an image; dst absent or a regular file */
-static int check_move(const move *m, const char *dir)
-{
-	struct stat sb;
-	if (m->src) {
-		if (lstat(m->src, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-			const char *base = strrchr(m->src, '/');
-			return bv_error_set(BV_EIO, "gnuplot drew no '%s' for '%s'", base ? base + 1 : m->src, dir);
-		}
-		if (m->image) {
-			int fd = open(m->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			int bad = fd < 0 || fsync(fd) != 0;
-			if (fd >= 0)
-				close(fd);
-			if (bad)
-				return bv_error_set(BV_EIO, "cannot write '%s': %s", m->dst, strerror(errno));
-		}
-	}
-	return bv_check_output(m->dst);
-}
-
-int bv_plot_commit(bv_plot_result *r, const char *dir, int images)
-{
-	move m[3 * 2 * BV_PLOT_MAX_FIGURES];
-	int n = 0, oom = 0, rc = 0;
-	char ext[12];
-	if (!r->stage)
-		return bv_error_set(BV_ESTATE, "plot: nothing to commit into '%s'", dir);
-	snprintf(ext, sizeof ext, ".%s", r->format);
-	for (int i = 0; i < r->n_figures; i++) {
-		const char *name = r->figures[i].name;
-		add_move(m, &n, &oom, join(r->stage, name, ".dat"), 1, join(dir, name, ".dat"), 0);
-		add_move(m, &n, &oom, join(r->stage, name, ".gp"), 1, join(dir, name, ".gp"), 0);
-		/* without images an older one goes: it would show other data than the new script */
-		add_move(m, &n, &oom, images ? join(r->stage, name, ext) : NULL, images, join(dir, name, ext), 1);
-	}
-	for (int i = 0; i < r->n_skipped; i++) {
-		const char *name = r->skipped[i].name;
-		add_move(m, &n, &oom, NULL, 0, join(dir, name, ".dat"), 0);
-		add_move(m, &n, &oom, NULL, 0, join(dir, name, ".gp"), 0);
-		add_move(m, &n, &oom, NULL, 0, join(dir, name, ext), 0);
-	}
-	if (oom) {
-		rc = bv_error_set(BV_ENOMEM, "out of memory");
-		goto done;
-	}
-	/* every check before the first change: a refusal leaves dir as it was */
-	for (int i = 0; i < n; i++)
-		if ((rc = check_move(&m[i], dir)) != 0)
-			goto done;
-	for (int i = 0; i < n; i++) {
-		if (m[i].src ? rename(m[i].src, m[i].dst) != 0 : unlink(m[i].dst) != 0 && errno != ENOENT) {
-			rc = bv_error_set(BV_EIO, "cannot write '%s': %s", m[i].dst, strerror(errno));
-			goto done;
-		}
-	}
-	bv_plot_result_release(r);
-done:
-	for (int i = 0; i < n; i++) {
-		free(m[i].src);
-		free(m[i].dst);
-	}
-	return rc;
-}
-
-void bv_plot_result_release(bv_plot_result *r)
-{
-	if (!r->stage)
-		return;
-	remove_stage(r->stage);
-	free(r->stage);
-	r->stage = NULL;
 }

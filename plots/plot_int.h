@@ -1,7 +1,8 @@
 /*
  * plots' internals, shared by plot.c (the driver: choosing T and the epoch,
- * running the queries, writing the files) and figures.c (one function per
- * figure). Not part of the public interface (plots.h).
+ * running the queries, building the files), figures.c (one function per
+ * figure) and stage.c (the staging directory the files are written into, and
+ * the commit). Not part of the public interface (plots.h).
  */
 #ifndef BV_PLOT_INT_H
 #define BV_PLOT_INT_H
@@ -73,6 +74,13 @@ void plot_dat(plot_fig *f, const plot_ctx *c, const char *what, const char *sql,
 /* The script's head: its comment, the terminal and output lines (overridable
  * with the variables term and outfile), reset, and the common style. */
 void plot_gp_head(plot_fig *f, const plot_ctx *c, const char *title);
+
+/* the staging directory (stage.c): create dir with its parents, remove the
+ * staging directories this host's dead bvtool processes left there, and create
+ * this process's, *out (heap); BV_EIO when one cannot be created, BV_ENOMEM */
+int plot_make_stage(char **out, const char *dir);
+/* write b as the file dir/name + ext (bv_write_file_atomic) */
+int plot_write_buf(const char *dir, const char *name, const char *ext, const bv_buf *b);
 
 /* the figures (figures.c) */
 int plot_bias_variance(plot_fig *f, const plot_ctx *c);
