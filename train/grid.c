@@ -1,10 +1,10 @@
 /*
  * One cell of the collection grid: a student trained on its bootstrap replica
  * with every recorded epoch written to the database, and the teacher's record.
- * Scheduling the cells (processes, progress, resume) is the CLI's job; a cell
- * depends on nothing but its (method, temperature, seed), the data and the
- * teacher's logits, so cells can run in any order, in parallel, or on other
- * machines.
+ * Scheduling the cells (processes, progress, resume) is the collect engine's
+ * job (collect.h); a cell depends on nothing but its (method, temperature,
+ * seed), the data and the teacher's logits, so cells can run in any order, in
+ * parallel, or on other machines.
  */
 #include "train.h"
 

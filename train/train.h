@@ -5,6 +5,9 @@
  * by index, so a bootstrap replica is just an index list (with repeats). The
  * teacher's logits on the training set are computed once (eval mode) and then
  * gathered per batch, since the teacher is fixed and deterministic.
+ *
+ * The collect engine built on these (a plan of cells, the teacher step, the
+ * runners that run cells) has a header of its own, collect.h.
  */
 #ifndef BV_TRAIN_H
 #define BV_TRAIN_H
