@@ -73,7 +73,9 @@ static void pass1(sums *S, const item *it, int n_it, int K, const int *y, const 
 		S[it[t].j].p_true += it[t].w * (e[y[it[t].j]] / s); /* q_r[y] = exp(z_y - c_r) / s_r */
 	}
 	bv_vlog(v, (size_t)n_it);
-	if (ce_t) { /* CE_s = -log q_r[y] = c_r + log s_r - z_r[y] */
+	/* the WSL weight 1 - exp(-CE_s / (CE_t + 1e-7)), bv_math_wsl_weight's
+	 * formula with bv_vexp; CE_s = -log q_r[y] = c_r + log s_r - z_r[y] */
+	if (ce_t) {
 		for (int t = 0; t < n_it; t++)
 			u[t] = -(it[t].c + v[t] - (double)it[t].z[y[it[t].j]]) / (ce_t[it[t].j] + 1e-7);
 		bv_vexp(u, (size_t)n_it);
