@@ -5,15 +5,13 @@
  * first half); the database-driven `decompose` and `report` steps in its second
  * half. analysis never trains.
  *
- * For one sample with label y and the logits z_r of B replicas (T = 1):
- *   log q_r     = log_softmax(z_r)
- *   l_k         = (1/B) sum_r log q_r[k]
- *   log Z       = logsumexp_k l_k            (Z <= 1 by Jensen)
- *   log qbar[k] = l_k - log Z                (normalised geometric mean)
- *   bias        = -log qbar[y] = -l_y + log Z
- *   variance    = (1/B) sum_r KL(qbar || q_r) = -log Z
- *   loss        = (1/B) sum_r -log q_r[y] = -l_y = bias + variance
- * Everything in double, from log-softmax: no log of an underflowed probability.
+ * The formulas are math/'s (bvmath.h: bv_math_decompose and the
+ * bv_math_crit_* criteria, with their equations); here are the fast paths of
+ * the decomposition, held to bv_math_decompose by tests/test_math.c, and the
+ * criteria over the replicas of a sample. In short, for one sample with label
+ * y and B replicas' log-probabilities log q_r (T = 1), l = mean_r log q_r:
+ *   bias = log Z - l_y,  variance = -log Z,  loss = -l_y = bias + variance,
+ * Z = sum_k exp(l_k). Everything in double, in log space.
  */
 #ifndef BV_ANALYSIS_H
 #define BV_ANALYSIS_H
@@ -23,6 +21,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "bvmath.h"
 #include "db.h"
 
 /* ---- the decomposition -------------------------------------------------- */
@@ -44,8 +43,8 @@ void bv_decompose_sample(bv_bv *out, const float *logits, size_t stride, int B, 
 			 const double *weights);
 
 /* As bv_decompose_sample, plus *wsl: the (weighted) mean over replicas of the
- * WSL weight 1 - exp(-CE_s / (teacher_ce + 1e-7)), teacher_ce being the
- * teacher's -log softmax(t)[y] (bv_ce_at), computed in the same pass
+ * WSL weight bv_math_wsl_weight(CE_s, teacher_ce), teacher_ce being the
+ * teacher's -log softmax(t)[y] (bv_math_ce), computed in the same pass
  * (bv_wsl_weight_mean is the unweighted stand-alone form). */
 void bv_decompose_sample_wsl(bv_bv *out, double *wsl, const float *logits, size_t stride, int B,
 			     int K, int y, const double *weights, double teacher_ce);
@@ -60,8 +59,13 @@ void bv_decompose_samples(bv_bv *out, double *wsl, const float *logits, size_t s
 			  int K, int n, const int *y, const double *weights, size_t w_stride,
 			  const double *teacher_ce);
 
-/* -log softmax(z)[y] of one row of K logits: the cross-entropy at label y. */
-double bv_ce_at(const float *z, int K, int y);
+/* bv_math_decompose for n samples from log-probabilities (the fast path:
+ * blocks of samples, the exps and logs of a block in one vectorised call):
+ * sample j's replica r at logp + r*stride + j*K, its label y[j], its weights
+ * (B) at w + j*w_stride (w_stride 0: the same B weights for every sample; w
+ * NULL: all 1); out[j]. Within a few ulps of bv_math_decompose. */
+void bv_decompose_logp(bv_math_decomp *out, const double *logp, size_t stride, int B, int K,
+		       int n, const int *y, const double *w, size_t w_stride);
 
 /* ---- regularization-sample criteria (SPEC.md) --------------------------- */
 
@@ -74,22 +78,25 @@ typedef enum bv_criterion {
 const char *bv_criterion_name(bv_criterion c);
 int bv_criterion_parse(bv_criterion *out, const char *s, const char *what);
 
-/* bv: flag when the student's bias is above and its variance below the paired CE students'. */
+/* bv: flag when the student's bias is above and its variance below the paired
+ * CE students' (bv_math_crit_bv). */
 int bv_flag_bv(const bv_bv *student, const bv_bv *ce);
 
 /*
  * grad: for each replica r with student logits s_r (rows as in bv_decompose_sample)
  * and the teacher's logits t (K), a = q_s[y] - 1 and b = T (p_s^T[y] - p_t^T[y]) - a;
- * the sample is flagged when |b| > |a| on more than half of the replicas.
+ * the sample is flagged when |b| > |a| on more than half of the replicas
+ * (bv_math_crit_grad, bv_math_majority).
  * Returns the flag; *out_share (may be NULL) receives the share of replicas agreeing.
  */
 int bv_flag_grad(double *out_share, const float *logits, size_t stride, int B, int K, int y,
 		 const float *teacher, double T);
 
-/* teacher: CE_t = -log softmax(t)[y] > student_loss (the mean CE of the student replicas). */
+/* teacher: CE_t = -log softmax(t)[y] > student_loss (the mean CE of the student
+ * replicas; bv_math_crit_teacher). */
 int bv_flag_teacher(const float *teacher, int K, int y, double student_loss);
 
-/* Mean over replicas of the WSL weight 1 - exp(-CE_s / (CE_t + 1e-7)). */
+/* Mean over replicas of the WSL weight bv_math_wsl_weight(CE_s, CE_t). */
 double bv_wsl_weight_mean(const float *logits, size_t stride, int B, int K, int y,
 			  const float *teacher);
 

@@ -1,6 +1,10 @@
 /*
- * The per-sample bias/variance decomposition of log loss (Heskes 1998) and the
- * regularization-sample criteria of SPEC.md, on plain float32 logit arrays.
+ * The fast paths of the per-sample bias/variance decomposition of log loss
+ * (Heskes 1998), and the regularization-sample criteria of SPEC.md over the
+ * replicas of a sample. The formulas, and the naive reference each fast path
+ * is tested against (tests/test_math.c), are math/'s: bv_math_decompose, and
+ * bv_math_crit_* for the criteria, which are called here, not rewritten.
+ *
  * The database-driven `decompose` step calls bv_decompose_samples on blocks
  * of samples of (B, N, K) snapshots, so it is written for speed: no
  * allocation up to 4096 classes and no limit on K, one exp per logit plus one
@@ -15,17 +19,19 @@
  *   loss = L - d_y,  bias = lse_k(d) - d_y,  variance = L - lse_k(d)
  * Each is a difference of terms of size log K, never of the logits' size, so
  * rounding stays at ulps of log K: a zero variance comes out as 0 (exactly 0
- * for one replica) rather than as -1e-15 noise of a large logsumexp.
+ * for one replica) rather than as -1e-15 noise of a large log-sum-exp.
  * Pass 1 walks each replica's row once (max, argmax, s_r, q_r[y]); pass 2
  * forms the d_k (A_k - sum_r w_r c_r) of every sample of a block.
+ *
+ * bv_decompose_logp is the same decomposition from log-probabilities already
+ * computed (the bootstrap of the correlation decomposes each sample once per
+ * draw, from log q_r stored once).
  */
 #include "analysis.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static double log_softmax_at(const float *z, int K, int y, double T);
 
 /* ---- the decomposition -------------------------------------------------- */
 
@@ -67,7 +73,9 @@ static void pass1(sums *S, const item *it, int n_it, int K, const int *y, const 
 		S[it[t].j].p_true += it[t].w * (e[y[it[t].j]] / s); /* q_r[y] = exp(z_y - c_r) / s_r */
 	}
 	bv_vlog(v, (size_t)n_it);
-	if (ce_t) { /* CE_s = -log q_r[y] = c_r + log s_r - z_r[y] */
+	/* the WSL weight 1 - exp(-CE_s / (CE_t + 1e-7)), bv_math_wsl_weight's
+	 * formula with bv_vexp; CE_s = -log q_r[y] = c_r + log s_r - z_r[y] */
+	if (ce_t) {
 		for (int t = 0; t < n_it; t++)
 			u[t] = -(it[t].c + v[t] - (double)it[t].z[y[it[t].j]]) / (ce_t[it[t].j] + 1e-7);
 		bv_vexp(u, (size_t)n_it);
@@ -212,9 +220,93 @@ void bv_decompose_sample_wsl(bv_bv *out, double *wsl, const float *logits, size_
 	bv_decompose_samples(out, wsl, logits, stride, B, K, 1, &y, weights, 0, &teacher_ce);
 }
 
-double bv_ce_at(const float *z, int K, int y)
+/* ---- the decomposition from log-probabilities ---------------------------- */
+
+/* bias, variance and loss of n samples (n <= BLOCK, n * K <= CAP) from
+ * log-probabilities: sample j's replica b at logp + b * stride + j * K,
+ * weighted by w[j * w_stride + b] (w NULL: all 1); the exps and logs of the
+ * block in one vectorised call each */
+BV_TARGET_CLONES static void logp_block(bv_math_decomp *out, const double *logp, size_t stride,
+					int B, int K, int n, const int *y, const double *w,
+					size_t w_stride)
 {
-	return -log_softmax_at(z, K, y, 1.0);
+	double l[CAP], m[BLOCK], s[BLOCK], ly[BLOCK], wsum[BLOCK];
+	const size_t nk = (size_t)n * K;
+	for (size_t i = 0; i < nk; i++)
+		l[i] = 0;
+	for (int j = 0; j < n; j++)
+		wsum[j] = 0;
+	/* replica by replica: its rows of the block are contiguous */
+	for (int b = 0; b < B; b++) {
+		const double *lp = logp + (size_t)b * stride;
+		if (!w || w_stride == 0) { /* one weight for every sample: one long loop */
+			const double wb = w ? w[b] : 1.0;
+			if (wb == 0)
+				continue;
+			for (size_t i = 0; i < nk; i++)
+				l[i] += wb * lp[i];
+			for (int j = 0; j < n; j++)
+				wsum[j] += wb;
+			continue;
+		}
+		for (int j = 0; j < n; j++) {
+			const double wb = w[(size_t)j * w_stride + (size_t)b];
+			if (wb == 0)
+				continue;
+			for (int k = 0; k < K; k++)
+				l[(size_t)j * K + k] += wb * lp[(size_t)j * K + k];
+			wsum[j] += wb;
+		}
+	}
+	/* l_k = (1/W) sum_b w_b log q_b[k], m = max_k l_k, then l_k - m for the exps */
+	for (int j = 0; j < n; j++) {
+		double *lj = l + (size_t)j * K, mx = -INFINITY;
+		const double inv = 1.0 / wsum[j];
+		for (int k = 0; k < K; k++) {
+			lj[k] *= inv;
+			mx = lj[k] > mx ? lj[k] : mx;
+		}
+		ly[j] = lj[y[j]];
+		m[j] = mx;
+		for (int k = 0; k < K; k++)
+			lj[k] -= mx;
+	}
+	bv_vexp(l, (size_t)n * K);
+	for (int j = 0; j < n; j++) {
+		double sum = 0;
+		for (int k = 0; k < K; k++)
+			sum += l[(size_t)j * K + k];
+		s[j] = wsum[j] > 0 ? sum : 1.0; /* bv_vlog takes positive numbers only */
+	}
+	bv_vlog(s, (size_t)n);
+	for (int j = 0; j < n; j++) {
+		bv_math_decomp *o = &out[j];
+		if (!(wsum[j] > 0)) {
+			o->bias = o->variance = o->loss = NAN;
+			continue;
+		}
+		const double logZ = m[j] + s[j];
+		o->bias = -ly[j] + logZ;  /* -log qbar[y] */
+		o->variance = -logZ;      /* mean_b KL(qbar || q_b) */
+		o->loss = -ly[j];         /* mean_b -log q_b[y] */
+	}
+}
+
+void bv_decompose_logp(bv_math_decomp *out, const double *logp, size_t stride, int B, int K,
+		       int n, const int *y, const double *w, size_t w_stride)
+{
+	if (K > CAP) { /* more classes than the stack buffer holds: the reference */
+		for (int j = 0; j < n; j++)
+			bv_math_decompose(&out[j], logp + (size_t)j * K, stride, B, K, y[j],
+					  w ? w + (size_t)j * w_stride : NULL);
+		return;
+	}
+	const int per_block = CAP / K < BLOCK ? CAP / K : BLOCK;
+	for (int j0 = 0; j0 < n; j0 += per_block) {
+		const int nb = n - j0 < per_block ? n - j0 : per_block;
+		logp_block(out + j0, logp + (size_t)j0 * K, stride, B, K, nb, y + j0,
+			   w ? w + (size_t)j0 * w_stride : NULL, w_stride);
+	}
 }
 
 /* ---- regularization-sample criteria ------------------------------------- */
@@ -241,58 +333,37 @@ int bv_criterion_parse(bv_criterion *out, const char *s, const char *what)
 
 int bv_flag_bv(const bv_bv *student, const bv_bv *ce)
 {
-	return student->bias > ce->bias && student->variance < ce->variance;
-}
-
-/*
- * log softmax(z / T)[y], computed exactly as nn/loss.c's bv_log_softmax does
- * (same operations, same order), so that the grad criterion here and
- * kd-filter's online flag agree to the bit on the same logits.
- */
-static double log_softmax_at(const float *z, int K, int y, double T)
-{
-	double mx = -INFINITY;
-	for (int k = 0; k < K; k++)
-		if (z[k] / T > mx)
-			mx = z[k] / T;
-	double sum = 0;
-	for (int k = 0; k < K; k++)
-		sum += exp(z[k] / T - mx);
-	return z[y] / T - (mx + log(sum));
+	return bv_math_crit_bv(student->bias, student->variance, ce->bias, ce->variance);
 }
 
 int bv_flag_grad(double *out_share, const float *logits, size_t stride, int B, int K, int y,
 		 const float *teacher, double T)
 {
-	const double pt = exp(log_softmax_at(teacher, K, y, T)); /* p_t^T[y] */
+	const double log_pt = bv_math_log_softmax_at(teacher, K, y, T); /* log p_t^T[y] */
 	int n_agree = 0;
 
 	for (int r = 0; r < B; r++) {
 		const float *s = logits + (size_t)r * stride;
-		/* a: gradient of CE at the true logit; b: that of the soft term, minus a */
-		const double a = exp(log_softmax_at(s, K, y, 1.0)) - 1.0;
-		const double b = T * (exp(log_softmax_at(s, K, y, T)) - pt) - a;
-		n_agree += fabs(b) > fabs(a);
+		n_agree += bv_math_crit_grad(bv_math_log_softmax_at(s, K, y, 1.0),
+					     bv_math_log_softmax_at(s, K, y, T), log_pt, T);
 	}
 	if (out_share)
 		*out_share = B > 0 ? (double)n_agree / B : NAN;
-	return 2 * n_agree > B; /* strict majority: exactly half is not enough */
+	return bv_math_majority(n_agree, B);
 }
 
 int bv_flag_teacher(const float *teacher, int K, int y, double student_loss)
 {
-	return -log_softmax_at(teacher, K, y, 1.0) > student_loss;
+	return bv_math_crit_teacher(bv_math_ce(teacher, K, y), student_loss);
 }
 
 double bv_wsl_weight_mean(const float *logits, size_t stride, int B, int K, int y,
 			  const float *teacher)
 {
-	const double ce_t = -log_softmax_at(teacher, K, y, 1.0);
+	const double ce_t = bv_math_ce(teacher, K, y);
 	double sum = 0;
 
-	for (int r = 0; r < B; r++) {
-		const double ce_s = -log_softmax_at(logits + (size_t)r * stride, K, y, 1.0);
-		sum += 1.0 - exp(-ce_s / (ce_t + 1e-7)); /* as nn/loss.c's WSL weight */
-	}
+	for (int r = 0; r < B; r++)
+		sum += bv_math_wsl_weight(bv_math_ce(logits + (size_t)r * stride, K, y), ce_t);
 	return B > 0 ? sum / B : NAN;
 }

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #define MAX_SEEDS 1024
-#define MAX_CLASSES 1024      /* boot_counts' grad criterion holds K doubles on the stack */
+#define MAX_CLASSES 1024      /* as many as training supports (nn's bv_loss) */
 #define MAX_SAMPLES 10000000 /* samples of a split */
 #define N_SOFT 3
 
@@ -528,97 +528,17 @@ static int writer_stop(writer *w)
 
 /* ---- the correlation ------------------------------------------------------ */
 
-/* log_softmax of every (replica, sample) into logp (B, N, K), in double so that
- * the counts agree with the decomposition's */
-static void log_softmax_all(double *logp, const float *z, size_t n_rows, int K)
-{
-	for (size_t r = 0; r < n_rows; r++) {
-		const float *zr = z + r * K;
-		double *o = logp + r * K;
-		double mx = -INFINITY, sum = 0;
-		for (int k = 0; k < K; k++)
-			mx = fmax(mx, (double)zr[k]);
-		for (int k = 0; k < K; k++)
-			sum += exp(zr[k] - mx);
-		const double lse = mx + log(sum);
-		for (int k = 0; k < K; k++)
-			o[k] = zr[k] - lse;
-	}
-}
-
 enum {
-	BOOT_CAP = 4096, /* doubles of bv_from_logp's buffer */
-	BOOT_BLOCK = 64, /* samples per bv_from_logp call, at most */
+	BOOT_CAP = 4096, /* log-probabilities of a block of samples, per replica */
+	BOOT_BLOCK = 64, /* samples per block, at most */
 };
-
-/* bias, variance and loss of n samples (n <= BOOT_BLOCK, n * K <= BOOT_CAP)
- * from precomputed log-probabilities: sample j's replica b at logp + b * stride
- * + j * K, weighted by w[j * w_stride + b] (the bootstrap's draw counts); the
- * exps and logs of the block in one vectorised call each */
-BV_TARGET_CLONES static void bv_from_logp(double *bias, double *var, double *loss,
-					  const double *logp, size_t stride, int B, int K, int n,
-					  const int *y, const double *w, size_t w_stride)
-{
-	double l[BOOT_CAP], m[BOOT_BLOCK], s[BOOT_BLOCK], ly[BOOT_BLOCK], wsum[BOOT_BLOCK];
-	const size_t nk = (size_t)n * K;
-	for (size_t i = 0; i < nk; i++)
-		l[i] = 0;
-	for (int j = 0; j < n; j++)
-		wsum[j] = 0;
-	/* replica by replica: its rows of the block are contiguous */
-	for (int b = 0; b < B; b++) {
-		const double *lp = logp + (size_t)b * stride;
-		if (w_stride == 0) { /* one weight for every sample: one long loop */
-			const double wb = w[b];
-			if (wb == 0)
-				continue;
-			for (size_t i = 0; i < nk; i++)
-				l[i] += wb * lp[i];
-			for (int j = 0; j < n; j++)
-				wsum[j] += wb;
-			continue;
-		}
-		for (int j = 0; j < n; j++) {
-			const double wb = w[(size_t)j * w_stride + (size_t)b];
-			if (wb == 0)
-				continue;
-			for (int k = 0; k < K; k++)
-				l[(size_t)j * K + k] += wb * lp[(size_t)j * K + k];
-			wsum[j] += wb;
-		}
-	}
-	for (int j = 0; j < n; j++) {
-		double *lj = l + (size_t)j * K, mx = -INFINITY;
-		const double inv = 1.0 / wsum[j];
-		for (int k = 0; k < K; k++) {
-			lj[k] *= inv;
-			mx = lj[k] > mx ? lj[k] : mx;
-		}
-		ly[j] = lj[y[j]];
-		m[j] = mx;
-		for (int k = 0; k < K; k++)
-			lj[k] -= mx;
-	}
-	bv_vexp(l, (size_t)n * K);
-	for (int j = 0; j < n; j++) {
-		double sum = 0;
-		for (int k = 0; k < K; k++)
-			sum += l[(size_t)j * K + k];
-		s[j] = sum;
-	}
-	bv_vlog(s, (size_t)n);
-	for (int j = 0; j < n; j++) {
-		const double logZ = m[j] + s[j];
-		bias[j] = -ly[j] + logZ;
-		var[j] = -logZ;
-		loss[j] = -ly[j];
-	}
-}
 
 typedef struct corr_data {
 	int n_t;
 	double temps[BV_MAX_TEMPS];
 	double *ce, *m[BV_MAX_TEMPS]; /* (B, N, K) log-probabilities; ce's at every temperature */
+	double *log_ps[BV_MAX_TEMPS]; /* grad criterion: (B, N) log p_s^T[y] of the method */
+	double *log_pt[BV_MAX_TEMPS]; /* grad criterion: (N) log p_t^T[y] of the teacher */
 	double acc[BV_MAX_TEMPS][MAX_SEEDS];        /* per seed test accuracy of the method */
 	int B, N, K;
 } corr_data;
@@ -652,53 +572,45 @@ static void boot_counts(int *counts, const corr_data *cd, const selection *s, co
 			skip[j] = s->oob && nb < 2; /* as the decomposition: < 2 out-of-bag seeds */
 		}
 		const int *y = s->labels + i0;
-		double mb[BOOT_BLOCK], mv[BOOT_BLOCK], ml[BOOT_BLOCK];
-		double cb[BOOT_BLOCK], cv[BOOT_BLOCK], cl[BOOT_BLOCK];
+		bv_math_decomp dm[BOOT_BLOCK], dce[BOOT_BLOCK]; /* the method's, ce's */
 		/* without oob, the draw's weights are every sample's */
 		const double *ws = s->oob ? wb : w;
 		const size_t w_stride = s->oob ? (size_t)B : 0;
 		if (s->crit == BV_CRIT_BV)
-			bv_from_logp(cb, cv, cl, cd->ce + (size_t)i0 * K, stride, B, K, n, y, ws, w_stride);
+			bv_decompose_logp(dce, cd->ce + (size_t)i0 * K, stride, B, K, n, y, ws,
+					  w_stride);
 		for (int t = 0; t < cd->n_t; t++) {
 			int count = 0;
-			bv_from_logp(mb, mv, ml, cd->m[t] + (size_t)i0 * K, stride, B, K, n, y, ws,
-				     w_stride);
+			bv_decompose_logp(dm, cd->m[t] + (size_t)i0 * K, stride, B, K, n, y, ws,
+					  w_stride);
 			for (int j = 0; j < n; j++) {
 				if (skip[j])
 					continue;
 				const int i = i0 + j;
 				const double *ww = wb + (size_t)j * B;
 				if (s->crit == BV_CRIT_BV) {
-					count += mb[j] > cb[j] && mv[j] < cv[j];
+					count += bv_math_crit_bv(dm[j].bias, dm[j].variance,
+								 dce[j].bias, dce[j].variance);
 				} else if (s->crit == BV_CRIT_TEACHER) {
-					count += bv_flag_teacher(s->teacher + (size_t)i * K, K, y[j], ml[j]);
+					count += bv_math_crit_teacher(s->teacher_ce[i], dm[j].loss);
 				} else {
-					/* grad: weighted majority of replicas with |b| > |a| */
-					const float *tz = s->teacher + (size_t)i * K;
-					const double *cm = cd->m[t] + (size_t)i * K;
-					double lt[1024], mx = -INFINITY, sum = 0, agree = 0, wsum = 0;
-					const double T = cd->temps[t];
-					for (int k = 0; k < K; k++)
-						mx = fmax(mx, tz[k] / T);
-					for (int k = 0; k < K; k++)
-						sum += exp((lt[k] = tz[k] / T) - mx);
-					const double pt = exp(lt[y[j]] - mx) / sum;
+					/* grad: weighted majority of replicas with |b| > |a|;
+					 * replica b's log q at b * stride, its log p_s^T[y]
+					 * at b * N */
+					const double *lq = cd->m[t] + (size_t)i * K + y[j];
+					const double *lps = cd->log_ps[t] + i;
+					const double lpt = cd->log_pt[t][i];
+					double agree = 0, wsum = 0;
 					for (int b = 0; b < B; b++) {
 						if (ww[b] == 0)
 							continue;
-						const double *lp = cm + (size_t)b * stride; /* log q at T = 1 */
-						double mxT = -INFINITY, sT = 0;
-						for (int k = 0; k < K; k++)
-							mxT = fmax(mxT, lp[k] / T);
-						for (int k = 0; k < K; k++)
-							sT += exp(lp[k] / T - mxT);
-						/* softmax(z/T) = softmax(log q / T) */
-						const double ps = exp(lp[y[j]] / T - mxT) / sT;
-						const double a = exp(lp[y[j]]) - 1.0, bb = T * (ps - pt) - a;
-						agree += ww[b] * (fabs(bb) > fabs(a));
+						const double lq_b = lq[(size_t)b * stride];
+						const double lps_b = lps[(size_t)b * cd->N];
+						agree += ww[b] * bv_math_crit_grad(lq_b, lps_b, lpt,
+										   cd->temps[t]);
 						wsum += ww[b];
 					}
-					count += agree > 0.5 * wsum;
+					count += bv_math_majority(agree, wsum);
 				}
 			}
 			counts[(size_t)t * n_w + q] += count;
@@ -788,7 +700,25 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 				rc = bv_error_set(BV_ENOMEM, "out of memory for the correlation");
 				goto done;
 			}
-			log_softmax_all(*dst[j], raw, (size_t)B * s.N, s.K);
+			for (size_t i = 0; i < (size_t)B * s.N; i++) /* log q, in double */
+				bv_math_log_softmax(*dst[j] + i * s.K, raw + i * s.K, s.K, 1.0);
+		}
+		if (s.crit == BV_CRIT_GRAD) { /* raw holds the method's logits at temps[t] */
+			const double T = cd->temps[t];
+			cd->log_ps[t] = malloc(sizeof(double) * (size_t)B * s.N);
+			cd->log_pt[t] = malloc(sizeof(double) * (size_t)s.N);
+			if (!cd->log_ps[t] || !cd->log_pt[t]) {
+				rc = bv_error_set(BV_ENOMEM, "out of memory for the correlation");
+				goto done;
+			}
+			for (int i = 0; i < s.N; i++) {
+				const int yi = s.labels[i];
+				const float *tz = s.teacher + (size_t)i * s.K;
+				cd->log_pt[t][i] = bv_math_log_softmax_at(tz, s.K, yi, T);
+				for (int b = 0; b < B; b++)
+					cd->log_ps[t][(size_t)b * s.N + i] = bv_math_log_softmax_at(
+						raw + ((size_t)b * s.N + i) * s.K, s.K, yi, T);
+			}
 		}
 		for (int b = 0; b < B; b++) {
 			const bv_run *r = find_run(p, method, cd->temps[t], seeds[b]);
@@ -867,8 +797,11 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 		sayf(say, ctx, "  bootstrap 95%% interval for r over seeds: [%.3f, %.3f] (%d of %d resamples defined)",
 		     lo, hi, n_ok, o->n_boot);
 done:
-	for (int t = 0; t < BV_MAX_TEMPS; t++)
+	for (int t = 0; t < BV_MAX_TEMPS; t++) {
 		free(cd->m[t]);
+		free(cd->log_ps[t]);
+		free(cd->log_pt[t]);
+	}
 	free(cd->ce);
 	free(cd);
 	free(rs);
@@ -1020,7 +953,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 			goto done;
 		}
 		for (int i = 0; i < N; i++)
-			teacher_ce[i] = bv_ce_at(teacher + (size_t)i * s.K, s.K, labels[i]);
+			teacher_ce[i] = bv_math_ce(teacher + (size_t)i * s.K, s.K, labels[i]);
 	}
 	s.teacher_ce = teacher_ce;
 	if (!teacher && s.crit != BV_CRIT_BV) {

@@ -9,8 +9,9 @@
  * write transaction, so a reader sees either the old schema or the new one.
  *
  * The SQL functions decode the logits BLOBs (K little-endian float32):
- * bv_argmax(blob), bv_logit(blob, c) and bv_softmax(blob, c [, T]). They exist
- * only on connections opened through bv_db_open, not in the sqlite3 shell.
+ * bv_argmax(blob), bv_logit(blob, c) and bv_softmax(blob, c [, T]), whose
+ * formulas are math/'s (bvmath.h), as training's and decompose's are. They
+ * exist only on connections opened through bv_db_open, not in the sqlite3 shell.
  */
 #include "schema.h"
 
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bvmath.h"
 #include "db.h"
 
 static const char *const migrations[] = {
@@ -408,8 +410,24 @@ static void fn_logit(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 		sqlite3_result_double(ctx, logit_at(p, (int)c));
 }
 
-/* bv_softmax(logits, c [, T]): softmax(z / T)[c], T = 1 by default; NULL when c
- * is out of range. p_c = exp((z_c - max) / T) / sum_j exp((z_j - max) / T). */
+/* The K floats of a logits BLOB p, copied (a BLOB need not be aligned for
+ * float): into stack when they fit in n_stack, else into memory from
+ * sqlite3_malloc64 (the caller frees it when it is not stack); NULL when out
+ * of memory, with the error set on ctx. */
+static float *logits_floats(sqlite3_context *ctx, const unsigned char *p, int k, float *stack,
+			    int n_stack)
+{
+	float *z = k <= n_stack ? stack : sqlite3_malloc64(sizeof(float) * (sqlite3_uint64)k);
+	if (!z) {
+		sqlite3_result_error_nomem(ctx);
+		return NULL;
+	}
+	memcpy(z, p, sizeof(float) * (size_t)k); /* little-endian host, checked by CMake */
+	return z;
+}
+
+/* bv_softmax(logits, c [, T]): p^T[c] = softmax(z / T)[c] = exp(log p^T[c])
+ * (bv_math_log_softmax_at), T = 1 by default; NULL when c is out of range. */
 static void fn_softmax(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	const unsigned char *p;
@@ -427,13 +445,12 @@ static void fn_softmax(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_int64 c = sqlite3_value_int64(argv[1]);
 	if (c < 0 || c >= k)
 		return;
-	double zmax = -INFINITY, sum = 0;
-	for (int j = 0; j < k; j++)
-		if (logit_at(p, j) > zmax)
-			zmax = logit_at(p, j);
-	for (int j = 0; j < k; j++)
-		sum += exp(((double)logit_at(p, j) - zmax) / t);
-	sqlite3_result_double(ctx, exp(((double)logit_at(p, (int)c) - zmax) / t) / sum);
+	float stack[1024], *z = logits_floats(ctx, p, k, stack, (int)BV_ARRAY_LEN(stack));
+	if (!z)
+		return;
+	sqlite3_result_double(ctx, exp(bv_math_log_softmax_at(z, k, (int)c, t)));
+	if (z != stack)
+		sqlite3_free(z);
 }
 
 int db_schema_functions(sqlite3 *h)

@@ -9,9 +9,13 @@
  *              w_i = 1 - exp(-CEs_i / (CEt_i + 1e-7)), held constant
  *   kd-filter: kd with w_i = 0 where the `grad` criterion flags sample i
  * dL/ds_k = gamma/n (q_k - [k=y]) + alpha T w_i / n (p_s^T_k - p_t^T_k).
- * All of it in double, from log-softmax (no log of an underflowed probability).
+ * All of it in double, from log-softmax (no log of an underflowed probability);
+ * the formulas are math/'s (bvmath.h), which analysis/ calls too, so that
+ * kd-filter's online flag and decompose's grad criterion agree to the bit.
  */
 #include "nn.h"
+
+#include "bvmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -35,20 +39,6 @@ int bv_method_parse(bv_method *out, const char *s, const char *what)
 		}
 	return bv_error_set(BV_EINVAL, "%s: unknown method '%s' (expected ce, kd, wsl or kd-filter)",
 			    what, s);
-}
-
-void bv_log_softmax(double *out, const float *z, int k, double T)
-{
-	double mx = -INFINITY;
-	for (int j = 0; j < k; j++)
-		if (z[j] / T > mx)
-			mx = z[j] / T;
-	double sum = 0;
-	for (int j = 0; j < k; j++)
-		sum += exp(z[j] / T - mx);
-	double lse = mx + log(sum);
-	for (int j = 0; j < k; j++)
-		out[j] = z[j] / T - lse;
 }
 
 #define BV_MAX_CLASSES_STACK 1024
@@ -77,25 +67,19 @@ int bv_loss(bv_loss_stats *out, float *dlogits, float *weights, const bv_loss_cf
 			if (si[j] > si[arg])
 				arg = j;
 		n_correct += arg == yi;
-		bv_log_softmax(ls, si, k, 1.0);
+		bv_math_log_softmax(ls, si, k, 1.0); /* log q */
 		const double ce = -ls[yi];
 		double h = 0, w = 1;
 		if (soft) {
 			const float *ti = t + (size_t)i * k;
-			bv_log_softmax(lsT, si, k, T);
-			bv_log_softmax(ltT, ti, k, T);
-			for (int j = 0; j < k; j++)
-				h -= exp(ltT[j]) * lsT[j];
+			bv_math_log_softmax(lsT, si, k, T); /* log p_s^T */
+			bv_math_log_softmax(ltT, ti, k, T); /* log p_t^T */
+			h = bv_math_soft_ce_logp(ltT, lsT, k);
 			if (cfg->method == BV_METHOD_WSL) {
-				double lt1[BV_MAX_CLASSES_STACK];
-				bv_log_softmax(lt1, ti, k, 1.0);
-				const double ce_t = -lt1[yi];
-				w = 1.0 - exp(-ce / (ce_t + 1e-7));
+				w = bv_math_wsl_weight(ce, bv_math_ce(ti, k, yi));
 			} else if (cfg->method == BV_METHOD_KD_FILTER) {
 				/* grad criterion: |b| > |a| at the true-class logit */
-				const double a = exp(ls[yi]) - 1.0;
-				const double b = T * (exp(lsT[yi]) - exp(ltT[yi])) - a;
-				if (fabs(b) > fabs(a)) {
+				if (bv_math_crit_grad(ls[yi], lsT[yi], ltT[yi], T)) {
 					w = 0;
 					n_filtered++;
 				}

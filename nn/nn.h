@@ -160,10 +160,6 @@ typedef struct bv_loss_stats {
 int bv_loss(bv_loss_stats *out, float *dlogits, float *weights, const bv_loss_cfg *cfg,
 	    const float *s, const float *t, const int *y, int n, int k);
 
-/* log_softmax(z / T) of one row of k logits, in double (log space: never log of
- * an underflowed probability). */
-void bv_log_softmax(double *out, const float *z, int k, double T);
-
 /* ---- the model --------------------------------------------------------- */
 
 typedef struct bv_shape {

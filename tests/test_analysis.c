@@ -462,13 +462,13 @@ static void test_wsl_weight(void)
 	bv_bv a, b;
 	double wsl = NAN;
 	bv_decompose_sample(&a, s, 4, 2, 3, 0, NULL);
-	bv_decompose_sample_wsl(&b, &wsl, s, 4, 2, 3, 0, NULL, bv_ce_at(t, 3, 0));
+	bv_decompose_sample_wsl(&b, &wsl, s, 4, 2, 3, 0, NULL, bv_math_ce(t, 3, 0));
 	CHECK(a.bias == b.bias && a.variance == b.variance && a.loss == b.loss && a.p_true == b.p_true,
 	      "bv_decompose_sample_wsl decomposes like bv_decompose_sample");
 	CHECK_NEAR(wsl, want, 1e-12, "fused wsl weight mean");
 	/* weighted: replica 2 counted twice, replica 1 not at all */
 	const double w2[2] = {0, 2};
-	bv_decompose_sample_wsl(&b, &wsl, s, 4, 2, 3, 0, w2, bv_ce_at(t, 3, 0));
+	bv_decompose_sample_wsl(&b, &wsl, s, 4, 2, 3, 0, w2, bv_math_ce(t, 3, 0));
 	CHECK_NEAR(wsl, 1 - exp(-ce2 / (cet + 1e-7)), 1e-12, "fused wsl weight, weighted");
 }
 

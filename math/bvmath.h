@@ -1,0 +1,93 @@
+/*
+ * math: the formulas of SPEC.md, once. Every layer that computes a loss, a
+ * criterion or a decomposition calls these: nn's training losses, analysis'
+ * decomposition and criteria, db's SQL functions. Plain C on caller-owned
+ * arrays, no allocation, no state, nothing but libm (built position-
+ * independent, so that a loadable SQLite extension can link it too).
+ *
+ * Notation (SPEC.md): z a row of K float32 logits, T > 0 a temperature,
+ * p^T = softmax(z / T), q = p^1; s the student's logits, t the teacher's, y the
+ * label. Everything is in double and in log space: a probability is the exp of
+ * a log-probability, never the other way round, so no log of an underflowed
+ * probability is ever taken.
+ *
+ * Where a faster path exists (analysis/decompose.c's vectorised
+ * decomposition), the function here is its reference and tests/test_math.c
+ * holds the two together.
+ */
+#ifndef BV_MATH_H
+#define BV_MATH_H
+
+#include <stddef.h>
+
+/* ---- softmax and losses ------------------------------------------------- */
+
+/* lse_T(z) = m + log sum_k exp(z_k / T - m), m = max_k z_k / T: the log of
+ * softmax's denominator. K >= 1. */
+double bv_math_logsumexp(const float *z, int K, double T);
+
+/* out[k] = log p^T[k] = z_k / T - lse_T(z) for k < K (out holds K doubles). */
+void bv_math_log_softmax(double *out, const float *z, int K, double T);
+
+/* log p^T[c] = z_c / T - lse_T(z): one entry of bv_math_log_softmax, the same bits. */
+double bv_math_log_softmax_at(const float *z, int K, int c, double T);
+
+/* CE = -log q[y] = lse_1(z) - z_y: the cross-entropy at the label (T = 1). */
+double bv_math_ce(const float *z, int K, int y);
+
+/* H = -sum_k p_t^T[k] log p_s^T[k] from the two rows of log-probabilities
+ * (log_pt = log p_t^T, log_ps = log p_s^T): the KD soft term, the
+ * cross-entropy to the teacher's tempered distribution. */
+double bv_math_soft_ce_logp(const double *log_pt, const double *log_ps, int K);
+
+/* H of bv_math_soft_ce_logp from the logits s and t at temperature T (the
+ * same bits as through bv_math_log_softmax). */
+double bv_math_soft_ce(const float *s, const float *t, int K, double T);
+
+/* w = 1 - exp(-CEs / (CEt + 1e-7)): the WSL weight from the untempered
+ * cross-entropies of student and teacher at the label (a constant in
+ * training: no gradient flows through it). */
+double bv_math_wsl_weight(double ce_s, double ce_t);
+
+/* ---- regularization-sample criteria ------------------------------------- */
+
+/* bv: bias_kd > bias_ce and variance_kd < variance_ce (the student's bias
+ * rises and its variance falls against the paired ce students). */
+int bv_math_crit_bv(double bias, double variance, double bias_ce, double variance_ce);
+
+/* grad, for one replica: |b| > |a| with a = q_s[y] - 1 and
+ * b = T (p_s^T[y] - p_t^T[y]) - a, from log q_s[y], log p_s^T[y] and
+ * log p_t^T[y]: at the true-class logit the soft part's gradient outweighs
+ * the hard part's. */
+int bv_math_crit_grad(double log_qs_y, double log_ps_y, double log_pt_y, double T);
+
+/* The grad criterion's vote: agree > total / 2 (a strict majority; exactly
+ * half is not enough), agree and total being (weighted) counts of replicas. */
+int bv_math_majority(double agree, double total);
+
+/* teacher: CEt > CEs (the teacher is less sure of the truth than the student). */
+int bv_math_crit_teacher(double ce_t, double ce_s);
+
+/* ---- the decomposition (Heskes 1998, log loss) -------------------------- */
+
+typedef struct bv_math_decomp {
+	double bias, variance, loss;
+} bv_math_decomp;
+
+/*
+ * The per-sample decomposition from the log-probabilities log q_r (T = 1) of
+ * B replicas: row r (K doubles) at logp + r * stride, weight w[r] (w NULL:
+ * all 1; a replica of weight 0 is skipped, its row never read), W = sum_r w_r:
+ *   l_k      = (1/W) sum_r w_r log q_r[k]
+ *   log Z    = lse_k(l)                         (Z <= 1 by Jensen)
+ *   bias     = KL(y || qbar) = -log qbar[y] = log Z - l_y
+ *   variance = (1/W) sum_r w_r KL(qbar || q_r) = -log Z
+ *   loss     = (1/W) sum_r w_r (-log q_r[y]) = -l_y = bias + variance
+ * with qbar = exp(l) / Z the normalised geometric mean. NaN for all three
+ * when W is not > 0. The naive reference of analysis/decompose.c's fast
+ * paths (bv_decompose_samples from logits, bv_decompose_logp).
+ */
+void bv_math_decompose(bv_math_decomp *out, const double *logp, size_t stride, int B, int K,
+		       int y, const double *w);
+
+#endif
