@@ -24,9 +24,7 @@
 #define MAX_SEEDS 1024
 #define MAX_CLASSES 1024      /* as many as training supports (nn's bv_loss) */
 #define MAX_SAMPLES 10000000 /* samples of a split */
-#define N_SOFT 3
-
-static const char *const soft_methods[N_SOFT] = {"kd", "wsl", "kd-filter"};
+#define N_SOFT BV_RUN_N_METHODS /* at most: the soft methods of db's table */
 
 static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...)
@@ -84,29 +82,31 @@ typedef struct plan {
 	bv_run *runs;
 	int n_runs;
 	int64_t teacher_id;      /* 0 if none done */
+	int n_soft;
+	bv_run_method soft[N_SOFT]; /* the methods compared with ce (kd, wsl, kd-filter) */
 	int n_temps;
 	double temps[BV_MAX_TEMPS];
 	int k;                   /* classes */
 } plan;
 
 /* The done run of (method, T, seed), or NULL. */
-static const bv_run *find_run(const plan *p, const char *method, double T, int seed)
+static const bv_run *find_run(const plan *p, bv_run_method method, double T, int seed)
 {
 	for (int i = 0; i < p->n_runs; i++) {
 		const bv_run *r = &p->runs[i];
-		if (strcmp(r->status, "done") == 0 && strcmp(r->method, method) == 0 && r->seed == seed &&
+		if (r->status == BV_RUN_DONE && r->method == method && r->seed == seed &&
 		    (isnan(T) ? isnan(r->temperature) : r->temperature == T))
 			return r;
 	}
 	return NULL;
 }
 
-static int count_seeds(const plan *p, const char *method, double T)
+static int count_seeds(const plan *p, bv_run_method method, double T)
 {
 	int n = 0;
 	for (int i = 0; i < p->n_runs; i++) {
 		const bv_run *r = &p->runs[i];
-		n += strcmp(r->status, "done") == 0 && strcmp(r->method, method) == 0 &&
+		n += r->status == BV_RUN_DONE && r->method == method &&
 		     (isnan(T) ? isnan(r->temperature) : r->temperature == T);
 	}
 	return n;
@@ -118,11 +118,12 @@ static int paired_seeds(int *out, const plan *p, double T)
 	int n = 0;
 	for (int i = 0; i < p->n_runs; i++) {
 		const bv_run *r = &p->runs[i];
-		if (strcmp(r->method, "ce") != 0 || strcmp(r->status, "done") != 0 || n >= MAX_SEEDS)
+		if (r->method != BV_RUN_CE || r->status != BV_RUN_DONE || n >= MAX_SEEDS)
 			continue;
 		int ok = 1;
-		for (int m = 0; m < N_SOFT; m++)
-			if (count_seeds(p, soft_methods[m], T) > 0 && !find_run(p, soft_methods[m], T, r->seed))
+		for (int m = 0; m < p->n_soft; m++)
+			if (count_seeds(p, p->soft[m], T) > 0 &&
+			    !find_run(p, p->soft[m], T, r->seed))
 				ok = 0;
 		if (ok)
 			out[n++] = r->seed;
@@ -150,25 +151,28 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 	int rc, n_skipped = 0;
 	char skipped[512] = "";
 	memset(p, 0, sizeof *p);
+	p->n_soft = bv_db_soft_methods(p->soft);
 	if ((rc = bv_db_runs_list(db, &p->runs, &p->n_runs)) != 0)
 		return rc;
 	for (int i = 0; i < p->n_runs; i++) {
 		const bv_run *r = &p->runs[i];
-		if (strcmp(r->status, "done") != 0) {
+		const char *method = bv_db_method_name(r->method);
+		const char *status = bv_db_status_name(r->status);
+		if (r->status != BV_RUN_DONE) {
 			size_t len = strlen(skipped);
 			if (n_skipped < 6 && len < sizeof skipped - 64) {
 				if (isnan(r->temperature))
 					snprintf(skipped + len, sizeof skipped - len, "%s%s seed %d (%s)",
-						 n_skipped ? ", " : "", r->method, r->seed, r->status);
+						 n_skipped ? ", " : "", method, r->seed, status);
 				else
-					snprintf(skipped + len, sizeof skipped - len, "%s%s T=%g seed %d (%s)",
-						 n_skipped ? ", " : "", r->method, r->temperature, r->seed,
-						 r->status);
+					snprintf(skipped + len, sizeof skipped - len,
+						 "%s%s T=%g seed %d (%s)", n_skipped ? ", " : "",
+						 method, r->temperature, r->seed, status);
 			}
 			n_skipped++;
 			continue;
 		}
-		if (strcmp(r->method, "teacher") == 0)
+		if (r->method == BV_RUN_TEACHER)
 			p->teacher_id = r->id;
 		if (isnan(r->temperature))
 			continue;
@@ -187,7 +191,7 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 		     n_skipped == 1 ? "" : "s", n_skipped == 1 ? "is" : "are", skipped,
 		     n_skipped > 6 ? ", ..." : "");
 
-	const int n_ce = count_seeds(p, "ce", NAN);
+	const int n_ce = count_seeds(p, BV_RUN_CE, NAN);
 	if (n_ce > MAX_SEEDS)
 		return bv_error_set(BV_EFORMAT, "'%s' has %d finished ce runs; decompose reads at most %d",
 				    bv_db_path(db), n_ce, MAX_SEEDS);
@@ -200,10 +204,14 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 		return bv_error_set(BV_ESTATE,
 				    "decompose needs >= 2 finished seeds of ce; '%s' has %d", bv_db_path(db),
 				    n_ce);
-	if (p->n_temps == 0)
-		return bv_error_set(BV_ESTATE,
-				    "'%s' has no finished kd, wsl or kd-filter runs to compare with ce",
-				    bv_db_path(db));
+	if (p->n_temps == 0) {
+		char soft[128];
+		return bv_error_set(BV_ESTATE, "'%s' has no finished %s runs to compare with %s",
+				    bv_db_path(db),
+				    bv_db_methods_text(soft, sizeof soft, bv_db_methods_mask(1), "",
+						       ", ", " or "),
+				    bv_db_method_name(BV_RUN_CE));
+	}
 	if (o->n_temps > 0) {
 		char have[512];
 		temps_text(have, sizeof have, p);
@@ -220,12 +228,13 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 		gsl_sort(p->temps, 1, (size_t)p->n_temps);
 	}
 	for (int t = 0; t < p->n_temps; t++)
-		for (int m = 0; m < N_SOFT; m++) {
-			int n = count_seeds(p, soft_methods[m], p->temps[t]);
+		for (int m = 0; m < p->n_soft; m++) {
+			int n = count_seeds(p, p->soft[m], p->temps[t]);
 			if (n == 1)
 				return bv_error_set(BV_ESTATE,
 						    "decompose needs >= 2 finished seeds of %s at T=%g; '%s' has 1",
-						    soft_methods[m], p->temps[t], bv_db_path(db));
+						    bv_db_method_name(p->soft[m]), p->temps[t],
+						    bv_db_path(db));
 		}
 	return 0;
 }
@@ -235,10 +244,11 @@ static int make_plan(plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn s
 static void run_name(char *out, size_t size, const bv_run *r)
 {
 	if (isnan(r->temperature))
-		snprintf(out, size, "run %lld (%s seed %d)", (long long)r->id, r->method, r->seed);
+		snprintf(out, size, "run %lld (%s seed %d)", (long long)r->id,
+			 bv_db_method_name(r->method), r->seed);
 	else
-		snprintf(out, size, "run %lld (%s T=%g seed %d)", (long long)r->id, r->method,
-			 r->temperature, r->seed);
+		snprintf(out, size, "run %lld (%s T=%g seed %d)", (long long)r->id,
+			 bv_db_method_name(r->method), r->temperature, r->seed);
 }
 
 /* Load the snapshots of `runs` (B) at `epoch` into buf (B, N, K), checking
@@ -408,7 +418,7 @@ typedef struct epoch_job {
 	const char *split;
 	const int *clear; /* with n_clear > 0 the job only deletes these epochs' earlier rows */
 	int n_clear;
-	const char *method[MAX_PUTS];
+	bv_run_method method[MAX_PUTS];
 	const bv_stat_row *rows[MAX_PUTS];
 	int n[MAX_PUTS];
 	bv_db_decomposition d;
@@ -618,7 +628,7 @@ static void boot_counts(int *counts, const corr_data *cd, const selection *s, co
 	}
 }
 
-static int correlation_clear(bv_db *db, const char *split, int epoch, const char *method)
+static int correlation_clear(bv_db *db, const char *split, int epoch, bv_run_method method)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -627,15 +637,16 @@ static int correlation_clear(bv_db *db, const char *split, int epoch, const char
 		return rc;
 	sqlite3_bind_text(st, 1, split, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, epoch);
-	sqlite3_bind_text(st, 3, method, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, bv_db_method_name(method), -1, SQLITE_STATIC);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : bv_db_error(db);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-static int correlate_method(bv_db *db, const plan *p, const char *method, int epoch,
+static int correlate_method(bv_db *db, const plan *p, bv_run_method method, int epoch,
 			    const selection *s0, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
 {
+	const char *name = bv_db_method_name(method);
 	corr_data *cd = calloc(1, sizeof *cd);
 	double x[BV_MAX_TEMPS], y[BV_MAX_TEMPS];
 	int seeds[MAX_SEEDS], rc = 0;
@@ -670,11 +681,12 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	}
 	if (cd->n_t < 3) {
 		sayf(say, ctx, "correlation (%s): needs >= 3 temperatures with %s students; %s has %d",
-		     method, method, bv_db_path(db), cd->n_t);
+		     name, name, bv_db_path(db), cd->n_t);
 		goto done;
 	}
 	if (B < 2) {
-		sayf(say, ctx, "correlation (%s): fewer than 2 seeds are done at every temperature", method);
+		sayf(say, ctx, "correlation (%s): fewer than 2 seeds are done at every temperature",
+		     name);
 		goto done;
 	}
 	cd->B = B;
@@ -689,7 +701,7 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 		goto done;
 	}
 	for (int t = 0; t < cd->n_t; t++) {
-		const char *mm[2] = {"ce", method};
+		const bv_run_method mm[2] = {BV_RUN_CE, method};
 		double **dst[2] = {&cd->ce, &cd->m[t]};
 		for (int j = t == 0 ? 0 : 1; j < 2; j++) { /* ce (no temperature) once */
 			for (int b = 0; b < B; b++)
@@ -762,7 +774,7 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	}
 	bv_corr c;
 	if (bv_correlate(&c, x, y, cd->n_t) != 0) {
-		sayf(say, ctx, "correlation (%s): not defined (%s)", method, bv_error_last());
+		sayf(say, ctx, "correlation (%s): not defined (%s)", name, bv_error_last());
 		goto done;
 	}
 	double lo = NAN, hi = NAN;
@@ -792,7 +804,7 @@ static int correlate_method(bv_db *db, const plan *p, const char *method, int ep
 	sayf(say, ctx,
 	     "correlation (%s, %s split, epoch %d, %d temperatures, %d seeds): regularization samples "
 	     "vs mean test accuracy: Pearson r = %.3f (p = %.3g), Spearman rho = %.3f (p = %.3g)",
-	     method, s.split, epoch, cd->n_t, B, c.r, c.r_p, c.rho, c.rho_p);
+	     name, s.split, epoch, cd->n_t, B, c.r, c.r_p, c.rho, c.rho_p);
 	if (o->n_boot > 0)
 		sayf(say, ctx, "  bootstrap 95%% interval for r over seeds: [%.3f, %.3f] (%d of %d resamples defined)",
 		     lo, hi, n_ok, o->n_boot);
@@ -887,14 +899,14 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 			goto done;
 		}
 		for (int b = 0; b < n; b++) {
-			const bv_run *r = find_run(&p, "ce", NAN, sd[b]);
+			const bv_run *r = find_run(&p, BV_RUN_CE, NAN, sd[b]);
 			int dup = 0;
 			for (int j = 0; j < n_part; j++)
 				dup |= runs[j] == r;
 			if (!dup)
 				runs[n_part++] = r;
-			for (int m = 0; m < N_SOFT; m++)
-				if ((r = find_run(&p, soft_methods[m], p.temps[t], sd[b])) != NULL)
+			for (int m = 0; m < p.n_soft; m++)
+				if ((r = find_run(&p, p.soft[m], p.temps[t], sd[b])) != NULL)
 					runs[n_part++] = r;
 		}
 	}
@@ -966,7 +978,8 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	s.labels = labels;
 	ce_cache = malloc(sizeof(bv_stat_row) * (size_t)N * (size_t)n_epochs);
 	ce_n = calloc((size_t)n_epochs, sizeof(int));
-	m_rows = malloc(sizeof(bv_stat_row) * 2 * N_SOFT * (size_t)N); /* (2, N_SOFT, N) */
+	/* (2, n_soft, N) */
+	m_rows = malloc(sizeof(bv_stat_row) * 2 * (size_t)p.n_soft * (size_t)N);
 	if (!ce_cache || !ce_n || !m_rows) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory");
 		goto done;
@@ -1035,18 +1048,18 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 			const int E = epochs[e];
 			bv_stat_row *ce_rows = ce_cache + (size_t)e * N;
 			/* the writer may still have the previous epoch's rows: the other half */
-			bv_stat_row *mr = m_rows + (size_t)(e % 2) * N_SOFT * N;
+			bv_stat_row *mr = m_rows + (size_t)(e % 2) * p.n_soft * N;
 			epoch_job job = {.T = T, .E = E, .split = o->split};
 			if (!reuse_ce) {
 				for (int b = 0; b < B; b++)
-					rr[b] = find_run(&p, "ce", NAN, sd[b]);
+					rr[b] = find_run(&p, BV_RUN_CE, NAN, sd[b]);
 				if ((rc = load(ce_buf, src, rr, B, E, s.snap, N, s.K)) != 0)
 					goto done;
 				if ((rc = ce_n[e] = decompose_method(ce_rows, ce_buf, B, &s, NULL, 0, &max_err)) < 0)
 					goto done;
 			}
 			const int n_rows = ce_n[e];
-			job.method[0] = "ce";
+			job.method[0] = BV_RUN_CE;
 			job.rows[0] = ce_rows;
 			job.n[0] = n_rows;
 			job.n_puts = 1;
@@ -1055,19 +1068,20 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				sb += ce_rows[i].bias, sv += ce_rows[i].variance, sl += ce_rows[i].loss;
 			if (E == last_epoch)
 				sayf(say, ctx, "T=%-4g epoch %-3d %-9s bias %.4f  variance %.4f  loss %.4f  (%d samples, %d seeds)",
-				     T, E, "ce", sb / n_rows, sv / n_rows, sl / n_rows, n_rows, B);
-			for (int m = 0; m < N_SOFT; m++) {
-				if (count_seeds(&p, soft_methods[m], T) == 0)
+				     T, E, bv_db_method_name(BV_RUN_CE), sb / n_rows, sv / n_rows,
+				     sl / n_rows, n_rows, B);
+			for (int m = 0; m < p.n_soft; m++) {
+				if (count_seeds(&p, p.soft[m], T) == 0)
 					continue;
 				for (int b = 0; b < B; b++)
-					rr[b] = find_run(&p, soft_methods[m], T, sd[b]);
+					rr[b] = find_run(&p, p.soft[m], T, sd[b]);
 				if ((rc = load(m_buf, src, rr, B, E, s.snap, N, s.K)) != 0)
 					goto done;
 				bv_stat_row *m_rows_m = mr + (size_t)m * N;
 				const int n_m = decompose_method(m_rows_m, m_buf, B, &s, ce_rows, 1, &max_err);
 				if ((rc = n_m) < 0)
 					goto done;
-				job.method[job.n_puts] = soft_methods[m];
+				job.method[job.n_puts] = p.soft[m];
 				job.rows[job.n_puts] = m_rows_m;
 				job.n[job.n_puts++] = n_m;
 				if (E == last_epoch) {
@@ -1080,7 +1094,8 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 					sayf(say, ctx,
 					     "T=%-4g epoch %-3d %-9s bias %.4f  variance %.4f  loss %.4f  "
 					     "regularization samples %d (%.2f%%)",
-					     T, E, soft_methods[m], mb / n_m, mv / n_m, ml / n_m, n_reg,
+					     T, E, bv_db_method_name(p.soft[m]), mb / n_m, mv / n_m,
+					     ml / n_m, n_reg,
 					     100.0 * n_reg / n_m);
 				}
 			}
@@ -1112,10 +1127,10 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	/* the correlation across temperatures, for each soft method, in the same
 	 * transaction: statistics and correlations are committed together or not
 	 * at all, so a reader never sees new rows beside old correlations */
-	for (int m = 0; m < N_SOFT; m++) {
+	for (int m = 0; m < p.n_soft; m++) {
 		int any = 0;
 		for (int t = 0; t < p.n_temps; t++)
-			any |= count_seeds(&p, soft_methods[m], p.temps[t]) >= 2;
+			any |= count_seeds(&p, p.soft[m], p.temps[t]) >= 2;
 		if (!any)
 			continue;
 		/* all temperatures of the database, not only those selected */
@@ -1124,7 +1139,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		double tall[BV_MAX_TEMPS];
 		for (int i = 0; i < p.n_runs; i++) {
 			const bv_run *r = &p.runs[i];
-			if (strcmp(r->status, "done") != 0 || isnan(r->temperature))
+			if (r->status != BV_RUN_DONE || isnan(r->temperature))
 				continue;
 			int seen = 0;
 			for (int j = 0; j < n_all; j++)
@@ -1135,7 +1150,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		gsl_sort(tall, 1, (size_t)n_all);
 		memcpy(all.temps, tall, sizeof(double) * (size_t)n_all);
 		all.n_temps = n_all;
-		if ((rc = correlate_method(db, &all, soft_methods[m], last_epoch, &s, o, say, ctx)) != 0)
+		if ((rc = correlate_method(db, &all, p.soft[m], last_epoch, &s, o, say, ctx)) != 0)
 			goto done;
 	}
 	if ((rc = bv_db_commit(db)) != 0)

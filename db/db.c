@@ -36,13 +36,16 @@ static const char *const stmt_sql[N_STMT] = {
 	[S_RUN_GET] = RUN_COLUMNS " WHERE r.id = ?1",
 	[S_RUNS_LIST] = RUN_COLUMNS " ORDER BY r.method, r.temperature NULLS FIRST, r.seed",
 	[S_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
-	[S_RUN_STATUS] = "UPDATE runs SET status = ?2, started_at = CASE WHEN ?2 = 'running' "
+	/* ?3: the status is running */
+	[S_RUN_STATUS] = "UPDATE runs SET status = ?2, started_at = CASE WHEN ?3 "
 			 "THEN " NOW " ELSE started_at END WHERE id = ?1",
-	[S_RUN_FINISH] = "UPDATE runs SET status = 'done', test_acc = ?2, checkpoint = ?3, "
+	/* ?5: done */
+	[S_RUN_FINISH] = "UPDATE runs SET status = ?5, test_acc = ?2, checkpoint = ?3, "
 			 "seconds = ?4, finished_at = " NOW " WHERE id = ?1",
 	[S_RESET_SNAPSHOTS] = "DELETE FROM snapshots WHERE run_id = ?1",
 	[S_RESET_METRICS] = "DELETE FROM metrics WHERE run_id = ?1",
-	[S_RESET_RUN] = "UPDATE runs SET status = 'pending', test_acc = NULL, checkpoint = NULL, "
+	/* ?2: pending */
+	[S_RESET_RUN] = "UPDATE runs SET status = ?2, test_acc = NULL, checkpoint = NULL, "
 			"seconds = NULL, started_at = NULL, finished_at = NULL WHERE id = ?1",
 	[S_SAMPLES_COUNT] = "SELECT count(*) FROM samples WHERE split = ?1",
 	[S_SAMPLES_GET] = "SELECT sample_idx, label FROM samples WHERE split = ?1 ORDER BY sample_idx",
@@ -277,24 +280,28 @@ int bv_db_config_set(bv_db *db, const char *key, const char *value)
 
 /* ---- runs --------------------------------------------------------------- */
 
-static const char *const methods[] = {"teacher", "ce", "kd", "wsl", "kd-filter"};
+/* A name of names.c as a bound text (static: the table outlives the statement). */
+static int bind_name(sqlite3_stmt *st, int i, const char *name)
+{
+	return sqlite3_bind_text(st, i, name, -1, SQLITE_STATIC);
+}
 
-int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, const char *method,
+int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method method,
 		     double temperature, int seed, double alpha, double gamma, const char *model,
 		     int epochs)
 {
 	sqlite3_stmt *st = NULL;
-	int rc, own, created = 0, known = 0;
-	for (size_t i = 0; i < BV_ARRAY_LEN(methods) && method; i++)
-		known |= strcmp(method, methods[i]) == 0;
-	if (!known)
-		return bv_error_set(BV_EINVAL, "unknown method '%s' (teacher, ce, kd, wsl, kd-filter)",
-				    method ? method : "");
+	int rc, own, created = 0;
+	char list[128];
+	if ((unsigned)method >= BV_RUN_N_METHODS)
+		return bv_error_set(BV_EINVAL, "unknown method %d (%s)", (int)method,
+				    bv_db_methods_text(list, sizeof list, bv_db_methods_mask(-1),
+						       "", ", ", ", "));
+	const char *name = bv_db_method_name(method);
 	if ((rc = tx_open(db, &own)) != 0)
 		return rc;
 	if ((rc = stmt(db, S_RUN_FIND, &st)) != 0 ||
-	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, method, -1, SQLITE_STATIC) |
-					  bind_real(st, 2, temperature) |
+	    (rc = bind_failed(db, bind_name(st, 1, name) | bind_real(st, 2, temperature) |
 					  sqlite3_bind_int(st, 3, seed))) != 0 ||
 	    (rc = step(db, st)) < 0)
 		goto done;
@@ -305,8 +312,7 @@ int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, const char *m
 	}
 	unstmt(st);
 	if ((rc = stmt(db, S_RUN_INSERT, &st)) != 0 ||
-	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, method, -1, SQLITE_STATIC) |
-					  bind_real(st, 2, temperature) |
+	    (rc = bind_failed(db, bind_name(st, 1, name) | bind_real(st, 2, temperature) |
 					  sqlite3_bind_int(st, 3, seed) | bind_real(st, 4, alpha) |
 					  bind_real(st, 5, gamma) |
 					  sqlite3_bind_text(st, 6, model, -1, SQLITE_STATIC) |
@@ -323,22 +329,53 @@ done:
 	return rc;
 }
 
-static void run_row(bv_run *r, sqlite3_stmt *st)
+/* A method or status column the table has no name for: BV_EFORMAT naming the
+ * run, the value (printable ASCII, cut) and the names expected. */
+static int unknown_name(bv_db *db, sqlite3_stmt *st, int col, const char *what,
+			const char *expected)
 {
+	char v[72] = "NULL";
+	const int type = sqlite3_column_type(st, col);
+	const unsigned char *t = sqlite3_column_text(st, col);
+	if (type != SQLITE_NULL) {
+		size_t n = 0;
+		const char *q = type == SQLITE_TEXT ? "'" : "";
+		n += (size_t)snprintf(v, sizeof v, "%s", q);
+		for (; t && *t && n < 41; t++)
+			v[n++] = *t >= 0x20 && *t < 0x7f ? (char)*t : '?';
+		snprintf(v + n, sizeof v - n, "%s", q);
+	}
+	return bv_error_set(BV_EFORMAT,
+			    "'%s': run %lld has %s %s, expected %s (the database is damaged)", db->path,
+			    (long long)sqlite3_column_int64(st, 0), what, v, expected);
+}
+
+static int run_row(bv_db *db, bv_run *r, sqlite3_stmt *st)
+{
+	char list[128];
 	memset(r, 0, sizeof *r);
 	r->id = sqlite3_column_int64(st, 0);
-	column_text(r->method, sizeof r->method, st, 1);
+	if (sqlite3_column_type(st, 1) != SQLITE_TEXT ||
+	    bv_db_method_parse(&r->method, (const char *)sqlite3_column_text(st, 1)) != 0)
+		return unknown_name(db, st, 1, "method",
+				    bv_db_methods_text(list, sizeof list, bv_db_methods_mask(-1),
+						       "", ", ", " or "));
+	if (sqlite3_column_type(st, 6) != SQLITE_TEXT ||
+	    bv_db_status_parse(&r->status, (const char *)sqlite3_column_text(st, 6)) != 0)
+		return unknown_name(db, st, 6, "status",
+				    bv_db_statuses_text(list, sizeof list, BV_RUN_ALL_STATUSES, "",
+							", ", " or "));
 	r->temperature = column_real(st, 2);
 	r->alpha = column_real(st, 3);
 	r->gamma = column_real(st, 4);
 	r->seed = sqlite3_column_int(st, 5);
-	column_text(r->status, sizeof r->status, st, 6);
 	r->test_acc = column_real(st, 7);
 	r->epochs = sqlite3_column_int(st, 8);
 	r->epochs_done = sqlite3_column_int(st, 9);
 	column_text(r->model, sizeof r->model, st, 10);
 	column_text(r->checkpoint, sizeof r->checkpoint, st, 11);
 	r->seconds = column_real(st, 12);
+	return 0;
 }
 
 int bv_db_run_get(bv_db *db, bv_run *out, int64_t id)
@@ -353,8 +390,7 @@ int bv_db_run_get(bv_db *db, bv_run *out, int64_t id)
 		rc = no_run(db, id);
 		goto done;
 	}
-	run_row(out, st);
-	rc = 0;
+	rc = run_row(db, out, st);
 done:
 	unstmt(st);
 	return rc;
@@ -370,9 +406,9 @@ int bv_db_runs_list(bv_db *db, bv_run **out, int *n)
 	if ((rc = stmt(db, S_RUNS_LIST, &st)) != 0)
 		return rc;
 	while ((rc = step(db, st)) == 1) {
-		if ((rc = grow((void **)&runs, &cap, count, sizeof *runs)) != 0)
+		if ((rc = grow((void **)&runs, &cap, count, sizeof *runs)) != 0 ||
+		    (rc = run_row(db, &runs[count++], st)) != 0)
 			break;
-		run_row(&runs[count++], st);
 	}
 	unstmt(st);
 	if (rc) {
@@ -384,17 +420,22 @@ int bv_db_runs_list(bv_db *db, bv_run **out, int *n)
 	return 0;
 }
 
-int bv_db_run_set_status(bv_db *db, int64_t id, const char *status)
+int bv_db_run_set_status(bv_db *db, int64_t id, bv_run_status status)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
-	if (!status || (strcmp(status, "pending") != 0 && strcmp(status, "running") != 0 &&
-			strcmp(status, "failed") != 0))
-		return bv_error_set(BV_EINVAL, "bad run status '%s' (pending, running or failed)",
-				    status ? status : "");
+	char list[128];
+	if ((unsigned)status >= BV_RUN_N_STATUSES || status == BV_RUN_DONE)
+		return bv_error_set(BV_EINVAL, "bad run status '%s' (%s)",
+				    bv_db_status_name(status),
+				    bv_db_statuses_text(list, sizeof list,
+							BV_RUN_ALL_STATUSES & ~(1u << BV_RUN_DONE),
+							"", ", ", " or "));
 	if ((rc = stmt(db, S_RUN_STATUS, &st)) == 0 &&
 	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id) |
-					  sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC))) == 0 &&
+					  bind_name(st, 2, bv_db_status_name(status)) |
+					  sqlite3_bind_int(st, 3,
+							   status == BV_RUN_RUNNING))) == 0 &&
 	    (rc = run(db, st)) == 0 && sqlite3_changes(db->h) == 0)
 		rc = no_run(db, id);
 	unstmt(st);
@@ -411,6 +452,9 @@ int bv_db_run_reset(bv_db *db, int64_t id)
 	for (size_t i = 0; i < BV_ARRAY_LEN(steps) && rc == 0; i++) {
 		if ((rc = stmt(db, steps[i], &st)) == 0 &&
 		    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id))) == 0 &&
+		    (steps[i] != S_RESET_RUN ||
+		     (rc = bind_failed(db, bind_name(st, 2, bv_db_status_name(BV_RUN_PENDING)))) ==
+			     0) &&
 		    (rc = run(db, st)) == 0 && steps[i] == S_RESET_RUN && sqlite3_changes(db->h) == 0)
 			rc = no_run(db, id);
 		unstmt(st);
@@ -428,7 +472,8 @@ int bv_db_run_finish(bv_db *db, int64_t id, double test_acc, const char *checkpo
 					  (checkpoint ? sqlite3_bind_text(st, 3, checkpoint, -1,
 									  SQLITE_STATIC)
 						      : sqlite3_bind_null(st, 3)) |
-					  bind_real(st, 4, seconds))) == 0 &&
+					  bind_real(st, 4, seconds) |
+					  bind_name(st, 5, bv_db_status_name(BV_RUN_DONE)))) == 0 &&
 	    (rc = run(db, st)) == 0 && sqlite3_changes(db->h) == 0)
 		rc = no_run(db, id);
 	unstmt(st);
@@ -820,7 +865,7 @@ static int stats_bind(bv_db *db, sqlite3_stmt *st, int j, const bv_stat_row *r)
 }
 
 int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,
-		    const char *method, const bv_stat_row *rows, int n)
+		    bv_run_method method, const bv_stat_row *rows, int n)
 {
 	sqlite3_stmt *tail = NULL;
 	int rc = 0;
@@ -837,7 +882,8 @@ int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,
 		if ((rc = bind_failed(db, sqlite3_bind_double(st, 1, temperature) |
 						  sqlite3_bind_int(st, 2, epoch) |
 						  sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC) |
-						  sqlite3_bind_text(st, 4, method, -1, SQLITE_STATIC))) != 0)
+						  bind_name(st, 4,
+							    bv_db_method_name(method)))) != 0)
 			break;
 		for (int j = 0; j < m && rc == 0; j++)
 			rc = stats_bind(db, st, j, &rows[i + j]);
@@ -876,7 +922,7 @@ int bv_db_correlation_put(bv_db *db, const bv_db_correlation *c)
 	if ((rc = stmt(db, S_CORR_PUT, &st)) == 0 &&
 	    (rc = bind_failed(db, sqlite3_bind_text(st, 1, c->split, -1, SQLITE_STATIC))) == 0 &&
 	    (rc = bind_failed(db, sqlite3_bind_int(st, 2, c->epoch))) == 0 &&
-	    (rc = bind_failed(db, sqlite3_bind_text(st, 3, c->method, -1, SQLITE_STATIC))) == 0 &&
+	    (rc = bind_failed(db, bind_name(st, 3, bv_db_method_name(c->method)))) == 0 &&
 	    (rc = bind_failed(db, sqlite3_bind_text(st, 4, c->criterion, -1, SQLITE_STATIC))) == 0 &&
 	    (rc = bind_failed(db, sqlite3_bind_int(st, 5, c->n_points))) == 0 &&
 	    (rc = bind_failed(db, bind_real(st, 6, c->r))) == 0 &&

@@ -86,15 +86,64 @@ void bv_db_rollback(bv_db *db);
 int bv_db_config_get(bv_db *db, const char *key, char *out, size_t size);
 int bv_db_config_set(bv_db *db, const char *key, const char *value);
 
+/* ---- the vocabulary: methods and statuses (names.c) ------------------------ */
+
+/* What trained a run. Its name (bv_db_method_name) is the runs.method text;
+ * nn's bv_method names the training methods alike. */
+typedef enum bv_run_method {
+	BV_RUN_TEACHER = 0,
+	BV_RUN_CE,
+	BV_RUN_KD,
+	BV_RUN_WSL,
+	BV_RUN_KD_FILTER,
+	BV_RUN_N_METHODS
+} bv_run_method;
+
+/* Where a run is: pending (not started, or reset), running, done (complete),
+ * failed (diverged or errored; redone by the next collect). */
+typedef enum bv_run_status {
+	BV_RUN_PENDING = 0,
+	BV_RUN_RUNNING,
+	BV_RUN_DONE,
+	BV_RUN_FAILED,
+	BV_RUN_N_STATUSES
+} bv_run_status;
+
+#define BV_RUN_ALL_STATUSES ((1u << BV_RUN_N_STATUSES) - 1)
+
+/* The name of a method or status ("kd", "done"; "?" out of range), and the
+ * value of a name: 0, or BV_EINVAL "unknown method 'x' (expected teacher, ce,
+ * kd, wsl or kd-filter)" (statuses alike). */
+const char *bv_db_method_name(bv_run_method m);
+const char *bv_db_status_name(bv_run_status s);
+int bv_db_method_parse(bv_run_method *out, const char *s);
+int bv_db_status_parse(bv_run_status *out, const char *s);
+/* 1 for the methods trained from the teacher at a temperature (kd, wsl,
+ * kd-filter: their runs have one), 0 for teacher and ce (temperature NULL). */
+int bv_db_method_soft(bv_run_method m);
+/* Those methods in the table's order into out (BV_RUN_N_METHODS); their number. */
+int bv_db_soft_methods(bv_run_method *out);
+/* The methods as a bit mask (bit m for method m): soft 1 the soft ones, 0 the
+ * others, -1 all. */
+unsigned bv_db_methods_mask(int soft);
+/* The names of the methods (statuses) of mask, in the table's order, each
+ * between quote marks, joined by sep and the last two by last, into out; out.
+ * ("'", ", ", ", ") makes a SQL list 'teacher', 'ce', ...; ("", ", ", " or ")
+ * a message's "teacher, ce, kd, wsl or kd-filter". */
+const char *bv_db_methods_text(char *out, size_t size, unsigned mask, const char *quote,
+			       const char *sep, const char *last);
+const char *bv_db_statuses_text(char *out, size_t size, unsigned mask, const char *quote,
+				const char *sep, const char *last);
+
 /* ---- runs ----------------------------------------------------------------- */
 
 typedef struct bv_run {
 	int64_t id;
-	char method[16];     /* teacher | ce | kd | wsl | kd-filter */
+	bv_run_method method;
 	double temperature;  /* NAN when NULL (ce, teacher) */
 	double alpha, gamma;
 	int seed;            /* the replica number; 0 for the teacher */
-	char status[16];     /* pending | running | done | failed */
+	bv_run_status status;
 	double test_acc;     /* NAN until done */
 	int epochs;          /* planned epochs */
 	int epochs_done;     /* the last epoch with a metrics row (0 if none) */
@@ -106,14 +155,16 @@ typedef struct bv_run {
 /* Find the run of (method, temperature (NAN for NULL), seed), or insert it as
  * `pending` with the given alpha, gamma, model and planned epochs. *out_id is
  * its id; *out_created is 1 when it was inserted (may be NULL). */
-int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, const char *method,
+int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method method,
 		     double temperature, int seed, double alpha, double gamma, const char *model,
 		     int epochs);
+/* One run, or all runs ordered by method name, temperature, seed (caller frees
+ * *out). A method or status the table does not know is BV_EFORMAT naming the
+ * database and the run ("... (the database is damaged)"). */
 int bv_db_run_get(bv_db *db, bv_run *out, int64_t id);
-/* All runs ordered by method, temperature, seed; caller frees *out. */
 int bv_db_runs_list(bv_db *db, bv_run **out, int *n);
-/* status: pending | running (sets started_at) | failed (diverged or errored; redone by the next collect) */
-int bv_db_run_set_status(bv_db *db, int64_t id, const char *status);
+/* pending, running (sets started_at) or failed; done is bv_db_run_finish's */
+int bv_db_run_set_status(bv_db *db, int64_t id, bv_run_status status);
 /* Delete a run's snapshots and metrics and set it back to pending, in one transaction. */
 int bv_db_run_reset(bv_db *db, int64_t id);
 /* Mark done with its final test accuracy, checkpoint path (relative, may be NULL)
@@ -173,7 +224,7 @@ typedef struct bv_stat_row {
  * and the puts below inside the caller's transaction (bv_db_begin). */
 int bv_db_stats_clear(bv_db *db, double temperature, int epoch, const char *split);
 int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,
-		    const char *method, const bv_stat_row *rows, int n);
+		    bv_run_method method, const bv_stat_row *rows, int n);
 
 typedef struct bv_db_decomposition {
 	double temperature;
@@ -185,7 +236,9 @@ typedef struct bv_db_decomposition {
 int bv_db_decomposition_put(bv_db *db, const bv_db_decomposition *d);
 
 typedef struct bv_db_correlation {
-	const char *split, *method, *criterion;
+	const char *split;
+	bv_run_method method;
+	const char *criterion;
 	int epoch, n_points, n_boot;
 	double r, r_p, rho, rho_p, r_lo, r_hi; /* NAN = NULL */
 } bv_db_correlation;

@@ -23,18 +23,24 @@
 #define SQL_CAP 4096
 
 typedef struct method_style {
-	const char *method, *colour;
+	bv_run_method method;
+	const char *colour;
 } method_style;
 
-static const method_style methods[] = {{"ce", PLOT_CE}, {"kd", PLOT_KD}, {"wsl", PLOT_WSL}};
+/* the methods the figures draw; their names (the columns' prefixes) are db's */
+static const method_style methods[] = {
+	{BV_RUN_CE, PLOT_CE},
+	{BV_RUN_KD, PLOT_KD},
+	{BV_RUN_WSL, PLOT_WSL},
+};
 
 /* "ce", "kd (T = 4)" */
-static void method_label(char *out, size_t size, const char *method, const plot_ctx *c)
+static void method_label(char *out, size_t size, bv_run_method method, const plot_ctx *c)
 {
-	if (strcmp(method, "ce") == 0)
-		snprintf(out, size, "ce");
+	if (!bv_db_method_soft(method))
+		snprintf(out, size, "%s", bv_db_method_name(method));
 	else
-		snprintf(out, size, "%s (T = %s)", method, c->t_text);
+		snprintf(out, size, "%s (T = %s)", bv_db_method_name(method), c->t_text);
 }
 
 static void skip(plot_fig *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -48,18 +54,25 @@ static void skip(plot_fig *f, const char *fmt, ...)
 }
 
 /* the points of series <method><suffix> against column 0 */
-static int series(const plot_table *t, const char *method, const char *suffix, int log_x)
+static int series(const plot_table *t, bv_run_method method, const char *suffix, int log_x)
 {
 	char col[40];
-	snprintf(col, sizeof col, "%s%s", method, suffix);
+	snprintf(col, sizeof col, "%s%s", bv_db_method_name(method), suffix);
 	return plot_points(t, 0, col, log_x);
 }
 
-/* "kd and wsl", "kd" or "wsl": the soft methods with points in column <method><suffix> */
-static const char *soft_methods(const plot_table *t, const char *suffix, int log_x)
+/* "kd and wsl", "kd" or "wsl": the soft methods with points in column <method><suffix>, in out */
+static const char *soft_methods(char *out, size_t size, const plot_table *t, const char *suffix,
+				int log_x)
 {
-	const int has_kd = series(t, "kd", suffix, log_x) > 0, has_wsl = series(t, "wsl", suffix, log_x) > 0;
-	return has_kd && has_wsl ? "kd and wsl" : has_wsl ? "wsl" : has_kd ? "kd" : "no soft method";
+	const char *kd = bv_db_method_name(BV_RUN_KD), *wsl = bv_db_method_name(BV_RUN_WSL);
+	const int has_kd = series(t, BV_RUN_KD, suffix, log_x) > 0;
+	const int has_wsl = series(t, BV_RUN_WSL, suffix, log_x) > 0;
+	if (has_kd && has_wsl)
+		snprintf(out, size, "%s and %s", kd, wsl);
+	else
+		snprintf(out, size, "%s", has_wsl ? wsl : has_kd ? kd : "no soft method");
+	return out;
 }
 
 /* the x range of a per-epoch figure (column 0; the caller has points): one epoch alone gets some room */
@@ -108,7 +121,9 @@ int plot_bias_variance(plot_fig *f, const plot_ctx *c)
 		goto done;
 	}
 	plot_dat(f, c, "mean bias and variance (nats) over the test samples, per decomposed epoch", text, &t, NULL);
-	const char *soft = soft_methods(&t, n_series[0] ? "_bias" : "_variance", 0);
+	char soft_text[64];
+	const char *soft = soft_methods(soft_text, sizeof soft_text, &t,
+					n_series[0] ? "_bias" : "_variance", 0);
 	snprintf(f->what, sizeof f->what, "mean bias and variance over the test samples against epoch: ce, %s at T = %s",
 		 soft, c->t_text);
 	snprintf(title, sizeof title, "Mean bias and variance of the test samples (%s at T = %s)", soft, c->t_text);
@@ -140,7 +155,7 @@ int plot_bias_variance(plot_fig *f, const plot_ctx *c)
 				       "set key center center horizontal\nplot ");
 		for (size_t m = 0; m < BV_ARRAY_LEN(methods); m++) {
 			char col[32];
-			snprintf(col, sizeof col, "%s_%s", methods[m].method, q);
+			snprintf(col, sizeof col, "%s_%s", bv_db_method_name(methods[m].method), q);
 			/* the key lists the methods drawn in either panel */
 			if (panel < 2 ? !series(&t, methods[m].method, panel ? "_variance" : "_bias", 0)
 				      : !series(&t, methods[m].method, "_bias", 0) && !series(&t, methods[m].method, "_variance", 0))
@@ -306,14 +321,16 @@ int plot_share_vs_temperature(plot_fig *f, const plot_ctx *c)
 	int rc = plot_query(&t, text, sizeof text, c, sql);
 	if (rc)
 		return rc;
-	if (!series(&t, "kd", "_share_pct", 1) && !series(&t, "wsl", "_share_pct", 1)) {
+	if (!series(&t, BV_RUN_KD, "_share_pct", 1) && !series(&t, BV_RUN_WSL, "_share_pct", 1)) {
 		skip(f, "no kd or wsl students decomposed at epoch %d", c->E);
 		goto done;
 	}
-	const int has_acc = series(&t, "kd", "_acc_pct", 1) || series(&t, "wsl", "_acc_pct", 1);
+	const int has_acc =
+		series(&t, BV_RUN_KD, "_acc_pct", 1) || series(&t, BV_RUN_WSL, "_acc_pct", 1);
+	char soft[64];
 	snprintf(f->what, sizeof f->what,
 		 "share of %s regularization samples, and mean test accuracy, against temperature (epoch %d)",
-		 soft_methods(&t, "_share_pct", 1), c->E);
+		 soft_methods(soft, sizeof soft, &t, "_share_pct", 1), c->E);
 	plot_dat(f, c,
 		 "per decomposed temperature at the epoch: share of regularization samples (%) and mean test accuracy (%)",
 		 text, &t, NULL);
@@ -332,13 +349,14 @@ int plot_share_vs_temperature(plot_fig *f, const plot_ctx *c)
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t m = 1; m < BV_ARRAY_LEN(methods); m++) {
 			char col[32];
-			snprintf(col, sizeof col, "%s_%s", methods[m].method, pass ? "acc_pct" : "share_pct");
+			snprintf(col, sizeof col, "%s_%s", bv_db_method_name(methods[m].method),
+				 pass ? "acc_pct" : "share_pct");
 			if (!plot_points(&t, 0, col, 1))
 				continue;
 			plot_printf(b, "%s'%s.dat' using 1:%d axes x1y%d with linespoints lw 2 %s lc rgb '%s' title ",
 				    first ? "" : ", \\\n     ", f->name, plot_col(&t, col) + 1, pass + 1,
 				    pass ? "dt 2 pt 5 ps 1.2" : "pt 7 ps 1.3", methods[m].colour);
-			plot_gp_str(b, "%s: %s", methods[m].method,
+			plot_gp_str(b, "%s: %s", bv_db_method_name(methods[m].method),
 				    pass ? "mean test accuracy (right axis)" : "regularization samples (left axis)");
 			first = 0;
 		}
@@ -484,16 +502,19 @@ int plot_accuracy_epochs(plot_fig *f, const plot_ctx *c)
 		skip(f, "no finished ce, kd or wsl runs");
 		goto done;
 	}
-	if (!series(&t, "ce", "_mean", 0) && !series(&t, "kd", "_mean", 0) && !series(&t, "wsl", "_mean", 0)) {
+	if (!series(&t, BV_RUN_CE, "_mean", 0) && !series(&t, BV_RUN_KD, "_mean", 0) &&
+	    !series(&t, BV_RUN_WSL, "_mean", 0)) {
 		skip(f, "no test accuracy recorded");
 		goto done;
 	}
 	plot_dat(f, c, "test accuracy (%) of the finished runs per epoch: mean, min and max over seeds; teacher: final",
 		 text, &t, NULL);
+	char soft[64];
+	soft_methods(soft, sizeof soft, &t, "_mean", 0);
 	snprintf(f->what, sizeof f->what, "test accuracy against epoch: teacher, ce, %s at T = %s (mean and min-max over seeds)",
-		 soft_methods(&t, "_mean", 0), c->t_text);
+		 soft, c->t_text);
 	snprintf(title, sizeof title, "Test accuracy per epoch (%s at T = %s; bands: min–max over seeds)",
-		 soft_methods(&t, "_mean", 0), c->t_text);
+		 soft, c->t_text);
 	plot_gp_head(f, c, title);
 	bv_buf *b = &f->gp;
 	epoch_axis(b, &t);
@@ -507,7 +528,7 @@ int plot_accuracy_epochs(plot_fig *f, const plot_ctx *c)
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t m = 0; m < BV_ARRAY_LEN(methods); m++) {
 			char col[32];
-			snprintf(col, sizeof col, "%s_mean", methods[m].method);
+			snprintf(col, sizeof col, "%s_mean", bv_db_method_name(methods[m].method));
 			if (!plot_points(&t, 0, col, 0))
 				continue;
 			const int j = plot_col(&t, col) + 1;

@@ -1,0 +1,182 @@
+/*
+ * The database contract of db/db.h: the one table of methods and statuses
+ * (names.c) against the names spelt out elsewhere (the frozen CHECK
+ * constraints of the schema, nn's training methods), and a run whose method
+ * or status the table does not know refused on reading.
+ */
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "db.h"
+#include "nn.h"
+
+static char tmpdir[512];
+
+static void tmp_path(char *out, size_t size, const char *name)
+{
+	snprintf(out, size, "%s/%s", tmpdir, name);
+}
+
+static void remove_db(const char *path)
+{
+	char p[700];
+	unlink(path);
+	snprintf(p, sizeof p, "%s-wal", path);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", path);
+	unlink(p);
+}
+
+/* The SQL of the runs table as the schema created it ("" when absent). */
+static void runs_sql(bv_db *db, char *out, size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	out[0] = '\0';
+	if (bv_db_prepare(db, &st, "SELECT sql FROM sqlite_master WHERE name = 'runs'") == 0 &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+}
+
+/* Each name once, each name back to its value, and "?" outside the table. */
+static void test_table(void)
+{
+	for (int m = 0; m < BV_RUN_N_METHODS; m++) {
+		bv_run_method back = BV_RUN_N_METHODS;
+		const char *name = bv_db_method_name((bv_run_method)m);
+		CHECK(bv_db_method_parse(&back, name) == 0 && back == (bv_run_method)m,
+		      "method %d '%s' parses back", m, name);
+		for (int j = 0; j < m; j++)
+			CHECK(strcmp(name, bv_db_method_name((bv_run_method)j)) != 0,
+			      "method %d named twice", m);
+	}
+	for (int s = 0; s < BV_RUN_N_STATUSES; s++) {
+		bv_run_status back = BV_RUN_N_STATUSES;
+		const char *name = bv_db_status_name((bv_run_status)s);
+		CHECK(bv_db_status_parse(&back, name) == 0 && back == (bv_run_status)s,
+		      "status %d '%s' parses back", s, name);
+	}
+	bv_run_method m;
+	bv_run_status st;
+	CHECK_ERR(bv_db_method_parse(&m, "kd2"), BV_EINVAL);
+	CHECK(strcmp(bv_error_last(), "unknown method 'kd2' (expected teacher, ce, kd, wsl or "
+				      "kd-filter)") == 0,
+	      "message: %s", bv_error_last());
+	CHECK_ERR(bv_db_method_parse(&m, NULL), BV_EINVAL);
+	CHECK_ERR(bv_db_status_parse(&st, "Done"), BV_EINVAL);
+	CHECK(strcmp(bv_db_method_name(BV_RUN_N_METHODS), "?") == 0, "no name out of range");
+	CHECK(strcmp(bv_db_status_name((bv_run_status)-1), "?") == 0, "no name out of range");
+	char text[128];
+	CHECK(strcmp(bv_db_methods_text(text, sizeof text, bv_db_methods_mask(1), "'", ", ", ", "),
+		     "'kd', 'wsl', 'kd-filter'") == 0,
+	      "the soft methods: %s", text);
+	CHECK(strcmp(bv_db_methods_text(text, sizeof text, bv_db_methods_mask(0), "", ", ", " or "),
+		     "teacher or ce") == 0,
+	      "the others: %s", text);
+	CHECK(strcmp(bv_db_statuses_text(text, sizeof text, 1u << BV_RUN_DONE, "", ", ", " or "),
+		     "done") == 0,
+	      "one status: %s", text);
+	bv_run_method soft[BV_RUN_N_METHODS];
+	const int n_soft = bv_db_soft_methods(soft);
+	CHECK(n_soft == 3 && soft[0] == BV_RUN_KD && soft[1] == BV_RUN_WSL &&
+		      soft[2] == BV_RUN_KD_FILTER,
+	      "soft methods: %d", n_soft);
+}
+
+/* The schema's CHECK constraints (frozen migration text) name the table's
+ * methods and statuses, in its order, and runs start pending. */
+static void test_schema(void)
+{
+	char path[600], sql[4096], want[512], list[256];
+	bv_db *db = NULL;
+	tmp_path(path, sizeof path, "schema.db");
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "create: %s", bv_error_last());
+	if (!db)
+		return;
+	runs_sql(db, sql, sizeof sql);
+	snprintf(want, sizeof want, "method TEXT NOT NULL CHECK(method IN (%s))",
+		 bv_db_methods_text(list, sizeof list, bv_db_methods_mask(-1), "'", ",", ","));
+	CHECK(strstr(sql, want) != NULL, "the runs table has '%s':\n%s", want, sql);
+	snprintf(want, sizeof want, "status TEXT NOT NULL DEFAULT '%s' CHECK(status IN (%s))",
+		 bv_db_status_name(BV_RUN_PENDING),
+		 bv_db_statuses_text(list, sizeof list, BV_RUN_ALL_STATUSES, "'", ",", ","));
+	CHECK(strstr(sql, want) != NULL, "the runs table has '%s':\n%s", want, sql);
+	bv_db_close(db);
+	remove_db(path);
+}
+
+/* nn's training methods are db's methods of the same names, soft alike. */
+static void test_nn_names(void)
+{
+	const bv_method nn_all[] = {BV_METHOD_CE, BV_METHOD_KD, BV_METHOD_WSL, BV_METHOD_KD_FILTER,
+				    BV_METHOD_TEACHER};
+	CHECK(BV_ARRAY_LEN(nn_all) == BV_RUN_N_METHODS, "as many methods in nn as in db");
+	for (size_t i = 0; i < BV_ARRAY_LEN(nn_all); i++) {
+		bv_run_method m = BV_RUN_N_METHODS;
+		const char *name = bv_method_name(nn_all[i]);
+		CHECK(bv_db_method_parse(&m, name) == 0, "nn's '%s' is a db method", name);
+		const int nn_soft = nn_all[i] == BV_METHOD_KD || nn_all[i] == BV_METHOD_WSL ||
+				    nn_all[i] == BV_METHOD_KD_FILTER;
+		CHECK(bv_db_method_soft(m) == nn_soft, "'%s' soft in both or neither", name);
+	}
+	for (int m = 0; m < BV_RUN_N_METHODS; m++) {
+		bv_method nm;
+		const char *name = bv_db_method_name((bv_run_method)m);
+		CHECK(bv_method_parse(&nm, name, "test") == 0 &&
+			      strcmp(bv_method_name(nm), name) == 0,
+		      "db's '%s' is an nn method", name);
+	}
+}
+
+/* A run row with a method or status the table lacks is refused on reading,
+ * naming the run. */
+static void test_unknown_rows(void)
+{
+	char path[600];
+	bv_db *db = NULL;
+	int64_t id = 0;
+	tmp_path(path, sizeof path, "unknown.db");
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0 &&
+		      bv_db_run_ensure(db, &id, NULL, BV_RUN_KD, 4, 1, 1, 1, "mlp:", 2) == 0,
+	      "a run: %s", bv_error_last());
+	if (!db)
+		return;
+	sqlite3 *h = bv_db_handle(db);
+	bv_run r;
+	bv_run *runs = NULL;
+	int n = 0;
+	sqlite3_exec(h, "PRAGMA ignore_check_constraints = 1; UPDATE runs SET status = 'weird'",
+		     NULL, NULL, NULL);
+	CHECK_ERR(bv_db_run_get(db, &r, id), BV_EFORMAT);
+	char want[1024];
+	snprintf(want, sizeof want,
+		 "'%s': run %lld has status 'weird', expected pending, running, done or failed "
+		 "(the database is damaged)",
+		 path, (long long)id);
+	CHECK(strcmp(bv_error_last(), want) == 0, "message: %s", bv_error_last());
+	sqlite3_exec(h, "UPDATE runs SET status = 'done', method = 'kd2'", NULL, NULL, NULL);
+	CHECK_ERR(bv_db_runs_list(db, &runs, &n), BV_EFORMAT);
+	CHECK(runs == NULL && n == 0, "nothing listed");
+	snprintf(want, sizeof want,
+		 "'%s': run %lld has method 'kd2', expected teacher, ce, kd, wsl or kd-filter (the "
+		 "database is damaged)",
+		 path, (long long)id);
+	CHECK(strcmp(bv_error_last(), want) == 0, "message: %s", bv_error_last());
+	bv_db_close(db);
+	remove_db(path);
+}
+
+int main(void)
+{
+	if (bv_check_tmpdir(tmpdir, sizeof tmpdir, "test_contract") != 0)
+		return 1;
+	test_table();
+	test_schema();
+	test_nn_names();
+	test_unknown_rows();
+	rmdir(tmpdir);
+	return bv_check_done();
+}
