@@ -147,7 +147,11 @@ typedef void (*bv_say_fn)(void *ctx, const char *line);
  * those that are), BV_EFORMAT (NaN/Inf logits, naming the run and epoch; the
  * identity |loss - bias - variance| above 1e-4; a damaged database: a label,
  * class count, seed, temperature, status, snapshot, in-bag count or test
- * accuracy out of range, duplicate runs, naming the row).
+ * accuracy out of range, duplicate runs, naming the row). The classes K are
+ * the snapshots' k: every snapshot the decomposition reads (the done
+ * students' at the decomposed epochs, the teacher's) has the same, else
+ * BV_EFORMAT naming the run and epoch of the odd one; config n_classes, when
+ * present, is only checked against it.
  */
 int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx);
 

@@ -304,6 +304,41 @@ static int common_epochs(int **out, int *n_out, bv_db *db, const bv_run *const *
 	return 0;
 }
 
+/*
+ * K, the classes: the k of the snapshots this decomposition reads (every done
+ * student's at the decomposed epochs, the teacher's at teacher_epoch when
+ * teacher_id is not 0), which must all be the same and 2..MAX_CLASSES; and
+ * config n_classes, when the database has it (n_classes > 0), must say so too.
+ */
+static int snapshot_classes(int *out_k, bv_db *db, const plan *p, const int *epochs, int n_epochs,
+			    const char *snap, int64_t teacher_id, int teacher_epoch, long n_classes)
+{
+	bv_db_snapshot_ref *refs = malloc(sizeof *refs * ((size_t)p->n_runs * n_epochs + 1));
+	int n = 0, rc;
+	if (!refs)
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	for (int i = 0; i < p->n_runs; i++)
+		for (int e = 0; e < n_epochs; e++)
+			if (p->runs[i].status == BV_RUN_DONE && p->runs[i].method != BV_RUN_TEACHER)
+				refs[n++] = (bv_db_snapshot_ref){p->runs[i].id, epochs[e]};
+	if (teacher_id)
+		refs[n++] = (bv_db_snapshot_ref){teacher_id, teacher_epoch};
+	rc = bv_db_snapshots_k(db, out_k, snap, refs, n, "this decomposition");
+	free(refs);
+	if (rc)
+		return rc;
+	if (*out_k < 2 || *out_k > MAX_CLASSES)
+		return bv_error_set(BV_EFORMAT,
+				    "'%s': the %s snapshots have k = %d, expected 2..%d classes"
+				    DAMAGED, bv_db_path(db), snap, *out_k, MAX_CLASSES);
+	if (n_classes > 0 && n_classes != *out_k)
+		return bv_error_set(BV_EFORMAT,
+				    "'%s': config n_classes is %ld, the snapshots of this "
+				    "decomposition have k = %d" DAMAGED,
+				    bv_db_path(db), n_classes, *out_k);
+	return 0;
+}
+
 /* ---- per-sample work ---------------------------------------------------- */
 
 typedef struct selection {
@@ -850,19 +885,19 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	s.snap = strcmp(o->split, "test") == 0 ? "test" : "train";
 	s.crit = o->criterion;
 
-	/* classes and samples: K first, the labels are checked against it */
+	/* the classes are the snapshots' (below); config n_classes, when there,
+	 * is checked against them */
 	char k_text[64], k_safe[80];
-	long k_val = 10;
+	long n_classes = 0;
 	if ((rc = bv_db_config_get(db, "n_classes", k_text, sizeof k_text)) < 0)
 		goto done;
-	if (rc == 1 && bv_parse_long(&k_val, k_text, 2, MAX_CLASSES, "n_classes") != 0) {
+	if (rc == 1 && bv_parse_long(&n_classes, k_text, 2, MAX_CLASSES, "n_classes") != 0) {
 		bv_analysis_safe_text(k_safe, sizeof k_safe, (const unsigned char *)k_text);
 		rc = bv_error_set(BV_EFORMAT,
 				  "'%s': config n_classes is '%s', expected a whole number 2..%d" DAMAGED,
 				  bv_db_path(db), k_safe, MAX_CLASSES);
 		goto done;
 	}
-	s.K = (int)k_val;
 	if ((rc = bv_db_samples_get(db, s.snap, NULL, 0, &N)) != 0)
 		goto done;
 	if (N == 0) {
@@ -874,13 +909,8 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				  bv_db_path(db), N, s.snap, MAX_SAMPLES);
 		goto done;
 	}
-	if ((rc = bv_analysis_check_labels(db, s.snap, s.K)) != 0 || (rc = bv_analysis_check_snapshots(db)) != 0)
+	if ((rc = bv_analysis_check_snapshots(db)) != 0)
 		goto done;
-	labels = malloc(sizeof(int) * (size_t)N);
-	if (!labels || (rc = bv_db_samples_get(db, s.snap, labels, N, &N)) != 0) {
-		rc = rc ? rc : bv_error_set(BV_ENOMEM, "out of memory");
-		goto done;
-	}
 
 	/* every run that takes part, to find the epochs they all recorded */
 	runs = malloc(sizeof(*runs) * (size_t)(p.n_runs + 1));
@@ -941,19 +971,35 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 		n_epochs = 1;
 	}
 
-	/* the teacher's logits (for wsl weights and the grad/teacher criteria) */
+	/* the teacher's last snapshot of the split (for wsl weights and the
+	 * grad/teacher criteria), if it has one */
+	int teacher_epoch = -1;
 	if (p.teacher_id) {
 		int *te = NULL, nte = 0;
 		if ((rc = bv_db_epochs(db, p.teacher_id, s.snap, &te, &nte)) != 0)
 			goto done;
-		if (nte > 0) {
-			teacher = malloc(sizeof(float) * (size_t)N * s.K);
-			if (!teacher)
-				rc = bv_error_set(BV_ENOMEM, "out of memory");
-			else
-				rc = bv_db_logits_get(db, p.teacher_id, te[nte - 1], s.snap, teacher, N, s.K);
-		}
+		teacher_epoch = nte > 0 ? te[nte - 1] : -1;
 		free(te);
+	}
+
+	/* K, then the labels, checked against it */
+	if ((rc = snapshot_classes(&s.K, db, &p, epochs, n_epochs, s.snap,
+				   teacher_epoch >= 0 ? p.teacher_id : 0, teacher_epoch,
+				   n_classes)) != 0 ||
+	    (rc = bv_analysis_check_labels(db, s.snap, s.K)) != 0)
+		goto done;
+	labels = malloc(sizeof(int) * (size_t)N);
+	if (!labels || (rc = bv_db_samples_get(db, s.snap, labels, N, &N)) != 0) {
+		rc = rc ? rc : bv_error_set(BV_ENOMEM, "out of memory");
+		goto done;
+	}
+	if (teacher_epoch >= 0) {
+		teacher = malloc(sizeof(float) * (size_t)N * s.K);
+		if (!teacher)
+			rc = bv_error_set(BV_ENOMEM, "out of memory");
+		else
+			rc = bv_db_logits_get(db, p.teacher_id, teacher_epoch, s.snap, teacher, N,
+					      s.K);
 		if (rc)
 			goto done;
 	}

@@ -60,6 +60,8 @@ static const char *const stmt_sql[N_STMT] = {
 			   "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_LOGITS_GET] = "SELECT n, k, logits FROM snapshots WHERE run_id = ?1 AND epoch = ?2 "
 			 "AND split = ?3",
+	[S_SNAPSHOT_K] = "SELECT k, typeof(k) FROM snapshots WHERE run_id = ?1 AND epoch = ?2 "
+			 "AND split = ?3",
 	[S_EPOCHS] = "SELECT epoch FROM snapshots WHERE run_id = ?1 AND split = ?2 ORDER BY epoch",
 	[S_METRICS_GET] = "SELECT epoch, lr, train_loss, train_acc, test_acc, wsl_weight, filtered, "
 			  "seconds FROM metrics WHERE run_id = ?1 ORDER BY epoch",
@@ -741,6 +743,71 @@ int bv_db_logits_get(bv_db *db, int64_t run_id, int epoch, const char *split, fl
 	rc = 0;
 done:
 	unstmt(st);
+	return rc;
+}
+
+int bv_db_snapshots_k(bv_db *db, int *out_k, const char *split, const bv_db_snapshot_ref *refs,
+		      int n, const char *what)
+{
+	sqlite3_stmt *st = NULL;
+	int *k = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1)); /* each ref's k, 0 if none */
+	int rc = 0, best = 0, n_best = 0;
+	*out_k = 0;
+	if (!k)
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	if ((rc = stmt(db, S_SNAPSHOT_K, &st)) != 0)
+		goto done;
+	for (int i = 0; i < n; i++) {
+		k[i] = 0;
+		if ((rc = bind_failed(db, sqlite3_bind_int64(st, 1, refs[i].run_id) |
+						  sqlite3_bind_int(st, 2, refs[i].epoch) |
+						  bind_name(st, 3, split))) != 0 ||
+		    (rc = step(db, st)) < 0)
+			goto done;
+		if (rc == 1) {
+			const sqlite3_int64 v = sqlite3_column_int64(st, 0);
+			if (sqlite3_column_type(st, 0) != SQLITE_INTEGER || v < 1 || v > INT_MAX) {
+				char text[72];
+				const unsigned char *t = sqlite3_column_text(st, 0);
+				size_t len = 0;
+				for (; t && *t && len < 40; t++)
+					text[len++] = *t >= 0x20 && *t < 0x7f ? (char)*t : '?';
+				text[len] = '\0';
+				rc = bv_error_set(BV_EFORMAT,
+						  "'%s': run %lld epoch %d has k = %s, expected a "
+						  "whole number > 0 (the database is damaged)",
+						  db->path, (long long)refs[i].run_id,
+						  refs[i].epoch, t ? text : "NULL");
+				goto done;
+			}
+			k[i] = (int)v;
+		}
+		sqlite3_reset(st);
+	}
+	/* the group's k is the one most snapshots have (the first of a tie) */
+	for (int i = 0; i < n; i++) {
+		int count = 0;
+		for (int j = 0; j < n && k[i]; j++)
+			count += k[j] == k[i];
+		if (count > n_best) {
+			best = k[i];
+			n_best = count;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (k[i] && k[i] != best) {
+			rc = bv_error_set(BV_EFORMAT,
+					  "'%s': run %lld epoch %d has k = %d, the other snapshots of %s "
+					  "have %d (the database is damaged)",
+					  db->path, (long long)refs[i].run_id, refs[i].epoch, k[i],
+					  what, best);
+			goto done;
+		}
+	*out_k = best;
+	rc = 0;
+done:
+	unstmt(st);
+	free(k);
 	return rc;
 }
 

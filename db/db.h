@@ -204,6 +204,18 @@ int bv_db_snapshot_put(bv_db *db, int64_t run_id, const bv_db_metrics *m,
  * BV_EFORMAT if its size is not n x k. */
 int bv_db_logits_get(bv_db *db, int64_t run_id, int epoch, const char *split, float *out,
 		     int n, int k);
+/* One snapshot: a run at an epoch. */
+typedef struct bv_db_snapshot_ref {
+	int64_t run_id;
+	int epoch;
+} bv_db_snapshot_ref;
+/* The class count K the snapshots of `split` at refs (n) share, those not
+ * recorded left out: *out_k (0 when none is). K is what most of them have;
+ * the first whose k differs is BV_EFORMAT naming the run and epoch: "'x.db':
+ * run 7 epoch 3 has k = 12, the other snapshots of <what> have 10 (the
+ * database is damaged)"; a k that is not a whole number > 0 too. */
+int bv_db_snapshots_k(bv_db *db, int *out_k, const char *split, const bv_db_snapshot_ref *refs,
+		      int n, const char *what);
 /* The recorded epochs of a run for a split, ascending; caller frees *out. */
 int bv_db_epochs(bv_db *db, int64_t run_id, const char *split, int **out, int *n);
 /* The metrics rows of a run, ascending by epoch; caller frees *out. */

@@ -2,13 +2,15 @@
  * The database contract of db/db.h: the one table of methods and statuses
  * (names.c) against the names spelt out elsewhere (the frozen CHECK
  * constraints of the schema, nn's training methods), and a run whose method
- * or status the table does not know refused on reading.
+ * or status the table does not know refused on reading; K taken from the
+ * snapshots of a decomposition, and a snapshot with another k refused.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "analysis.h"
 #include "check.h"
 #include "db.h"
 #include "nn.h"
@@ -169,6 +171,121 @@ static void test_unknown_rows(void)
 	remove_db(path);
 }
 
+enum { T_N = 20, T_K = 3 }; /* samples and classes of the small database */
+
+/* A small collection written through db.h: K = 3 classes (no config
+ * n_classes), 20 test samples, a teacher, ce and kd at T = 2 for seeds 1 and
+ * 2, two epochs each, logits from a fixed formula. Ids: teacher 1, then ce 1,
+ * kd 1, ce 2, kd 2. */
+static bv_db *small_db(const char *path)
+{
+	bv_db *db = NULL;
+	int labels[T_N];
+	float logits[T_N * T_K];
+	for (int i = 0; i < T_N; i++)
+		labels[i] = i % T_K;
+	if (bv_db_open(&db, path, BV_DB_CREATE) != 0 ||
+	    bv_db_samples_put(db, "test", labels, T_N) != 0)
+		goto fail;
+	const struct {
+		bv_run_method m;
+		double T;
+		int seed;
+	} cells[] = {{BV_RUN_TEACHER, NAN, 0}, {BV_RUN_CE, NAN, 1}, {BV_RUN_KD, 2, 1},
+		     {BV_RUN_CE, NAN, 2}, {BV_RUN_KD, 2, 2}};
+	for (size_t c = 0; c < BV_ARRAY_LEN(cells); c++) {
+		int64_t id;
+		if (bv_db_run_ensure(db, &id, NULL, cells[c].m, cells[c].T, cells[c].seed, 1, 1,
+				     "mlp:", 2) != 0)
+			goto fail;
+		for (int e = 1; e <= 2; e++) {
+			bv_db_metrics m = {e, 0.1, 1, 0.5, 0.5 + 0.01 * (double)c, 0, 0, 1};
+			for (int i = 0; i < T_N * T_K; i++)
+				logits[i] = (float)((i * 7 + (int)c * 3 + e) % 11) / 4.0f;
+			if (bv_db_snapshot_put(db, id, &m, logits, T_N, NULL, 0, T_K) != 0)
+				goto fail;
+		}
+		if (bv_db_run_finish(db, id, 0.5, NULL, 1) != 0)
+			goto fail;
+	}
+	return db;
+fail:
+	fprintf(stderr, "small_db: %s\n", bv_error_last());
+	bv_db_close(db);
+	return NULL;
+}
+
+static void quiet(void *ctx, const char *line)
+{
+	(void)ctx;
+	(void)line;
+}
+
+/* decompose reads K from the snapshots (3 here; there is no n_classes), and
+ * refuses a snapshot of another k and an n_classes that disagrees. */
+static void test_snapshot_k(void)
+{
+	char path[600], want[1024];
+	tmp_path(path, sizeof path, "k.db");
+	bv_db *db = small_db(path);
+	CHECK(db != NULL, "the small database");
+	if (!db)
+		return;
+	sqlite3 *h = bv_db_handle(db);
+	bv_decompose_opts o = {.epoch = 0, .split = "test", .criterion = BV_CRIT_BV};
+	CHECK(bv_decompose_db(db, &o, quiet, NULL) == 0, "decompose with K = 3: %s",
+	      bv_error_last());
+	sqlite3_stmt *st = NULL;
+	CHECK(bv_db_prepare(db, &st, "SELECT count(*) FROM sample_stats") == 0 &&
+		      sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2 * 2 * T_N,
+	      "one row per sample, method and epoch");
+	sqlite3_finalize(st);
+
+	bv_db_snapshot_ref refs[] = {{2, 1}, {3, 1}, {4, 2}, {99, 1}};
+	int k = -1;
+	CHECK(bv_db_snapshots_k(db, &k, "test", refs, 4, "these") == 0 && k == T_K,
+	      "the snapshots' k, a missing one left out: %d %s", k, bv_error_last());
+	CHECK(bv_db_snapshots_k(db, &k, "train", refs, 4, "these") == 0 && k == 0,
+	      "no snapshot: k 0 (%d)", k);
+
+	/* run 3 (kd seed 1) at epoch 2 with k = 4: named, whatever the order */
+	sqlite3_exec(h, "UPDATE snapshots SET k = 4 WHERE run_id = 3 AND epoch = 2", NULL, NULL,
+		     NULL);
+	snprintf(want, sizeof want,
+		 "'%s': run 3 epoch 2 has k = 4, the other snapshots of this decomposition have 3 "
+		 "(the database is damaged)",
+		 path);
+	CHECK_ERR(bv_decompose_db(db, &o, quiet, NULL), BV_EFORMAT);
+	CHECK(strcmp(bv_error_last(), want) == 0, "message: %s", bv_error_last());
+	o.epoch = 1; /* epoch 2 is not read: no complaint */
+	CHECK(bv_decompose_db(db, &o, quiet, NULL) == 0, "epoch 1 only: %s", bv_error_last());
+	o.epoch = 0;
+	sqlite3_exec(h, "UPDATE snapshots SET k = 3 WHERE run_id = 3 AND epoch = 2", NULL, NULL,
+		     NULL);
+	sqlite3_exec(h, "UPDATE snapshots SET k = 'x' WHERE run_id = 1", NULL, NULL, NULL);
+	snprintf(want, sizeof want,
+		 "'%s': run 1 epoch 2 has k = x, expected a whole number > 0 (the database is "
+		 "damaged)",
+		 path);
+	CHECK_ERR(bv_decompose_db(db, &o, quiet, NULL), BV_EFORMAT);
+	CHECK(strcmp(bv_error_last(), want) == 0, "the teacher's k: %s", bv_error_last());
+	sqlite3_exec(h, "UPDATE snapshots SET k = 3 WHERE run_id = 1", NULL, NULL, NULL);
+
+	/* config n_classes is only a cross-check */
+	CHECK(bv_db_config_set(db, "n_classes", "3") == 0 &&
+		      bv_decompose_db(db, &o, quiet, NULL) == 0,
+	      "n_classes 3: %s", bv_error_last());
+	bv_db_config_set(db, "n_classes", "10");
+	snprintf(want, sizeof want,
+		 "'%s': config n_classes is 10, the snapshots of this decomposition have k = 3 "
+		 "(the database is damaged)",
+		 path);
+	CHECK_ERR(bv_decompose_db(db, &o, quiet, NULL), BV_EFORMAT);
+	CHECK(strcmp(bv_error_last(), want) == 0, "message: %s", bv_error_last());
+	bv_db_close(db);
+	remove_db(path);
+}
+
 int main(void)
 {
 	if (bv_check_tmpdir(tmpdir, sizeof tmpdir, "test_contract") != 0)
@@ -177,6 +294,7 @@ int main(void)
 	test_schema();
 	test_nn_names();
 	test_unknown_rows();
+	test_snapshot_k();
 	rmdir(tmpdir);
 	return bv_check_done();
 }
