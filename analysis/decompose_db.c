@@ -5,8 +5,10 @@
  * second thread while the next epoch is decomposed), and the correlation of
  * regularization-sample counts with accuracy across temperatures, with a
  * bootstrap interval over seeds: all of it one transaction, committed once at
- * the end. Every value read from the database is range-checked first (the
- * checks of checks.c): a shared database is untrusted input.
+ * the end. It reads only what db.h's contract calls analysable: complete runs,
+ * at the epochs where each has a snapshot and a metrics row, K from the
+ * snapshots. Every value read from the database is range-checked first (the
+ * checks of db/checks.c): a shared database is untrusted input.
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "analysis.h"
@@ -38,43 +40,7 @@ static void sayf(bv_say_fn say, void *ctx, const char *fmt, ...)
 		say(ctx, line);
 }
 
-/* ---- what a database may hold: checks.c; and per run, below ---------------- */
-
 #define DAMAGED " (the database is damaged)"
-
-/* The test accuracy of a run at an epoch, from metrics: a number in 0..1. */
-static int metrics_acc(double *out, bv_db *db, int64_t run_id, int epoch)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-	if ((rc = bv_db_prepare(db, &st, "SELECT test_acc, quote(test_acc) FROM metrics "
-					 "WHERE run_id = ?1 AND epoch = ?2")) != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, run_id);
-	sqlite3_bind_int(st, 2, epoch);
-	if ((rc = sqlite3_step(st)) == SQLITE_DONE) {
-		rc = bv_error_set(BV_ESTATE, "run %lld has no metrics for epoch %d", (long long)run_id,
-				  epoch);
-	} else if (rc != SQLITE_ROW) {
-		rc = bv_db_error(db);
-	} else {
-		const int t = sqlite3_column_type(st, 0);
-		const double v = sqlite3_column_double(st, 0);
-		char q[80];
-		if ((t == SQLITE_INTEGER || t == SQLITE_FLOAT) && v >= 0 && v <= 1) {
-			*out = v;
-			rc = 0;
-		} else {
-			bv_analysis_safe_text(q, sizeof q, sqlite3_column_text(st, 1));
-			rc = bv_error_set(BV_EFORMAT,
-					  "'%s': run %lld epoch %d has test_acc %s in metrics, expected a "
-					  "number 0..1" DAMAGED,
-					  bv_db_path(db), (long long)run_id, epoch, q);
-		}
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
 
 /* ---- which runs take part ------------------------------------------------ */
 
@@ -270,37 +236,6 @@ static int load(float *buf, bv_db *db, const bv_run *const *runs, int B, int epo
 					    "the run diverged or the database is damaged",
 					    name, epoch, (double)dst[i], split, i / (size_t)K);
 	}
-	return 0;
-}
-
-/* The epochs recorded for `split` by every run in `runs`: intersection. */
-static int common_epochs(int **out, int *n_out, bv_db *db, const bv_run *const *runs, int n_runs,
-			 const char *split)
-{
-	int *common = NULL, n_common = 0, rc = 0;
-	for (int i = 0; i < n_runs; i++) {
-		int *e = NULL, n = 0;
-		if ((rc = bv_db_epochs(db, runs[i]->id, split, &e, &n)) != 0) {
-			free(common);
-			return rc;
-		}
-		if (i == 0) {
-			common = e;
-			n_common = n;
-			continue;
-		}
-		int m = 0;
-		for (int a = 0; a < n_common; a++)
-			for (int b = 0; b < n; b++)
-				if (common[a] == e[b]) {
-					common[m++] = common[a];
-					break;
-				}
-		n_common = m;
-		free(e);
-	}
-	*out = common;
-	*n_out = n_common;
 	return 0;
 }
 
@@ -769,7 +704,7 @@ static int correlate_method(bv_db *db, const plan *p, bv_run_method method, int 
 		}
 		for (int b = 0; b < B; b++) {
 			const bv_run *r = find_run(p, method, cd->temps[t], seeds[b]);
-			if ((rc = metrics_acc(&cd->acc[t][b], db, r->id, epoch)) != 0)
+			if ((rc = bv_db_run_test_acc(db, r->id, epoch, &cd->acc[t][b])) != 0)
 				goto done;
 		}
 	}
@@ -879,7 +814,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 
 	/* read the snapshots through a memory map: no copy through the kernel */
 	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = 17179869184", NULL, NULL, NULL);
-	if ((rc = bv_analysis_check_runs(db)) != 0 || (rc = make_plan(&p, db, o, say, ctx)) != 0)
+	if ((rc = bv_db_check_runs(db)) != 0 || (rc = make_plan(&p, db, o, say, ctx)) != 0)
 		goto done;
 	s.split = o->split;
 	s.snap = strcmp(o->split, "test") == 0 ? "test" : "train";
@@ -892,7 +827,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	if ((rc = bv_db_config_get(db, "n_classes", k_text, sizeof k_text)) < 0)
 		goto done;
 	if (rc == 1 && bv_parse_long(&n_classes, k_text, 2, MAX_CLASSES, "n_classes") != 0) {
-		bv_analysis_safe_text(k_safe, sizeof k_safe, (const unsigned char *)k_text);
+		bv_db_safe_text(k_safe, sizeof k_safe, (const unsigned char *)k_text);
 		rc = bv_error_set(BV_EFORMAT,
 				  "'%s': config n_classes is '%s', expected a whole number 2..%d" DAMAGED,
 				  bv_db_path(db), k_safe, MAX_CLASSES);
@@ -909,7 +844,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				  bv_db_path(db), N, s.snap, MAX_SAMPLES);
 		goto done;
 	}
-	if ((rc = bv_analysis_check_snapshots(db)) != 0)
+	if ((rc = bv_db_check_snapshots(db)) != 0)
 		goto done;
 
 	/* every run that takes part, to find the epochs they all recorded */
@@ -940,7 +875,17 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 					runs[n_part++] = r;
 		}
 	}
-	if ((rc = common_epochs(&epochs, &n_epochs, db, runs, n_part, s.snap)) != 0)
+	/* the epochs at which every one of them is analysable (db.h) */
+	int64_t *ids = malloc(sizeof(int64_t) * (size_t)(n_part > 0 ? n_part : 1));
+	if (!ids) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (int i = 0; i < n_part; i++)
+		ids[i] = runs[i]->id;
+	rc = bv_db_epochs_analysable(db, s.snap, ids, n_part, &epochs, &n_epochs);
+	free(ids);
+	if (rc)
 		goto done;
 	if (n_epochs == 0) {
 		rc = bv_error_set(BV_ESTATE,
@@ -986,7 +931,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	if ((rc = snapshot_classes(&s.K, db, &p, epochs, n_epochs, s.snap,
 				   teacher_epoch >= 0 ? p.teacher_id : 0, teacher_epoch,
 				   n_classes)) != 0 ||
-	    (rc = bv_analysis_check_labels(db, s.snap, s.K)) != 0)
+	    (rc = bv_db_check_labels(db, s.snap, s.K)) != 0)
 		goto done;
 	labels = malloc(sizeof(int) * (size_t)N);
 	if (!labels || (rc = bv_db_samples_get(db, s.snap, labels, N, &N)) != 0) {
@@ -1064,7 +1009,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 				goto done;
 			}
 			for (int b = 0; b < B; b++) {
-				if ((rc = bv_analysis_check_inbag(db, sd[b])) != 0 ||
+				if ((rc = bv_db_check_inbag(db, sd[b])) != 0 ||
 				    (rc = bv_db_inbag_get(db, sd[b], oob + (size_t)b * N, N)) != 0)
 					goto done;
 				for (int i = 0; i < N; i++)

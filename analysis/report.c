@@ -74,7 +74,7 @@ static int load_accuracy(report *r, bv_db *db)
 	int rc;
 	/* method, status, seed, temperature and final_acc are checked here; best_acc
 	 * is a max over metrics rows, checked like them */
-	if ((rc = bv_analysis_check_runs(db)) != 0 || (rc = bv_db_prepare(db, &st, sql)) != 0)
+	if ((rc = bv_db_check_runs(db)) != 0 || (rc = bv_db_prepare(db, &st, sql)) != 0)
 		return rc;
 	sqlite3_bind_text(st, 1, bv_db_status_name(BV_RUN_DONE), -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -291,7 +291,7 @@ static void row_key(char *out, size_t size, sqlite3_stmt *st, int n_key)
 	out[0] = '\0';
 	for (int k = 0; k < n_key && len < size; k++) {
 		char v[80];
-		bv_analysis_safe_text(v, sizeof v, sqlite3_column_text(st, k));
+		bv_db_safe_text(v, sizeof v, sqlite3_column_text(st, k));
 		len += (size_t)snprintf(out + len, size - len, "%s%s", k ? ", " : "", v);
 	}
 }
@@ -331,7 +331,7 @@ static int check_row(bv_db *db, sqlite3_stmt *st, const char *table, const char 
 			snprintf(val, sizeof val, "NULL");
 		} else {
 			char v[72];
-			bv_analysis_safe_text(v, sizeof v, sqlite3_column_text(st, i));
+			bv_db_safe_text(v, sizeof v, sqlite3_column_text(st, i));
 			snprintf(val, sizeof val, t == SQLITE_TEXT || t == SQLITE_BLOB ? "'%s'" : "%s", v);
 		}
 		return bv_error_set(BV_EFORMAT, "'%s': %s row (%s): %s is %s, expected %s (the database is damaged)",
@@ -527,7 +527,7 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 		"JOIN decompositions d ON d.temperature = c.temperature AND d.epoch = c.epoch AND d.split = c.split "
 		"WHERE c.method != ?1 AND c.epoch = (SELECT max(epoch) FROM decompositions d2 WHERE d2.split = c.split) "
 		"ORDER BY CASE c.split WHEN 'test' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, c.temperature, c.method";
-	if ((rc = bv_analysis_check_stats(db)) != 0 || (rc = bv_db_prepare(db, &st, reg_sql)) != 0)
+	if ((rc = bv_db_check_stats(db)) != 0 || (rc = bv_db_prepare(db, &st, reg_sql)) != 0)
 		goto done;
 	sqlite3_bind_text(st, 1, bv_db_method_name(BV_RUN_CE), -1, SQLITE_STATIC);
 	if (fm == FMT_MD)

@@ -1,8 +1,9 @@
 /*
  * The reads and writes of db.h on an open bvtool database (open.c opens and
  * closes it), each a prepared statement with bound values: configuration,
- * runs, samples and in-bag counts, snapshots and metrics, decompositions;
- * and the transactions and handle other modules' own SQL uses.
+ * runs and what makes them analysable (the contract of db.h), samples and
+ * in-bag counts, snapshots and metrics, decompositions; and the transactions
+ * and handle other modules' own SQL uses.
  *
  * Statements are prepared once per connection (SQLITE_PREPARE_PERSISTENT) and
  * kept in db->stmt, so that the 60000-row inbag insert or a snapshot per epoch
@@ -23,6 +24,11 @@
 	"r.epochs, (SELECT IFNULL(max(m.epoch), 0) FROM metrics m WHERE m.run_id = r.id), r.model, "         \
 	"r.checkpoint, r.seconds FROM runs r"
 #define NOW "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
+/* run r has a snapshot of split ?1 and a metrics row at epoch ?2 */
+#define ANALYSABLE                                                                                 \
+	"AND EXISTS (SELECT 1 FROM snapshots s WHERE s.run_id = r.id AND s.split = ?1 "           \
+	"AND s.epoch = ?2) AND EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.id "             \
+	"AND m.epoch = ?2)"
 
 static const char *const stmt_sql[N_STMT] = {
 	[S_CONFIG_GET] = "SELECT value FROM config WHERE key = ?1",
@@ -36,6 +42,11 @@ static const char *const stmt_sql[N_STMT] = {
 	[S_RUN_GET] = RUN_COLUMNS " WHERE r.id = ?1",
 	[S_RUNS_LIST] = RUN_COLUMNS " ORDER BY r.method, r.temperature NULLS FIRST, r.seed",
 	[S_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+	/* the contract's analysable runs (db.h): ?1 split, ?2 epoch, ?3 done */
+	[S_RUNS_ANALYSABLE] = RUN_COLUMNS " WHERE r.status = ?3 " ANALYSABLE
+				" ORDER BY r.method, r.temperature NULLS FIRST, r.seed",
+	[S_METRICS_ACC] = "SELECT test_acc, quote(test_acc) FROM metrics WHERE run_id = ?1 AND "
+			  "epoch = ?2",
 	/* ?3: the status is running */
 	[S_RUN_STATUS] = "UPDATE runs SET status = ?2, started_at = CASE WHEN ?3 "
 			 "THEN " NOW " ELSE started_at END WHERE id = ?1",
@@ -331,42 +342,27 @@ done:
 	return rc;
 }
 
-/* A method or status column the table has no name for: BV_EFORMAT naming the
- * run, the value (printable ASCII, cut) and the names expected. */
-static int unknown_name(bv_db *db, sqlite3_stmt *st, int col, const char *what,
-			const char *expected)
+/* A method or status that names.c lacks: bv_db_check_runs names the run, the
+ * value and the names expected. */
+static int unknown_name(bv_db *db, sqlite3_stmt *st)
 {
-	char v[72] = "NULL";
-	const int type = sqlite3_column_type(st, col);
-	const unsigned char *t = sqlite3_column_text(st, col);
-	if (type != SQLITE_NULL) {
-		size_t n = 0;
-		const char *q = type == SQLITE_TEXT ? "'" : "";
-		n += (size_t)snprintf(v, sizeof v, "%s", q);
-		for (; t && *t && n < 41; t++)
-			v[n++] = *t >= 0x20 && *t < 0x7f ? (char)*t : '?';
-		snprintf(v + n, sizeof v - n, "%s", q);
-	}
-	return bv_error_set(BV_EFORMAT,
-			    "'%s': run %lld has %s %s, expected %s (the database is damaged)", db->path,
-			    (long long)sqlite3_column_int64(st, 0), what, v, expected);
+	const int rc = bv_db_check_runs(db);
+	return rc ? rc
+		  : bv_error_set(BV_EFORMAT,
+				 "'%s': run %lld has a method or status bvtool does not know (the "
+				 "database is damaged)",
+				 db->path, (long long)sqlite3_column_int64(st, 0));
 }
 
 static int run_row(bv_db *db, bv_run *r, sqlite3_stmt *st)
 {
-	char list[128];
 	memset(r, 0, sizeof *r);
 	r->id = sqlite3_column_int64(st, 0);
 	if (sqlite3_column_type(st, 1) != SQLITE_TEXT ||
-	    bv_db_method_parse(&r->method, (const char *)sqlite3_column_text(st, 1)) != 0)
-		return unknown_name(db, st, 1, "method",
-				    bv_db_methods_text(list, sizeof list, bv_db_methods_mask(-1),
-						       "", ", ", " or "));
-	if (sqlite3_column_type(st, 6) != SQLITE_TEXT ||
+	    sqlite3_column_type(st, 6) != SQLITE_TEXT ||
+	    bv_db_method_parse(&r->method, (const char *)sqlite3_column_text(st, 1)) != 0 ||
 	    bv_db_status_parse(&r->status, (const char *)sqlite3_column_text(st, 6)) != 0)
-		return unknown_name(db, st, 6, "status",
-				    bv_db_statuses_text(list, sizeof list, BV_RUN_ALL_STATUSES, "",
-							", ", " or "));
+		return unknown_name(db, st);
 	r->temperature = column_real(st, 2);
 	r->alpha = column_real(st, 3);
 	r->gamma = column_real(st, 4);
@@ -398,15 +394,11 @@ done:
 	return rc;
 }
 
-int bv_db_runs_list(bv_db *db, bv_run **out, int *n)
+/* The runs a bound RUN_COLUMNS statement returns, into *out (heap) and *n. */
+static int list_runs(bv_db *db, sqlite3_stmt *st, bv_run **out, int *n)
 {
-	sqlite3_stmt *st = NULL;
 	bv_run *runs = NULL;
 	int rc, count = 0, cap = 0;
-	*out = NULL;
-	*n = 0;
-	if ((rc = stmt(db, S_RUNS_LIST, &st)) != 0)
-		return rc;
 	while ((rc = step(db, st)) == 1) {
 		if ((rc = grow((void **)&runs, &cap, count, sizeof *runs)) != 0 ||
 		    (rc = run_row(db, &runs[count++], st)) != 0)
@@ -420,6 +412,106 @@ int bv_db_runs_list(bv_db *db, bv_run **out, int *n)
 	*out = runs;
 	*n = count;
 	return 0;
+}
+
+int bv_db_runs_list(bv_db *db, bv_run **out, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	*out = NULL;
+	*n = 0;
+	if ((rc = stmt(db, S_RUNS_LIST, &st)) != 0)
+		return rc;
+	return list_runs(db, st, out, n);
+}
+
+/* ---- what makes a run analysable ------------------------------------------ */
+
+/* Bind the split (?1), the epoch (?2) and done (?3) of S_RUNS_ANALYSABLE. */
+static int bind_analysable(bv_db *db, sqlite3_stmt *st, const char *split, int epoch)
+{
+	return bind_failed(db, bind_name(st, 1, split) | sqlite3_bind_int(st, 2, epoch) |
+				       bind_name(st, 3, bv_db_status_name(BV_RUN_DONE)));
+}
+
+int bv_db_runs_analysable(bv_db *db, const char *split, int epoch, bv_run **out, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	*out = NULL;
+	*n = 0;
+	if ((rc = stmt(db, S_RUNS_ANALYSABLE, &st)) != 0)
+		return rc;
+	if ((rc = bind_analysable(db, st, split, epoch)) != 0) {
+		unstmt(st);
+		return rc;
+	}
+	return list_runs(db, st, out, n);
+}
+
+int bv_db_epochs_analysable(bv_db *db, const char *split, const int64_t *run_ids, int n,
+			    int **out, int *n_out)
+{
+	int *epochs = NULL, n_epochs = 0, m = 0, rc;
+	*out = NULL;
+	*n_out = 0;
+	if (n <= 0)
+		return 0;
+	/* the candidates: the epochs of the first run's snapshots */
+	if ((rc = bv_db_epochs(db, run_ids[0], split, &epochs, &n_epochs)) != 0)
+		return rc;
+	for (int e = 0; e < n_epochs; e++) {
+		bv_run *runs = NULL;
+		int n_runs = 0, all = 1;
+		if ((rc = bv_db_runs_analysable(db, split, epochs[e], &runs, &n_runs)) != 0) {
+			free(epochs);
+			return rc;
+		}
+		for (int i = 0; i < n && all; i++) {
+			int found = 0;
+			for (int j = 0; j < n_runs && !found; j++)
+				found = runs[j].id == run_ids[i];
+			all = found;
+		}
+		free(runs);
+		if (all)
+			epochs[m++] = epochs[e];
+	}
+	*out = epochs;
+	*n_out = m;
+	return 0;
+}
+
+int bv_db_run_test_acc(bv_db *db, int64_t run_id, int epoch, double *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = stmt(db, S_METRICS_ACC, &st)) != 0 ||
+	    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, run_id) |
+					  sqlite3_bind_int(st, 2, epoch))) != 0 ||
+	    (rc = step(db, st)) < 0)
+		goto done;
+	if (rc == 0) {
+		rc = bv_error_set(BV_ESTATE, "run %lld has no metrics for epoch %d",
+				  (long long)run_id, epoch);
+		goto done;
+	}
+	const int t = sqlite3_column_type(st, 0);
+	const double v = sqlite3_column_double(st, 0);
+	if ((t == SQLITE_INTEGER || t == SQLITE_FLOAT) && v >= 0 && v <= 1) {
+		*out = v;
+		rc = 0;
+	} else {
+		char q[80];
+		bv_db_safe_text(q, sizeof q, sqlite3_column_text(st, 1));
+		rc = bv_error_set(BV_EFORMAT,
+				  "'%s': run %lld epoch %d has test_acc %s in metrics, expected a "
+				  "number 0..1 (the database is damaged)",
+				  db->path, (long long)run_id, epoch, q);
+	}
+done:
+	unstmt(st);
+	return rc;
 }
 
 int bv_db_run_set_status(bv_db *db, int64_t id, bv_run_status status)

@@ -16,6 +16,35 @@
  *
  * Connections use WAL mode and a busy timeout, so that several processes
  * (collect --jobs) write to one file.
+ *
+ * THE CONTRACT: what a database holds, what makes a run complete and what
+ * makes it analysable. Writers keep it (collect through the functions below),
+ * readers rely on it only after the checks of checks.c (bv_db_check_*), since
+ * a database is untrusted input; an importer or a merge writes the same.
+ *   - A run is one cell: a method of names.c (bv_run_method) and a seed (a
+ *     whole number 0..2^31-1; 0 for the teacher); teacher and ce have no
+ *     temperature, kd, wsl and kd-filter one > 0 (bv_db_method_soft). One run
+ *     per (method, temperature, seed), one teacher (bv_db_check_runs).
+ *   - Its status (bv_run_status) goes pending -> running -> done, or failed
+ *     (redone by the next collect, which resets a run before it retrains it).
+ *     A run is COMPLETE when it is done: then its test_acc is a number in 0..1
+ *     (bv_db_run_finish).
+ *   - A snapshot is a run's logits of one split (test, train) at one epoch
+ *     (a whole number 0..BV_DB_MAX_EPOCH): n x k float32, n the split's
+ *     sample count, written in one transaction with the run's metrics row of
+ *     that epoch (bv_db_snapshot_put). Every snapshot a decomposition reads
+ *     has the same k, the number of classes (bv_db_snapshots_k); labels are
+ *     whole numbers 0..k-1 (bv_db_check_labels), config n_classes, when
+ *     present, says k too.
+ *   - A run is ANALYSABLE at (split, epoch) when it is complete and has a
+ *     snapshot of the split and a metrics row at the epoch, whose test_acc is
+ *     a number 0..1 (bv_db_runs_analysable, bv_db_epochs_analysable,
+ *     bv_db_run_test_acc). decompose reads only analysable runs.
+ *   - In-bag counts: one whole number >= 0 per training sample and seed
+ *     (bv_db_check_inbag, bv_db_inbag_get).
+ *   - sample_stats, decompositions and correlations are decompose's, replaced
+ *     per selection in one transaction; their numbers are numbers
+ *     (bv_db_check_stats, bv_db_check_numbers).
  */
 #ifndef BV_DB_H
 #define BV_DB_H
@@ -184,6 +213,64 @@ int bv_db_samples_get(bv_db *db, const char *split, int *labels, int cap, int *o
  * put replaces, get returns BV_ESTATE when the seed has none. */
 int bv_db_inbag_put(bv_db *db, int seed, const int *counts, int n);
 int bv_db_inbag_get(bv_db *db, int seed, int *counts, int n);
+
+/* ---- what makes a run analysable (the contract above) --------------------- */
+
+/* The complete (done) runs with a snapshot of `split` and a metrics row at
+ * `epoch`, ordered as bv_db_runs_list; caller frees *out. */
+int bv_db_runs_analysable(bv_db *db, const char *split, int epoch, bv_run **out, int *n);
+/* The epochs, ascending, at which every one of the runs `run_ids` (n > 0) is
+ * analysable for `split`; caller frees *out. */
+int bv_db_epochs_analysable(bv_db *db, const char *split, const int64_t *run_ids, int n,
+			    int **out, int *n_out);
+/* The test accuracy of a run at an epoch, from its metrics row: BV_ESTATE
+ * "run 7 has no metrics for epoch 3"; BV_EFORMAT when it is not a number 0..1
+ * ("'x.db': run 7 epoch 3 has test_acc NULL in metrics, expected a number
+ * 0..1 (the database is damaged)"). */
+int bv_db_run_test_acc(bv_db *db, int64_t run_id, int epoch, double *out);
+
+/* ---- the range checks of the contract (checks.c) --------------------------- */
+
+#define BV_DB_MAX_EPOCH 1000000
+
+/* The runs table holds what collect writes: a known method and status, a
+ * whole-number seed, a temperature > 0 for kd/wsl/kd-filter and none for
+ * ce/teacher, a test_acc in 0..1 when done, one run per (method, temperature,
+ * seed) and one teacher. Else BV_EFORMAT naming the database and the run.
+ * decompose and report check this before reading a run. */
+int bv_db_check_runs(bv_db *db);
+
+/* More of what a database may hold, each BV_EFORMAT naming the database and
+ * the first row out of range, "... (the database is damaged)":
+ *   labels     the labels of `split` (test or train) whole numbers in 0..k-1,
+ *              sample_idx whole numbers
+ *   snapshots  epochs whole numbers 0..BV_DB_MAX_EPOCH, splits test or train
+ *   inbag      the in-bag counts of `seed` whole numbers >= 0 (that they number
+ *              the training split from 0, one per sample, bv_db_inbag_get checks)
+ *   stats      sample_stats' bias, variance and loss numbers (an integer or a
+ *              real), regularization 0, 1 or NULL (what the
+ *              regularization_counts view averages)
+ *   numbers    no text or BLOB in a number column of the tables the figures
+ *              read (runs, metrics, sample_stats, decompositions,
+ *              correlations), where SQL arithmetic would take it for 0; a NULL,
+ *              an infinity or an odd value is left to the reader (plot draws
+ *              around it)
+ * plot runs numbers; report runs and stats; decompose runs, labels,
+ * snapshots and inbag. */
+int bv_db_check_labels(bv_db *db, const char *split, int k);
+int bv_db_check_snapshots(bv_db *db);
+int bv_db_check_inbag(bv_db *db, int seed);
+int bv_db_check_stats(bv_db *db);
+int bv_db_check_numbers(bv_db *db);
+
+/* Database text for a one-line message: printable ASCII kept, any other byte
+ * (a line break, a control character, UTF-8) as '?', at most 64 bytes. */
+void bv_db_safe_text(char *out, size_t size, const unsigned char *s);
+
+/* The complete runs' condition as SQL text, for queries that are text (plot
+ * writes its queries into the data files, for a user to re-run): `status =
+ * 'done'` (tests/test_contract.c holds it to names.c). */
+#define BV_DB_SQL_DONE "status = 'done'"
 
 /* ---- snapshots and metrics ---------------------------------------------- */
 

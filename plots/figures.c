@@ -285,7 +285,7 @@ done:
  * decomposition's (paired) seeds */
 #define PER_T_ACC(m)                                                                                   \
 	"       (SELECT 100.0 * avg(m.test_acc) FROM runs r JOIN metrics m ON m.run_id = r.id AND m.epoch = d.epoch\n" \
-	"        WHERE r.method = '" m "' AND r.temperature = d.temperature AND r.status = 'done'\n"    \
+	"        WHERE r.method = '" m "' AND r.temperature = d.temperature AND r." BV_DB_SQL_DONE "\n"    \
 	"          AND instr(',' || d.seeds || ',', ',' || r.seed || ',') > 0) AS " m "_acc_pct"
 #define PER_T_REG(agg, m, as)                                                                             \
 	"       (SELECT " agg " FROM sample_stats s WHERE s.temperature = d.temperature AND s.epoch = d.epoch\n" \
@@ -489,9 +489,9 @@ int plot_accuracy_epochs(plot_fig *f, const plot_ctx *c)
 		"SELECT m.epoch,\n" ACC_BAND("r.method = 'ce'", "ce") ",\n" ACC_BAND(
 			"r.method = 'kd' AND r.temperature = @T", "kd") ",\n" ACC_BAND("r.method = 'wsl' AND r.temperature = @T",
 										  "wsl") ",\n"
-		"       (SELECT 100.0 * test_acc FROM runs WHERE method = 'teacher' AND status = 'done') AS teacher\n"
+		"       (SELECT 100.0 * test_acc FROM runs WHERE method = 'teacher' AND " BV_DB_SQL_DONE ") AS teacher\n"
 		"FROM metrics m JOIN runs r ON r.id = m.run_id\n"
-		"WHERE r.status = 'done' AND r.method IN ('ce', 'kd', 'wsl')\n"
+		"WHERE r." BV_DB_SQL_DONE " AND r.method IN ('ce', 'kd', 'wsl')\n"
 		"GROUP BY m.epoch ORDER BY m.epoch";
 	char text[SQL_CAP], title[256], label[64];
 	plot_table t;

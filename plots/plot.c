@@ -9,7 +9,6 @@
  * file with its header, and the head of a script.
  */
 #include "plot_int.h"
-#include "analysis.h"
 
 #include <math.h>
 #include <sqlite3.h>
@@ -472,7 +471,7 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 	/* the tables the figures read, checked inside the same transaction: text
 	 * where a number belongs would enter their SQL arithmetic as 0 (other odd
 	 * values, NULLs and infinities, the figures draw around) */
-	if ((rc = bv_analysis_check_numbers(db)) != 0 || (rc = choose(&c, temp)) != 0)
+	if ((rc = bv_db_check_numbers(db)) != 0 || (rc = choose(&c, temp)) != 0)
 		goto done;
 	for (int i = 0; i < N_FIG; i++) {
 		if ((rc = figures[i].fn(&fig[i], &c)) != 0)

@@ -3,7 +3,8 @@
  * (names.c) against the names spelt out elsewhere (the frozen CHECK
  * constraints of the schema, nn's training methods), and a run whose method
  * or status the table does not know refused on reading; K taken from the
- * snapshots of a decomposition, and a snapshot with another k refused.
+ * snapshots of a decomposition, and a snapshot with another k refused; what
+ * makes a run analysable (bv_db_runs_analysable and its kin).
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -286,6 +287,64 @@ static void test_snapshot_k(void)
 	remove_db(path);
 }
 
+/* Analysable: done, with a snapshot of the split and a metrics row at the
+ * epoch; the epochs at which a set of runs all are; a metrics row's test_acc. */
+static void test_analysable(void)
+{
+	char path[600], want[1024], done[64];
+	tmp_path(path, sizeof path, "analysable.db");
+	bv_db *db = small_db(path);
+	CHECK(db != NULL, "the small database");
+	if (!db)
+		return;
+	snprintf(done, sizeof done, "status = '%s'", bv_db_status_name(BV_RUN_DONE));
+	CHECK(strcmp(BV_DB_SQL_DONE, done) == 0, "BV_DB_SQL_DONE is '%s'", BV_DB_SQL_DONE);
+	sqlite3 *h = bv_db_handle(db);
+	bv_run *runs = NULL;
+	int n = 0, *epochs = NULL, n_epochs = 0;
+	const int64_t students[] = {2, 3, 4, 5};
+	CHECK(bv_db_runs_analysable(db, "test", 2, &runs, &n) == 0 && n == 5,
+	      "every run at epoch 2: %d %s", n, bv_error_last());
+	free(runs);
+	CHECK(bv_db_runs_analysable(db, "train", 2, &runs, &n) == 0 && n == 0 && !runs,
+	      "no train snapshots: %d", n);
+	CHECK(bv_db_epochs_analysable(db, "test", students, 4, &epochs, &n_epochs) == 0 &&
+		      n_epochs == 2 && epochs[0] == 1 && epochs[1] == 2,
+	      "the students at epochs 1 and 2: %d", n_epochs);
+	free(epochs);
+	/* a snapshot without its metrics row, and a run that is not done */
+	sqlite3_exec(h, "DELETE FROM metrics WHERE run_id = 3 AND epoch = 2", NULL, NULL, NULL);
+	CHECK(bv_db_run_set_status(db, 5, BV_RUN_RUNNING) == 0, "%s", bv_error_last());
+	CHECK(bv_db_runs_analysable(db, "test", 2, &runs, &n) == 0 && n == 3 && runs[0].id == 2 &&
+		      runs[1].id == 4 && runs[2].id == 1,
+	      "ce 1, ce 2 and the teacher at epoch 2: %d", n);
+	free(runs);
+	CHECK(bv_db_epochs_analysable(db, "test", students, 3, &epochs, &n_epochs) == 0 &&
+		      n_epochs == 1 && epochs[0] == 1,
+	      "ce 1, kd 1, ce 2: epoch 1 only (%d)", n_epochs);
+	free(epochs);
+	CHECK(bv_db_epochs_analysable(db, "test", students, 4, &epochs, &n_epochs) == 0 &&
+		      n_epochs == 0,
+	      "with kd 2 (running): none (%d)", n_epochs);
+	free(epochs);
+
+	double acc = -1;
+	CHECK(bv_db_run_test_acc(db, 2, 1, &acc) == 0 && fabs(acc - 0.51) < 1e-12, "acc %g", acc);
+	CHECK_ERR(bv_db_run_test_acc(db, 3, 2, &acc), BV_ESTATE);
+	CHECK(strcmp(bv_error_last(), "run 3 has no metrics for epoch 2") == 0, "message: %s",
+	      bv_error_last());
+	sqlite3_exec(h, "UPDATE metrics SET test_acc = 1.5 WHERE run_id = 2 AND epoch = 1", NULL,
+		     NULL, NULL);
+	CHECK_ERR(bv_db_run_test_acc(db, 2, 1, &acc), BV_EFORMAT);
+	snprintf(want, sizeof want,
+		 "'%s': run 2 epoch 1 has test_acc 1.5 in metrics, expected a number 0..1 (the "
+		 "database is damaged)",
+		 path);
+	CHECK(strcmp(bv_error_last(), want) == 0, "message: %s", bv_error_last());
+	bv_db_close(db);
+	remove_db(path);
+}
+
 int main(void)
 {
 	if (bv_check_tmpdir(tmpdir, sizeof tmpdir, "test_contract") != 0)
@@ -295,6 +354,7 @@ int main(void)
 	test_nn_names();
 	test_unknown_rows();
 	test_snapshot_k();
+	test_analysable();
 	rmdir(tmpdir);
 	return bv_check_done();
 }

@@ -1,6 +1,7 @@
 /*
- * What a database may hold: the range checks every reader runs before it
- * uses a stored value. A database is untrusted input (docs/security.md):
+ * What a database may hold: the range checks, the rules of db.h's contract
+ * that every reader (decompose, report, plot) runs before it uses a stored
+ * value. A database is untrusted input (docs/security.md):
  * every label, count, index and number read from it is checked here before it
  * is used, and a value out of range is BV_EFORMAT naming the database and the
  * row. Each check is one SQL query over the stored values (their types
@@ -9,14 +10,15 @@
  * arithmetic, where SQLite reads it as 0) that gives the first bad row's
  * reason as text; it runs once per command, not per row of the work.
  */
-#include "analysis.h"
-
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
-void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s)
+#include "db.h"
+
+void bv_db_safe_text(char *out, size_t size, const unsigned char *s)
 {
 	size_t n = 0;
 	for (; s && *s && n + 1 < size && n < 64; s++)
@@ -59,7 +61,7 @@ static int refuse_first(bv_db *db, const char *sql, int64_t p1, int64_t p2)
 	return rc;
 }
 
-int bv_analysis_check_runs(bv_db *db)
+int bv_db_check_runs(bv_db *db)
 {
 	/* the lists of db's table (names.c): SQL's and a message's */
 	char methods[128], methods_or[128], hard[64], statuses[128], statuses_or[128];
@@ -108,7 +110,7 @@ int bv_analysis_check_runs(bv_db *db)
 	return rc ? rc : refuse_first(db, dup_sql, 0, 0);
 }
 
-int bv_analysis_check_labels(bv_db *db, const char *split, int k)
+int bv_db_check_labels(bv_db *db, const char *split, int k)
 {
 	/* the split is one of bvtool's two, so it can be part of the query */
 	char sql[512];
@@ -122,17 +124,17 @@ int bv_analysis_check_labels(bv_db *db, const char *split, int k)
 	return refuse_first(db, sql, k, 0);
 }
 
-int bv_analysis_check_snapshots(bv_db *db)
+int bv_db_check_snapshots(bv_db *db)
 {
 	return refuse_first(db,
 			    "SELECT printf('run %s has a %s snapshot at epoch %s, expected a whole number"
 			    " 0..%d', " Q("run_id") ", substr(split, 1, 40), " Q("epoch") ", ?1)"
 			    " FROM snapshots WHERE typeof(epoch) != 'integer' OR epoch < 0 OR epoch > ?1"
 			    " OR split IS NOT 'test' AND split IS NOT 'train' ORDER BY run_id LIMIT 1",
-			    BV_ANALYSIS_MAX_EPOCH, 0);
+			    BV_DB_MAX_EPOCH, 0);
 }
 
-int bv_analysis_check_inbag(bv_db *db, int seed)
+int bv_db_check_inbag(bv_db *db, int seed)
 {
 	return refuse_first(db,
 			    "SELECT printf('seed %d has in-bag count %s for train sample %s, expected a"
@@ -146,7 +148,7 @@ int bv_analysis_check_inbag(bv_db *db, int seed)
 /* The type test of a number column: an integer or a real. */
 #define NUM(x) "typeof(" x ") IN ('integer', 'real')"
 
-int bv_analysis_check_stats(bv_db *db)
+int bv_db_check_stats(bv_db *db)
 {
 	return refuse_first(
 		db,
@@ -192,7 +194,7 @@ static int add(char *sql, size_t cap, size_t *n, const char *fmt, ...)
 	return 0;
 }
 
-int bv_analysis_check_numbers(bv_db *db)
+int bv_db_check_numbers(bv_db *db)
 {
 	for (size_t t = 0; t < BV_ARRAY_LEN(number_cols); t++) {
 		char sql[4096], cases[2048] = "", where[1024] = "", col[64];
