@@ -9,6 +9,13 @@
  * the query (quadrant counts, the least-squares line) are computed here and
  * written both into the data file's header and into the script. Text that a
  * script shows is written by plot_gp_str only (a quoted gnuplot literal).
+ *
+ * The queries read the documented tables and views. delta_scatter and
+ * wsl_weights pair the sample_stats rows of one sample by hand (a join on
+ * temperature, epoch, split and sample_idx) rather than read the sample_wide
+ * view, whose columns hold the same rows: each data file quotes its query, and
+ * the files stay what they were (tests/same_results.sh compares them whole);
+ * a view of their own would be a schema change, a new schema version.
  */
 #include "plot_int.h"
 
