@@ -37,9 +37,10 @@
  *     whole numbers 0..k-1 (bv_db_check_labels), config n_classes, when
  *     present, says k too.
  *   - A run is ANALYSABLE at (split, epoch) when it is complete and has a
- *     snapshot of the split and a metrics row at the epoch, whose test_acc is
- *     a number 0..1 (bv_db_runs_analysable, bv_db_epochs_analysable,
- *     bv_db_run_test_acc). decompose reads only analysable runs.
+ *     snapshot of the split and a metrics row at the epoch
+ *     (bv_db_runs_analysable, bv_db_epochs_analysable), whose test_acc is a
+ *     number 0..1 (checked as it is read: bv_db_run_test_acc). decompose
+ *     reads only analysable runs.
  *   - In-bag counts: one whole number >= 0 per training sample and seed
  *     (bv_db_check_inbag, bv_db_inbag_get).
  *   - sample_stats, decompositions and correlations are decompose's, replaced
