@@ -147,44 +147,13 @@ typedef void (*bv_say_fn)(void *ctx, const char *line);
  * those that are), BV_EFORMAT (NaN/Inf logits, naming the run and epoch; the
  * identity |loss - bias - variance| above 1e-4; a damaged database: a label,
  * class count, seed, temperature, status, snapshot, in-bag count or test
- * accuracy out of range, duplicate runs, naming the row).
+ * accuracy out of range, duplicate runs, naming the row). The classes K are
+ * the snapshots' k: every snapshot the decomposition reads (the done
+ * students' at the decomposed epochs, the teacher's) has the same, else
+ * BV_EFORMAT naming the run and epoch of the odd one; config n_classes, when
+ * present, is only checked against it.
  */
 int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx);
-
-/* The runs table holds what collect writes: a known method and status, a
- * whole-number seed, a temperature > 0 for kd/wsl/kd-filter and none for
- * ce/teacher, a test_acc in 0..1 when done, one run per (method, temperature,
- * seed) and one teacher. Else BV_EFORMAT naming the database and the run.
- * decompose and report check this before reading a run. */
-int bv_analysis_check_runs(bv_db *db);
-
-/* More of what a database may hold (checks.c), each BV_EFORMAT naming the
- * database and the first row out of range, "... (the database is damaged)":
- *   labels     the labels of `split` (test or train) whole numbers in 0..k-1,
- *              sample_idx whole numbers
- *   snapshots  epochs whole numbers 0..BV_ANALYSIS_MAX_EPOCH, splits test or train
- *   inbag      the in-bag counts of `seed` whole numbers >= 0 (that they number
- *              the training split from 0, one per sample, bv_db_inbag_get checks)
- *   stats      sample_stats' bias, variance and loss numbers (an integer or a
- *              real), regularization 0, 1 or NULL (what the
- *              regularization_counts view averages)
- *   numbers    no text or BLOB in a number column of the tables the figures
- *              read (runs, metrics, sample_stats, decompositions,
- *              correlations), where SQL arithmetic would take it for 0; a NULL,
- *              an infinity or an odd value is left to the reader (plot draws
- *              around it)
- * plot runs numbers; report runs and stats; decompose runs, labels,
- * snapshots and inbag. */
-#define BV_ANALYSIS_MAX_EPOCH 1000000
-int bv_analysis_check_labels(bv_db *db, const char *split, int k);
-int bv_analysis_check_snapshots(bv_db *db);
-int bv_analysis_check_inbag(bv_db *db, int seed);
-int bv_analysis_check_stats(bv_db *db);
-int bv_analysis_check_numbers(bv_db *db);
-
-/* Database text for a one-line message: printable ASCII kept, any other byte
- * (a line break, a control character, UTF-8) as '?', at most 64 bytes. */
-void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s);
 
 /* ---- bvtool report ---------------------------------------------------------- */
 
@@ -193,7 +162,7 @@ void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s);
  * memory, so that a caller can write it atomically). Every string from the
  * database is escaped for the format; NaN/Inf print as JSON null. BV_ESTATE
  * when no run is done; BV_EFORMAT naming the row for a damaged database (the
- * runs as bv_analysis_check_runs; a value of the wrong type). */
+ * runs as bv_db_check_runs; a value of the wrong type). */
 int bv_report_db(bv_db *db, bv_buf *out, const char *format);
 
 /* s as a JSON string, quotes included, appended to out: '"' and '\' escaped,

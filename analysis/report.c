@@ -25,7 +25,7 @@
 #define MAX_SEEDS 1024
 
 typedef struct acc_group {
-	char method[16];
+	bv_run_method method;
 	double T;                  /* NAN for ce / teacher */
 	int n;                     /* seeds */
 	int seeds[MAX_SEEDS];
@@ -43,16 +43,16 @@ static int same_T(double a, double b)
 	return isnan(a) ? isnan(b) : a == b;
 }
 
-static acc_group *group_of(report *r, const char *method, double T)
+static acc_group *group_of(report *r, bv_run_method method, double T)
 {
 	for (int i = 0; i < r->n_groups; i++)
-		if (strcmp(r->groups[i].method, method) == 0 && same_T(r->groups[i].T, T))
+		if (r->groups[i].method == method && same_T(r->groups[i].T, T))
 			return &r->groups[i];
 	if (r->n_groups >= MAX_GROUPS)
 		return NULL;
 	acc_group *g = &r->groups[r->n_groups++];
 	memset(g, 0, sizeof *g);
-	snprintf(g->method, sizeof g->method, "%s", method);
+	g->method = method;
 	g->T = T;
 	return g;
 }
@@ -60,16 +60,27 @@ static acc_group *group_of(report *r, const char *method, double T)
 static int load_accuracy(report *r, bv_db *db)
 {
 	sqlite3_stmt *st = NULL;
-	const char *sql = "SELECT method, temperature, seed, final_acc, best_acc, run_id FROM run_accuracy "
-			  "WHERE status = 'done' ORDER BY CASE method WHEN 'teacher' THEN 0 WHEN 'ce' "
-			  "THEN 1 WHEN 'kd' THEN 2 WHEN 'wsl' THEN 3 ELSE 4 END, temperature, seed";
+	char sql[1024];
+	size_t len = (size_t)snprintf(sql, sizeof sql,
+				      "SELECT method, temperature, seed, final_acc, best_acc, "
+				      "run_id FROM run_accuracy WHERE status = ?1 "
+				      "ORDER BY CASE method");
+	/* the methods in the table's order (teacher, ce, kd, ...), then T and seed */
+	for (int m = 0; m < BV_RUN_N_METHODS && len < sizeof sql; m++)
+		len += (size_t)snprintf(sql + len, sizeof sql - len, " WHEN '%s' THEN %d",
+					bv_db_method_name((bv_run_method)m), m);
+	if (len < sizeof sql)
+		snprintf(sql + len, sizeof sql - len, " END, temperature, seed");
 	int rc;
 	/* method, status, seed, temperature and final_acc are checked here; best_acc
 	 * is a max over metrics rows, checked like them */
-	if ((rc = bv_analysis_check_runs(db)) != 0 || (rc = bv_db_prepare(db, &st, sql)) != 0)
+	if ((rc = bv_db_check_runs(db)) != 0 || (rc = bv_db_prepare(db, &st, sql)) != 0)
 		return rc;
+	sqlite3_bind_text(st, 1, bv_db_status_name(BV_RUN_DONE), -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *m = (const char *)sqlite3_column_text(st, 0);
+		bv_run_method m = BV_RUN_N_METHODS;
+		/* checked above */
+		bv_db_method_parse(&m, (const char *)sqlite3_column_text(st, 0));
 		double T = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
 		const int bt = sqlite3_column_type(st, 4);
 		const double best = sqlite3_column_double(st, 4);
@@ -280,7 +291,7 @@ static void row_key(char *out, size_t size, sqlite3_stmt *st, int n_key)
 	out[0] = '\0';
 	for (int k = 0; k < n_key && len < size; k++) {
 		char v[80];
-		bv_analysis_safe_text(v, sizeof v, sqlite3_column_text(st, k));
+		bv_db_safe_text(v, sizeof v, sqlite3_column_text(st, k));
 		len += (size_t)snprintf(out + len, size - len, "%s%s", k ? ", " : "", v);
 	}
 }
@@ -320,7 +331,7 @@ static int check_row(bv_db *db, sqlite3_stmt *st, const char *table, const char 
 			snprintf(val, sizeof val, "NULL");
 		} else {
 			char v[72];
-			bv_analysis_safe_text(v, sizeof v, sqlite3_column_text(st, i));
+			bv_db_safe_text(v, sizeof v, sqlite3_column_text(st, i));
 			snprintf(val, sizeof val, t == SQLITE_TEXT || t == SQLITE_BLOB ? "'%s'" : "%s", v);
 		}
 		return bv_error_set(BV_EFORMAT, "'%s': %s row (%s): %s is %s, expected %s (the database is damaged)",
@@ -409,7 +420,7 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 		temp_text(tt, sizeof tt, g->T);
 		if (fm == FMT_MD) {
 			bputs(f, "| ");
-			md_text(f, g->method);
+			md_text(f, bv_db_method_name(g->method));
 			bprintf(f, " | %s | %d | %.2f", tt, g->n, lm);
 			if (g->n > 1)
 				bprintf(f, " ± %.2f", ls);
@@ -418,14 +429,14 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 				bprintf(f, " ± %.2f", bs);
 			bprintf(f, " |\n");
 		} else if (fm == FMT_CSV) {
-			csv_row(f, "accuracy", g->method, g->T, "seeds", g->n);
-			csv_row(f, "accuracy", g->method, g->T, "last_mean", lm);
-			csv_row(f, "accuracy", g->method, g->T, "last_sd", ls);
-			csv_row(f, "accuracy", g->method, g->T, "best_mean", bm);
-			csv_row(f, "accuracy", g->method, g->T, "best_sd", bs);
+			csv_row(f, "accuracy", bv_db_method_name(g->method), g->T, "seeds", g->n);
+			csv_row(f, "accuracy", bv_db_method_name(g->method), g->T, "last_mean", lm);
+			csv_row(f, "accuracy", bv_db_method_name(g->method), g->T, "last_sd", ls);
+			csv_row(f, "accuracy", bv_db_method_name(g->method), g->T, "best_mean", bm);
+			csv_row(f, "accuracy", bv_db_method_name(g->method), g->T, "best_sd", bs);
 		} else {
 			bprintf(f, "%s\n    {\"method\": ", i ? "," : "");
-			bv_json_string(f, g->method);
+			bv_json_string(f, bv_db_method_name(g->method));
 			bputs(f, ", \"temperature\": ");
 			jnum(f, g->T);
 			bprintf(f, ", \"seeds\": %d, \"last_mean\": ", g->n);
@@ -450,26 +461,26 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 	int n_out = 0;
 	const acc_group *ce = NULL;
 	for (int i = 0; i < r.n_groups; i++)
-		if (strcmp(r.groups[i].method, "ce") == 0)
+		if (r.groups[i].method == BV_RUN_CE)
 			ce = &r.groups[i];
 	for (int i = 0; i < r.n_groups; i++) {
+		/* wsl against kd at its temperature and against ce; kd and kd-filter against ce */
 		const acc_group *g = &r.groups[i];
 		const acc_group *other[2] = {NULL, NULL};
-		const char *names[2] = {NULL, NULL};
-		if (strcmp(g->method, "wsl") == 0) {
+		if (g->method == BV_RUN_WSL) {
 			for (int j = 0; j < r.n_groups; j++)
-				if (strcmp(r.groups[j].method, "kd") == 0 && same_T(r.groups[j].T, g->T))
+				if (r.groups[j].method == BV_RUN_KD && same_T(r.groups[j].T, g->T))
 					other[0] = &r.groups[j];
-			names[0] = "wsl - kd";
 			other[1] = ce;
-			names[1] = "wsl - ce";
-		} else if (strcmp(g->method, "kd") == 0 || strcmp(g->method, "kd-filter") == 0) {
+		} else if (g->method == BV_RUN_KD || g->method == BV_RUN_KD_FILTER) {
 			other[0] = ce;
-			names[0] = strcmp(g->method, "kd") == 0 ? "kd - ce" : "kd-filter - ce";
 		}
 		for (int c = 0; c < 2; c++) {
+			char name[48];
 			if (!other[c])
 				continue;
+			snprintf(name, sizeof name, "%s - %s", bv_db_method_name(g->method),
+				 bv_db_method_name(other[c]->method));
 			int n = paired(d, g, other[c]);
 			if (n == 0)
 				continue;
@@ -479,20 +490,20 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 			temp_text(tt, sizeof tt, g->T);
 			if (fm == FMT_MD) {
 				bputs(f, "| ");
-				md_text(f, names[c]);
+				md_text(f, name);
 				bprintf(f, " | %s | %d | %+.2f | ", tt, n, mean);
 				if (n > 1)
 					bprintf(f, "[%+.2f, %+.2f] |\n", mean - h, mean + h);
 				else
 					bprintf(f, "(one seed) |\n");
 			} else if (fm == FMT_CSV) {
-				csv_row(f, "paired", names[c], g->T, "seeds", n);
-				csv_row(f, "paired", names[c], g->T, "mean", mean);
-				csv_row(f, "paired", names[c], g->T, "ci_low", mean - h);
-				csv_row(f, "paired", names[c], g->T, "ci_high", mean + h);
+				csv_row(f, "paired", name, g->T, "seeds", n);
+				csv_row(f, "paired", name, g->T, "mean", mean);
+				csv_row(f, "paired", name, g->T, "ci_low", mean - h);
+				csv_row(f, "paired", name, g->T, "ci_high", mean + h);
 			} else {
 				bprintf(f, "%s\n    {\"comparison\": ", n_out ? "," : "");
-				bv_json_string(f, names[c]);
+				bv_json_string(f, name);
 				bputs(f, ", \"temperature\": ");
 				jnum(f, g->T);
 				bprintf(f, ", \"seeds\": %d, \"mean\": ", n);
@@ -514,10 +525,11 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 		"SELECT c.split, c.epoch, c.temperature, c.method, c.n_regularization, c.n_samples, "
 		"c.share, c.mean_bias, c.mean_variance, d.criterion FROM regularization_counts c "
 		"JOIN decompositions d ON d.temperature = c.temperature AND d.epoch = c.epoch AND d.split = c.split "
-		"WHERE c.method != 'ce' AND c.epoch = (SELECT max(epoch) FROM decompositions d2 WHERE d2.split = c.split) "
+		"WHERE c.method != ?1 AND c.epoch = (SELECT max(epoch) FROM decompositions d2 WHERE d2.split = c.split) "
 		"ORDER BY CASE c.split WHEN 'test' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, c.temperature, c.method";
-	if ((rc = bv_analysis_check_stats(db)) != 0 || (rc = bv_db_prepare(db, &st, reg_sql)) != 0)
+	if ((rc = bv_db_check_stats(db)) != 0 || (rc = bv_db_prepare(db, &st, reg_sql)) != 0)
 		goto done;
+	sqlite3_bind_text(st, 1, bv_db_method_name(BV_RUN_CE), -1, SQLITE_STATIC);
 	if (fm == FMT_MD)
 		bprintf(f, "\n## Regularization samples\n\nSamples whose bias rises and variance falls "
 			   "against the paired ce students (or the criterion named), at the last decomposed "

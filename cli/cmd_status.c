@@ -61,21 +61,21 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 	printf("%-10s %6s %5s  %-11s %7s  %9s\n", "method", "temp", "seed", "status", "epochs", "test acc");
 	for (int i = 0; i < n; i++) {
 		const bv_run *r = &runs[i];
-		const char *st = r->status;
-		if (strcmp(st, "running") == 0 && !active)
-			st = "interrupted";
-		n_done += strcmp(st, "done") == 0;
-		n_running += strcmp(st, "running") == 0;
-		n_interrupted += strcmp(st, "interrupted") == 0;
-		n_pending += strcmp(st, "pending") == 0;
-		n_failed += strcmp(st, "failed") == 0;
+		/* a running run without the collect that runs it was interrupted */
+		const int interrupted = r->status == BV_RUN_RUNNING && !active;
+		const char *st = interrupted ? "interrupted" : bv_db_status_name(r->status);
+		n_done += r->status == BV_RUN_DONE;
+		n_running += r->status == BV_RUN_RUNNING && !interrupted;
+		n_interrupted += interrupted;
+		n_pending += r->status == BV_RUN_PENDING;
+		n_failed += r->status == BV_RUN_FAILED;
 		char temp[32] = "-", acc[16] = "-";
 		if (!isnan(r->temperature))
 			bv_number_format(temp, sizeof temp, r->temperature);
 		if (!isnan(r->test_acc))
 			snprintf(acc, sizeof acc, "%.2f%%", 100 * r->test_acc);
-		printf("%-10s %6s %5d  %-11s %3d/%-3d  %9s\n", r->method, temp, r->seed, st,
-		       r->epochs_done, r->epochs, acc);
+		printf("%-10s %6s %5d  %-11s %3d/%-3d  %9s\n", bv_db_method_name(r->method), temp,
+		       r->seed, st, r->epochs_done, r->epochs, acc);
 	}
 	printf("%d runs: %d done, %d running, %d interrupted, %d pending, %d failed%s\n", n, n_done,
 	       n_running, n_interrupted, n_pending, n_failed,

@@ -16,6 +16,36 @@
  *
  * Connections use WAL mode and a busy timeout, so that several processes
  * (collect --jobs) write to one file.
+ *
+ * THE CONTRACT: what a database holds, what makes a run complete and what
+ * makes it analysable. Writers keep it (collect through the functions below),
+ * readers rely on it only after the checks of checks.c (bv_db_check_*), since
+ * a database is untrusted input; an importer or a merge writes the same.
+ *   - A run is one cell: a method of names.c (bv_run_method) and a seed (a
+ *     whole number 0..2^31-1; 0 for the teacher); teacher and ce have no
+ *     temperature, kd, wsl and kd-filter one > 0 (bv_db_method_soft). One run
+ *     per (method, temperature, seed), one teacher (bv_db_check_runs).
+ *   - Its status (bv_run_status) goes pending -> running -> done, or failed
+ *     (redone by the next collect, which resets a run before it retrains it).
+ *     A run is COMPLETE when it is done: then its test_acc is a number in 0..1
+ *     (bv_db_run_finish).
+ *   - A snapshot is a run's logits of one split (test, train) at one epoch
+ *     (a whole number 0..BV_DB_MAX_EPOCH): n x k float32, n the split's
+ *     sample count, written in one transaction with the run's metrics row of
+ *     that epoch (bv_db_snapshot_put). Every snapshot a decomposition reads
+ *     has the same k, the number of classes (bv_db_snapshots_k); labels are
+ *     whole numbers 0..k-1 (bv_db_check_labels), config n_classes, when
+ *     present, says k too.
+ *   - A run is ANALYSABLE at (split, epoch) when it is complete and has a
+ *     snapshot of the split and a metrics row at the epoch
+ *     (bv_db_runs_analysable, bv_db_epochs_analysable), whose test_acc is a
+ *     number 0..1 (checked as it is read: bv_db_run_test_acc). decompose
+ *     reads only analysable runs.
+ *   - In-bag counts: one whole number >= 0 per training sample and seed
+ *     (bv_db_check_inbag, bv_db_inbag_get).
+ *   - sample_stats, decompositions and correlations are decompose's, replaced
+ *     per selection in one transaction; their numbers are numbers
+ *     (bv_db_check_stats, bv_db_check_numbers).
  */
 #ifndef BV_DB_H
 #define BV_DB_H
@@ -86,15 +116,64 @@ void bv_db_rollback(bv_db *db);
 int bv_db_config_get(bv_db *db, const char *key, char *out, size_t size);
 int bv_db_config_set(bv_db *db, const char *key, const char *value);
 
+/* ---- the vocabulary: methods and statuses (names.c) ------------------------ */
+
+/* What trained a run. Its name (bv_db_method_name) is the runs.method text;
+ * nn's bv_method names the training methods alike. */
+typedef enum bv_run_method {
+	BV_RUN_TEACHER = 0,
+	BV_RUN_CE,
+	BV_RUN_KD,
+	BV_RUN_WSL,
+	BV_RUN_KD_FILTER,
+	BV_RUN_N_METHODS
+} bv_run_method;
+
+/* Where a run is: pending (not started, or reset), running, done (complete),
+ * failed (diverged or errored; redone by the next collect). */
+typedef enum bv_run_status {
+	BV_RUN_PENDING = 0,
+	BV_RUN_RUNNING,
+	BV_RUN_DONE,
+	BV_RUN_FAILED,
+	BV_RUN_N_STATUSES
+} bv_run_status;
+
+#define BV_RUN_ALL_STATUSES ((1u << BV_RUN_N_STATUSES) - 1)
+
+/* The name of a method or status ("kd", "done"; "?" out of range), and the
+ * value of a name: 0, or BV_EINVAL "unknown method 'x' (expected teacher, ce,
+ * kd, wsl or kd-filter)" (statuses alike). */
+const char *bv_db_method_name(bv_run_method m);
+const char *bv_db_status_name(bv_run_status s);
+int bv_db_method_parse(bv_run_method *out, const char *s);
+int bv_db_status_parse(bv_run_status *out, const char *s);
+/* 1 for the methods trained from the teacher at a temperature (kd, wsl,
+ * kd-filter: their runs have one), 0 for teacher and ce (temperature NULL). */
+int bv_db_method_soft(bv_run_method m);
+/* Those methods in the table's order into out (BV_RUN_N_METHODS); their number. */
+int bv_db_soft_methods(bv_run_method *out);
+/* The methods as a bit mask (bit m for method m): soft 1 the soft ones, 0 the
+ * others, -1 all. */
+unsigned bv_db_methods_mask(int soft);
+/* The names of the methods (statuses) of mask, in the table's order, each
+ * between quote marks, joined by sep and the last two by last, into out; out.
+ * ("'", ", ", ", ") makes a SQL list 'teacher', 'ce', ...; ("", ", ", " or ")
+ * a message's "teacher, ce, kd, wsl or kd-filter". */
+const char *bv_db_methods_text(char *out, size_t size, unsigned mask, const char *quote,
+			       const char *sep, const char *last);
+const char *bv_db_statuses_text(char *out, size_t size, unsigned mask, const char *quote,
+				const char *sep, const char *last);
+
 /* ---- runs ----------------------------------------------------------------- */
 
 typedef struct bv_run {
 	int64_t id;
-	char method[16];     /* teacher | ce | kd | wsl | kd-filter */
+	bv_run_method method;
 	double temperature;  /* NAN when NULL (ce, teacher) */
 	double alpha, gamma;
 	int seed;            /* the replica number; 0 for the teacher */
-	char status[16];     /* pending | running | done | failed */
+	bv_run_status status;
 	double test_acc;     /* NAN until done */
 	int epochs;          /* planned epochs */
 	int epochs_done;     /* the last epoch with a metrics row (0 if none) */
@@ -106,14 +185,16 @@ typedef struct bv_run {
 /* Find the run of (method, temperature (NAN for NULL), seed), or insert it as
  * `pending` with the given alpha, gamma, model and planned epochs. *out_id is
  * its id; *out_created is 1 when it was inserted (may be NULL). */
-int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, const char *method,
+int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method method,
 		     double temperature, int seed, double alpha, double gamma, const char *model,
 		     int epochs);
+/* One run, or all runs ordered by method name, temperature, seed (caller frees
+ * *out). A method or status the table does not know is BV_EFORMAT naming the
+ * database and the run ("... (the database is damaged)"). */
 int bv_db_run_get(bv_db *db, bv_run *out, int64_t id);
-/* All runs ordered by method, temperature, seed; caller frees *out. */
 int bv_db_runs_list(bv_db *db, bv_run **out, int *n);
-/* status: pending | running (sets started_at) | failed (diverged or errored; redone by the next collect) */
-int bv_db_run_set_status(bv_db *db, int64_t id, const char *status);
+/* pending, running (sets started_at) or failed; done is bv_db_run_finish's */
+int bv_db_run_set_status(bv_db *db, int64_t id, bv_run_status status);
 /* Delete a run's snapshots and metrics and set it back to pending, in one transaction. */
 int bv_db_run_reset(bv_db *db, int64_t id);
 /* Mark done with its final test accuracy, checkpoint path (relative, may be NULL)
@@ -134,6 +215,64 @@ int bv_db_samples_get(bv_db *db, const char *split, int *labels, int cap, int *o
 int bv_db_inbag_put(bv_db *db, int seed, const int *counts, int n);
 int bv_db_inbag_get(bv_db *db, int seed, int *counts, int n);
 
+/* ---- what makes a run analysable (the contract above) --------------------- */
+
+/* The complete (done) runs with a snapshot of `split` and a metrics row at
+ * `epoch`, ordered as bv_db_runs_list; caller frees *out. */
+int bv_db_runs_analysable(bv_db *db, const char *split, int epoch, bv_run **out, int *n);
+/* The epochs, ascending, at which every one of the runs `run_ids` (n > 0) is
+ * analysable for `split`; caller frees *out. */
+int bv_db_epochs_analysable(bv_db *db, const char *split, const int64_t *run_ids, int n,
+			    int **out, int *n_out);
+/* The test accuracy of a run at an epoch, from its metrics row: BV_ESTATE
+ * "run 7 has no metrics for epoch 3"; BV_EFORMAT when it is not a number 0..1
+ * ("'x.db': run 7 epoch 3 has test_acc NULL in metrics, expected a number
+ * 0..1 (the database is damaged)"). */
+int bv_db_run_test_acc(bv_db *db, int64_t run_id, int epoch, double *out);
+
+/* ---- the range checks of the contract (checks.c) --------------------------- */
+
+#define BV_DB_MAX_EPOCH 1000000
+
+/* The runs table holds what collect writes: a known method and status, a
+ * whole-number seed, a temperature > 0 for kd/wsl/kd-filter and none for
+ * ce/teacher, a test_acc in 0..1 when done, one run per (method, temperature,
+ * seed) and one teacher. Else BV_EFORMAT naming the database and the run.
+ * decompose and report check this before reading a run. */
+int bv_db_check_runs(bv_db *db);
+
+/* More of what a database may hold, each BV_EFORMAT naming the database and
+ * the first row out of range, "... (the database is damaged)":
+ *   labels     the labels of `split` (test or train) whole numbers in 0..k-1,
+ *              sample_idx whole numbers
+ *   snapshots  epochs whole numbers 0..BV_DB_MAX_EPOCH, splits test or train
+ *   inbag      the in-bag counts of `seed` whole numbers >= 0 (that they number
+ *              the training split from 0, one per sample, bv_db_inbag_get checks)
+ *   stats      sample_stats' bias, variance and loss numbers (an integer or a
+ *              real), regularization 0, 1 or NULL (what the
+ *              regularization_counts view averages)
+ *   numbers    no text or BLOB in a number column of the tables the figures
+ *              read (runs, metrics, sample_stats, decompositions,
+ *              correlations), where SQL arithmetic would take it for 0; a NULL,
+ *              an infinity or an odd value is left to the reader (plot draws
+ *              around it)
+ * plot runs numbers; report runs and stats; decompose runs, labels,
+ * snapshots and inbag. */
+int bv_db_check_labels(bv_db *db, const char *split, int k);
+int bv_db_check_snapshots(bv_db *db);
+int bv_db_check_inbag(bv_db *db, int seed);
+int bv_db_check_stats(bv_db *db);
+int bv_db_check_numbers(bv_db *db);
+
+/* Database text for a one-line message: printable ASCII kept, any other byte
+ * (a line break, a control character, UTF-8) as '?', at most 64 bytes. */
+void bv_db_safe_text(char *out, size_t size, const unsigned char *s);
+
+/* The complete runs' condition as SQL text, for queries that are text (plot
+ * writes its queries into the data files, for a user to re-run): `status =
+ * 'done'` (tests/test_contract.c holds it to names.c). */
+#define BV_DB_SQL_DONE "status = 'done'"
+
 /* ---- snapshots and metrics ---------------------------------------------- */
 
 typedef struct bv_db_metrics {
@@ -153,6 +292,18 @@ int bv_db_snapshot_put(bv_db *db, int64_t run_id, const bv_db_metrics *m,
  * BV_EFORMAT if its size is not n x k. */
 int bv_db_logits_get(bv_db *db, int64_t run_id, int epoch, const char *split, float *out,
 		     int n, int k);
+/* One snapshot: a run at an epoch. */
+typedef struct bv_db_snapshot_ref {
+	int64_t run_id;
+	int epoch;
+} bv_db_snapshot_ref;
+/* The class count K the snapshots of `split` at refs (n) share, those not
+ * recorded left out: *out_k (0 when none is). K is what most of them have;
+ * the first whose k differs is BV_EFORMAT naming the run and epoch: "'x.db':
+ * run 7 epoch 3 has k = 12, the other snapshots of <what> have 10 (the
+ * database is damaged)"; a k that is not a whole number > 0 too. */
+int bv_db_snapshots_k(bv_db *db, int *out_k, const char *split, const bv_db_snapshot_ref *refs,
+		      int n, const char *what);
 /* The recorded epochs of a run for a split, ascending; caller frees *out. */
 int bv_db_epochs(bv_db *db, int64_t run_id, const char *split, int **out, int *n);
 /* The metrics rows of a run, ascending by epoch; caller frees *out. */
@@ -173,7 +324,7 @@ typedef struct bv_stat_row {
  * and the puts below inside the caller's transaction (bv_db_begin). */
 int bv_db_stats_clear(bv_db *db, double temperature, int epoch, const char *split);
 int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,
-		    const char *method, const bv_stat_row *rows, int n);
+		    bv_run_method method, const bv_stat_row *rows, int n);
 
 typedef struct bv_db_decomposition {
 	double temperature;
@@ -185,7 +336,9 @@ typedef struct bv_db_decomposition {
 int bv_db_decomposition_put(bv_db *db, const bv_db_decomposition *d);
 
 typedef struct bv_db_correlation {
-	const char *split, *method, *criterion;
+	const char *split;
+	bv_run_method method;
+	const char *criterion;
 	int epoch, n_points, n_boot;
 	double r, r_p, rho, rho_p, r_lo, r_hi; /* NAN = NULL */
 } bv_db_correlation;

@@ -11,7 +11,8 @@
  * Only then does a writer open it and, under the write lock, create or
  * migrate the schema (schema.c) -- under the lock because several `collect
  * --jobs` processes may create the same new file at once -- and switch it to
- * WAL. The reads and writes on the open connection are db.c's.
+ * WAL. The reads and writes on the open connection are db.c's, samples.c's
+ * and results.c's.
  */
 #include <errno.h>
 #include <stdlib.h>

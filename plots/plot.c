@@ -9,7 +9,6 @@
  * file with its header, and the head of a script.
  */
 #include "plot_int.h"
-#include "analysis.h"
 
 #include <math.h>
 #include <sqlite3.h>
@@ -432,22 +431,9 @@ int bv_plot_check_format(const char *format)
 	return bv_error_set(BV_EINVAL, "--format: unknown format '%s' (expected png, svg or pdf)", format);
 }
 
-typedef int (*figure_fn)(plot_fig *f, const plot_ctx *c);
-
 int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, const char *format)
 {
-	static const struct {
-		const char *name;
-		figure_fn fn;
-	} figures[] = {
-		{"bias_variance", plot_bias_variance},
-		{"delta_scatter", plot_delta_scatter},
-		{"share_vs_temperature", plot_share_vs_temperature},
-		{"count_vs_accuracy", plot_count_vs_accuracy},
-		{"accuracy_epochs", plot_accuracy_epochs},
-		{"wsl_weights", plot_wsl_weights},
-	};
-	enum { N_FIG = (int)BV_ARRAY_LEN(figures) };
+	enum { N_FIG = PLOT_N_FIGURES };
 	_Static_assert(N_FIG <= BV_PLOT_MAX_FIGURES, "raise BV_PLOT_MAX_FIGURES");
 	plot_fig fig[N_FIG];
 	plot_ctx c = {.db = db, .format = format};
@@ -456,7 +442,7 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 	memset(out, 0, sizeof *out);
 	memset(fig, 0, sizeof fig);
 	for (int i = 0; i < N_FIG; i++) {
-		snprintf(fig[i].name, sizeof fig[i].name, "%s", figures[i].name);
+		snprintf(fig[i].name, sizeof fig[i].name, "%s", plot_figure_name(i));
 		bv_buf_init(&fig[i].dat);
 		bv_buf_init(&fig[i].gp);
 	}
@@ -472,10 +458,10 @@ int bv_plot_write(bv_plot_result *out, bv_db *db, const char *dir, double temp, 
 	/* the tables the figures read, checked inside the same transaction: text
 	 * where a number belongs would enter their SQL arithmetic as 0 (other odd
 	 * values, NULLs and infinities, the figures draw around) */
-	if ((rc = bv_analysis_check_numbers(db)) != 0 || (rc = choose(&c, temp)) != 0)
+	if ((rc = bv_db_check_numbers(db)) != 0 || (rc = choose(&c, temp)) != 0)
 		goto done;
 	for (int i = 0; i < N_FIG; i++) {
-		if ((rc = figures[i].fn(&fig[i], &c)) != 0)
+		if ((rc = plot_figure_build(i, &fig[i], &c)) != 0)
 			goto done;
 		if (fig[i].dat.failed || fig[i].gp.failed) {
 			rc = bv_error_set(BV_ENOMEM, "out of memory building the figure '%s'", fig[i].name);

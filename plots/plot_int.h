@@ -1,7 +1,7 @@
 /*
  * plots' internals, shared by plot.c (the driver: choosing T and the epoch,
- * running the queries, building the files), figures.c (one function per
- * figure) and stage.c (the staging directory the files are written into, and
+ * running the queries, building the files), figures.c (the table of figures
+ * and its builder) and stage.c (the staging directory the files are written into, and
  * the commit). Not part of the public interface (plots.h).
  */
 #ifndef BV_PLOT_INT_H
@@ -82,13 +82,11 @@ int plot_make_stage(char **out, const char *dir);
 /* write b as the file dir/name + ext (bv_write_file_atomic) */
 int plot_write_buf(const char *dir, const char *name, const char *ext, const bv_buf *b);
 
-/* the figures (figures.c) */
-int plot_bias_variance(plot_fig *f, const plot_ctx *c);
-int plot_delta_scatter(plot_fig *f, const plot_ctx *c);
-int plot_share_vs_temperature(plot_fig *f, const plot_ctx *c);
-int plot_count_vs_accuracy(plot_fig *f, const plot_ctx *c);
-int plot_accuracy_epochs(plot_fig *f, const plot_ctx *c);
-int plot_wsl_weights(plot_fig *f, const plot_ctx *c);
+/* the figures (figures.c), in the order they are built and listed: figure
+ * i's name, and building it into f (its two files, or why it is skipped) */
+#define PLOT_N_FIGURES 6
+const char *plot_figure_name(int i);
+int plot_figure_build(int i, plot_fig *f, const plot_ctx *c);
 
 /* method colours, the same in every figure */
 #define PLOT_CE "#4d4d4d"

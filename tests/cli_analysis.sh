@@ -177,6 +177,16 @@ damaged blob.db "UPDATE snapshots SET logits = substr(logits, 1, 100) WHERE run_
 	4 "bvtool decompose: run $id (kd T=2 seed 2) epoch 3: database 'blob.db': the test snapshot of run $id at epoch 3 holds 10000 x 10 logits in 100 bytes, expected 10000 x 10"
 damaged snapn.db "UPDATE snapshots SET n = 9999 WHERE run_id = $id AND epoch = 3 AND split = 'test'" \
 	4 "bvtool decompose: run $id (kd T=2 seed 2) epoch 3: database 'snapn.db': the test snapshot of run $id at epoch 3 holds 9999 x 10 logits in 400000 bytes, expected 10000 x 10"
+# K is the snapshots': one of another k is named; config n_classes only cross-checks them
+damaged k4.db "UPDATE snapshots SET k = 12 WHERE run_id = $id AND epoch = 3 AND split = 'test'" \
+	4 "bvtool decompose: 'k4.db': run $id epoch 3 has k = 12, the other snapshots of this decomposition have 10 (the database is damaged)"
+damaged k5.db "UPDATE config SET value = '12' WHERE key = 'n_classes'" \
+	4 "bvtool decompose: 'k5.db': config n_classes is 12, the snapshots of this decomposition have k = 10 (the database is damaged)"
+cp fresh.db k6.db
+sqlite3 k6.db "DELETE FROM config WHERE key = 'n_classes'"
+run "$bv" decompose --db k6.db --epoch last --bootstrap 0
+assert "decompose without config n_classes takes K from the snapshots (status $status)" [ "$status" = 0 ]
+assert "... and decomposes every test sample" [ "$(q k6.db "SELECT count(*) FROM sample_stats WHERE method = 'ce' AND temperature = 4")" = 10000 ]
 damaged snape.db "UPDATE snapshots SET epoch = -7 WHERE run_id = $id AND epoch = 1 AND split = 'test'" \
 	4 "bvtool decompose: 'snape.db': run $id has a test snapshot at epoch -7, expected a whole number 0..1000000 (the database is damaged)"
 damaged st1.db "PRAGMA ignore_check_constraints = 1; UPDATE runs SET status = 'weird' WHERE id = $id" \

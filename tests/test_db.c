@@ -138,27 +138,28 @@ static void test_runs(bv_db *db)
 {
 	int64_t teacher, ce1, ce1b, ce2, kd4, kd2, kdnull, wsl, again;
 	int created = -1;
-	CHECK(bv_db_run_ensure(db, &teacher, &created, "teacher", NAN, 0, NAN, NAN, "mlp:1200-1200",
-			       60) == 0 && created == 1,
+	CHECK(bv_db_run_ensure(db, &teacher, &created, BV_RUN_TEACHER, NAN, 0, NAN, NAN,
+			       "mlp:1200-1200", 60) == 0 && created == 1,
 	      "teacher: %s", bv_error_last());
-	CHECK(bv_db_run_ensure(db, &wsl, NULL, "wsl", 4, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &wsl, NULL, BV_RUN_WSL, 4, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &kd4, NULL, "kd", 4, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &kd4, NULL, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &ce2, NULL, "ce", NAN, 2, NAN, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &ce2, NULL, BV_RUN_CE, NAN, 2, NAN, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &kd2, NULL, "kd", 2, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &kd2, NULL, BV_RUN_KD, 2, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &ce1, &created, "ce", NAN, 1, NAN, 1, "mlp:", 30) == 0 && created == 1,
+	CHECK(bv_db_run_ensure(db, &ce1, &created, BV_RUN_CE, NAN, 1, NAN, 1, "mlp:", 30) == 0 &&
+		      created == 1,
 	      "%s", bv_error_last());
 	/* NULL orders first within a method (an odd run, only to test the order) */
-	CHECK(bv_db_run_ensure(db, &kdnull, NULL, "kd", NAN, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
-	      bv_error_last());
+	CHECK(bv_db_run_ensure(db, &kdnull, NULL, BV_RUN_KD, NAN, 1, 2.25, 1, "mlp:", 30) == 0,
+	      "%s", bv_error_last());
 	/* idempotent: the same cell is the same run, NULL temperature included */
-	CHECK(bv_db_run_ensure(db, &ce1b, &created, "ce", NAN, 1, 0.5, 0.5, "other", 1) == 0 &&
+	CHECK(bv_db_run_ensure(db, &ce1b, &created, BV_RUN_CE, NAN, 1, 0.5, 0.5, "other", 1) == 0 &&
 		      ce1b == ce1 && created == 0,
 	      "ce seed 1 again: id %lld vs %lld, created %d", (long long)ce1b, (long long)ce1, created);
-	CHECK(bv_db_run_ensure(db, &again, &created, "kd", 4, 1, 2.25, 1, "mlp:", 30) == 0 &&
+	CHECK(bv_db_run_ensure(db, &again, &created, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 30) == 0 &&
 		      again == kd4 && created == 0,
 	      "kd T=4 seed 1 again");
 	sqlite3 *h = bv_db_handle(db);
@@ -166,7 +167,8 @@ static void test_runs(bv_db *db)
 	CHECK(sqlite3_exec(h, "INSERT INTO runs(method, seed) VALUES('ce', 1)", NULL, NULL, NULL) ==
 		      SQLITE_CONSTRAINT,
 	      "the unique index refuses a second NULL-temperature ce seed 1");
-	CHECK_ERR(bv_db_run_ensure(db, &again, NULL, "dk", 4, 1, 1, 1, "mlp:", 3), BV_EINVAL);
+	CHECK_ERR(bv_db_run_ensure(db, &again, NULL, (bv_run_method)99, 4, 1, 1, 1, "mlp:", 3),
+		  BV_EINVAL);
 
 	bv_run *runs = NULL;
 	int n = 0;
@@ -174,41 +176,43 @@ static void test_runs(bv_db *db)
 	const int64_t order[] = {ce1, ce2, kdnull, kd2, kd4, teacher, wsl};
 	for (int i = 0; runs && i < 7; i++)
 		CHECK(runs[i].id == order[i], "runs_list[%d] is run %lld (%s T=%g seed %d), want %lld", i,
-		      (long long)runs[i].id, runs[i].method, runs[i].temperature, runs[i].seed,
+		      (long long)runs[i].id, bv_db_method_name(runs[i].method), runs[i].temperature,
+		      runs[i].seed,
 		      (long long)order[i]);
 	free(runs);
 
 	bv_run r;
 	CHECK(bv_db_run_get(db, &r, kd4) == 0, "%s", bv_error_last());
-	CHECK(strcmp(r.method, "kd") == 0 && r.temperature == 4 && r.alpha == 2.25 && r.gamma == 1 &&
-		      r.seed == 1 && strcmp(r.status, "pending") == 0 && isnan(r.test_acc) &&
+	CHECK(r.method == BV_RUN_KD && r.temperature == 4 && r.alpha == 2.25 && r.gamma == 1 &&
+		      r.seed == 1 && r.status == BV_RUN_PENDING && isnan(r.test_acc) &&
 		      r.epochs == 30 && r.epochs_done == 0 && strcmp(r.model, "mlp:") == 0 &&
 		      r.checkpoint[0] == '\0' && isnan(r.seconds),
 	      "kd run fields");
 	CHECK(bv_db_run_get(db, &r, ce1) == 0 && isnan(r.temperature) && isnan(r.alpha), "ce NULLs");
 	CHECK_ERR(bv_db_run_get(db, &r, 9999), BV_EINVAL);
 
-	CHECK(bv_db_run_set_status(db, kd4, "running") == 0, "%s", bv_error_last());
+	CHECK(bv_db_run_set_status(db, kd4, BV_RUN_RUNNING) == 0, "%s", bv_error_last());
 	CHECK(q_int(h, "SELECT count(*) FROM runs WHERE status = 'running' AND started_at LIKE '20%Z'") == 1,
 	      "running with started_at");
-	CHECK_ERR(bv_db_run_set_status(db, kd4, "done"), BV_EINVAL);
-	CHECK_ERR(bv_db_run_set_status(db, 9999, "running"), BV_EINVAL);
+	CHECK_ERR(bv_db_run_set_status(db, kd4, BV_RUN_DONE), BV_EINVAL);
+	CHECK_ERR(bv_db_run_set_status(db, 9999, BV_RUN_RUNNING), BV_EINVAL);
 	bv_db_metrics m = {1, 0.1, 2.3, 0.5, 0.6, 0, 0, 1.5};
 	CHECK(bv_db_snapshot_put(db, kd4, &m, NULL, 0, NULL, 0, 10) == 0, "%s", bv_error_last());
 	CHECK(bv_db_run_finish(db, kd4, 0.975, "ckpt/kd-4-1.ckpt", 12.5) == 0, "%s", bv_error_last());
-	CHECK(bv_db_run_get(db, &r, kd4) == 0 && strcmp(r.status, "done") == 0 && r.test_acc == 0.975 &&
+	CHECK(bv_db_run_get(db, &r, kd4) == 0 && r.status == BV_RUN_DONE && r.test_acc == 0.975 &&
 		      strcmp(r.checkpoint, "ckpt/kd-4-1.ckpt") == 0 && r.seconds == 12.5 &&
 		      r.epochs_done == 1,
-	      "finished: %s %g %s %g %d", r.status, r.test_acc, r.checkpoint, r.seconds, r.epochs_done);
+	      "finished: %s %g %s %g %d", bv_db_status_name(r.status), r.test_acc, r.checkpoint,
+	      r.seconds, r.epochs_done);
 	CHECK(q_int(h, "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL") == 1, "finished_at");
 	CHECK(bv_db_run_finish(db, ce1, 0.9, NULL, 3) == 0 && bv_db_run_get(db, &r, ce1) == 0 &&
 		      r.checkpoint[0] == '\0',
 	      "finish without a checkpoint");
 	CHECK_ERR(bv_db_run_finish(db, 9999, 0.5, NULL, 1), BV_EINVAL);
 	CHECK(bv_db_run_reset(db, kd4) == 0, "%s", bv_error_last());
-	CHECK(bv_db_run_get(db, &r, kd4) == 0 && strcmp(r.status, "pending") == 0 && isnan(r.test_acc) &&
+	CHECK(bv_db_run_get(db, &r, kd4) == 0 && r.status == BV_RUN_PENDING && isnan(r.test_acc) &&
 		      r.checkpoint[0] == '\0' && r.epochs_done == 0 && isnan(r.seconds),
-	      "reset: %s %d", r.status, r.epochs_done);
+	      "reset: %s %d", bv_db_status_name(r.status), r.epochs_done);
 	CHECK_ERR(bv_db_run_reset(db, 9999), BV_EINVAL);
 }
 
@@ -504,7 +508,7 @@ static void test_recipes(const char *path, const int *labels, int n, int k)
 			oob[n_oob++] = i;
 	CHECK(bv_db_inbag_put(db, 3, counts, n) == 0, "%s", bv_error_last());
 	/* a teacher right on about 70% of the samples, two epochs recorded */
-	bv_db_run_ensure(db, &teacher, NULL, "teacher", NAN, 0, NAN, NAN, "mlp:", 2);
+	bv_db_run_ensure(db, &teacher, NULL, BV_RUN_TEACHER, NAN, 0, NAN, NAN, "mlp:", 2);
 	bv_db_metrics m = {1, NAN, NAN, 0.5, 0.5, NAN, NAN, 1};
 	fill_logits(z, (size_t)n * k);
 	CHECK(bv_db_snapshot_put(db, teacher, &m, z, n, NULL, 0, k) == 0, "%s", bv_error_last());
@@ -518,9 +522,9 @@ static void test_recipes(const char *path, const int *labels, int n, int k)
 	m.epoch = 2;
 	CHECK(bv_db_snapshot_put(db, teacher, &m, z, n, NULL, 0, k) == 0, "%s", bv_error_last());
 	bv_db_run_finish(db, teacher, 1 - (double)n_wrong / n, NULL, 10);
-	bv_db_run_ensure(db, &kd1, NULL, "kd", 4, 1, 2.25, 1, "mlp:", 2);
-	bv_db_run_ensure(db, &kd2, NULL, "kd", 4, 2, 2.25, 1, "mlp:", 2);
-	bv_db_run_ensure(db, &ce1, NULL, "ce", NAN, 1, NAN, 1, "mlp:", 2);
+	bv_db_run_ensure(db, &kd1, NULL, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 2);
+	bv_db_run_ensure(db, &kd2, NULL, BV_RUN_KD, 4, 2, 2.25, 1, "mlp:", 2);
+	bv_db_run_ensure(db, &ce1, NULL, BV_RUN_CE, NAN, 1, NAN, 1, "mlp:", 2);
 	const int64_t students[] = {kd1, kd2, ce1};
 	for (int s = 0; s < 3; s++) {
 		for (int e = 1; e <= 2; e++) {
@@ -798,7 +802,7 @@ static void crafted(const char *path, const char *sql)
 	int64_t id;
 	remove_db(path);
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0 &&
-		      bv_db_run_ensure(db, &id, NULL, "ce", NAN, 1, NAN, 1, "mlp:8", 1) == 0,
+		      bv_db_run_ensure(db, &id, NULL, BV_RUN_CE, NAN, 1, NAN, 1, "mlp:8", 1) == 0,
 	      "%s", bv_error_last());
 	bv_db_close(db);
 	if (sql)
@@ -991,7 +995,7 @@ static int child_create(const char *path, int seed)
 	int64_t id;
 	int rc = bv_db_open(&db, path, BV_DB_CREATE);
 	if (rc == 0)
-		rc = bv_db_run_ensure(db, &id, NULL, "ce", NAN, seed, NAN, 1, "mlp:", 1);
+		rc = bv_db_run_ensure(db, &id, NULL, BV_RUN_CE, NAN, seed, NAN, 1, "mlp:", 1);
 	if (rc)
 		fprintf(stderr, "creating child %d: %s\n", seed, bv_error_last());
 	bv_db_close(db);
@@ -1009,8 +1013,8 @@ static void test_concurrency(const char *path)
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
 	if (!db)
 		return;
-	bv_db_run_ensure(db, &runs[0], NULL, "kd", 4, 1, 1, 1, "mlp:", 20);
-	bv_db_run_ensure(db, &runs[1], NULL, "kd", 4, 2, 1, 1, "mlp:", 20);
+	bv_db_run_ensure(db, &runs[0], NULL, BV_RUN_KD, 4, 1, 1, 1, "mlp:", 20);
+	bv_db_run_ensure(db, &runs[1], NULL, BV_RUN_KD, 4, 2, 1, 1, "mlp:", 20);
 	bv_db_close(db); /* never carry a connection across fork */
 	fflush(NULL);
 	for (int c = 0; c < 2; c++)
@@ -1074,7 +1078,7 @@ static void test_size(const char *path, const int *labels)
 		return;
 	sqlite3 *h = bv_db_handle(db);
 	bv_db_samples_put(db, "test", labels, n);
-	bv_db_run_ensure(db, &run, NULL, "kd", 4, 1, 1, 1, "mlp:", n_snap);
+	bv_db_run_ensure(db, &run, NULL, BV_RUN_KD, 4, 1, 1, 1, "mlp:", n_snap);
 	sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 	const long long base = file_size(path);
 	float *z = malloc(sizeof(float) * (size_t)n * k);
@@ -1157,13 +1161,13 @@ int main(void)
 		test_samples(db, labels, n);
 		CHECK(bv_db_samples_put(db, "train", labels, n_train) == 0, "%s", bv_error_last());
 		test_inbag(db, 1, counts, 60000);
-		bv_db_run_ensure(db, &kd, NULL, "kd", 4, 1, 2.25, 1, "mlp:", 30);
+		bv_db_run_ensure(db, &kd, NULL, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 30);
 		test_snapshots(db, kd, labels, n, k, n_train);
 		bv_db_close(db);
 		db = NULL;
 		CHECK(bv_db_open(&db, path, BV_DB_READONLY) == 0, "reopen READONLY: %s", bv_error_last());
 		bv_run r;
-		CHECK(db && bv_db_run_get(db, &r, kd) == 0 && strcmp(r.method, "kd") == 0, "read a run");
+		CHECK(db && bv_db_run_get(db, &r, kd) == 0 && r.method == BV_RUN_KD, "read a run");
 		bv_db_close(db);
 	}
 	tmp_path(path, sizeof path, "recipes.db");

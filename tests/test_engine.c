@@ -175,12 +175,12 @@ static void check_same_snapshots(const char *a_path, const char *b_path)
 		      na == 5,
 	      "both hold the teacher and 4 cells (%d, %d runs)", na, nb);
 	for (int i = 0; i < na && i < nb; i++) {
-		CHECK(strcmp(ra[i].method, rb[i].method) == 0 && ra[i].seed == rb[i].seed &&
-			      strcmp(ra[i].status, "done") == 0 &&
-			      strcmp(rb[i].status, "done") == 0,
-		      "run %d: %s seed %d %s vs %s seed %d %s", i, ra[i].method, ra[i].seed,
-		      ra[i].status, rb[i].method, rb[i].seed, rb[i].status);
-		const int last = strcmp(ra[i].method, "teacher") == 0 ? 1 : 2;
+		CHECK(ra[i].method == rb[i].method && ra[i].seed == rb[i].seed &&
+			      ra[i].status == BV_RUN_DONE && rb[i].status == BV_RUN_DONE,
+		      "run %d: %s seed %d %s vs %s seed %d %s", i, bv_db_method_name(ra[i].method),
+		      ra[i].seed, bv_db_status_name(ra[i].status), bv_db_method_name(rb[i].method),
+		      rb[i].seed, bv_db_status_name(rb[i].status));
+		const int last = ra[i].method == BV_RUN_TEACHER ? 1 : 2;
 		for (int e = 1; e <= last; e++) {
 			if (bv_db_logits_get(a, ra[i].id, e, "test", la, 10000, 10) != 0 ||
 			    bv_db_logits_get(b, rb[i].id, e, "test", lb, 10000, 10) != 0) {

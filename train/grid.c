@@ -145,7 +145,7 @@ int bv_cell_train(bv_db *db, const bv_data *d, const char *spec, const bv_train_
 	if (!isnan(cell->temp))
 		cfg.loss.temp = (float)cell->temp;
 	if ((rc = bv_db_run_reset(db, cell->run_id)) != 0 ||
-	    (rc = bv_db_run_set_status(db, cell->run_id, "running")) != 0)
+	    (rc = bv_db_run_set_status(db, cell->run_id, BV_RUN_RUNNING)) != 0)
 		goto done;
 	cell_ctx c = {db, d, rec, cell, train_logits, progress, ctx, NAN};
 	const double t0 = bv_now();

@@ -173,6 +173,13 @@ static int lock_db(int *out_fd, const char *path)
 
 /* ---- the rows --------------------------------------------------------------- */
 
+/* The database's method of nn's training method: the same name (the two
+ * tables are held together by tests/test_contract.c). */
+static int run_method(bv_run_method *out, bv_method m)
+{
+	return bv_db_method_parse(out, bv_method_name(m));
+}
+
 /* In one transaction: each seed's in-bag counts (drawn when missing) and a run
  * row per cell; the cells not done go to plan->cells. */
 static int ensure_rows(bv_plan *plan)
@@ -210,17 +217,18 @@ static int ensure_rows(bv_plan *plan)
 			for (int ti = 0; ti < nt && rc == 0; ti++) {
 				bv_cell c = {0, m, m == BV_METHOD_CE ? NAN : g->temps[ti], seed};
 				bv_run run;
-				if ((rc = bv_db_run_ensure(plan->db, &c.run_id, NULL,
-							   bv_method_name(m), c.temp, seed,
-							   o->alpha, o->gamma, o->student_spec,
-							   o->epochs)) != 0 ||
+				bv_run_method rm;
+				if ((rc = run_method(&rm, m)) != 0 ||
+				    (rc = bv_db_run_ensure(plan->db, &c.run_id, NULL, rm, c.temp,
+							   seed, o->alpha, o->gamma,
+							   o->student_spec, o->epochs)) != 0 ||
 				    (rc = bv_db_run_get(plan->db, &run, c.run_id)) != 0)
 					break;
 				plan->n_total++;
-				if (strcmp(run.status, "done") == 0)
+				if (run.status == BV_RUN_DONE)
 					continue;
-				plan->n_stale += strcmp(run.status, "running") == 0;
-				plan->n_failed += strcmp(run.status, "failed") == 0;
+				plan->n_stale += run.status == BV_RUN_RUNNING;
+				plan->n_failed += run.status == BV_RUN_FAILED;
 				plan->cells[plan->n_cells++] = c;
 			}
 		}

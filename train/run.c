@@ -85,7 +85,7 @@ int bv_plan_cell_run(const bv_plan *plan, bv_db *db, const bv_cell *cell,
 		/* marking the run failed must not replace the message of the failure */
 		char saved[1024];
 		snprintf(saved, sizeof saved, "%s", bv_error_last());
-		bv_db_run_set_status(db, cell->run_id, "failed");
+		bv_db_run_set_status(db, cell->run_id, BV_RUN_FAILED);
 		bv_error_set(rc, "%s", saved);
 	}
 	bv_model_free(teacher);

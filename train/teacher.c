@@ -58,7 +58,7 @@ static int train_teacher(bv_model **out, double *out_seconds, teacher_ctx *t, in
 	if ((rc = bv_model_new(&m, o->teacher_spec, d->shape, d->n_classes)) != 0)
 		return bv_error_prefix(rc, "--teacher");
 	bv_model_init(m, (unsigned long)o->teacher_seed);
-	if ((rc = bv_db_run_set_status(t->plan->db, id, "running")) != 0)
+	if ((rc = bv_db_run_set_status(t->plan->db, id, BV_RUN_RUNNING)) != 0)
 		goto done;
 	bv_collect_event ev = {.kind = BV_EV_TEACHER_TRAINING, .slot = -1, .spec = m->spec,
 			       .n_epochs = o->teacher_epochs};
@@ -87,13 +87,13 @@ int bv_plan_teacher(bv_plan *plan, bv_collect_event_fn on_event, void *ctx)
 	char rel[1024], abs[2048];
 	float *logits = NULL;
 	int rc;
-	if ((rc = bv_db_run_ensure(plan->db, &id, NULL, "teacher", NAN, 0, NAN, NAN,
+	if ((rc = bv_db_run_ensure(plan->db, &id, NULL, BV_RUN_TEACHER, NAN, 0, NAN, NAN,
 				   o->teacher_spec, o->teacher_epochs)) != 0 ||
 	    (rc = bv_db_run_get(plan->db, &run, id)) != 0)
 		return rc;
 	snprintf(rel, sizeof rel, "%s.ckpt/teacher.ckpt", plan->db_base);
 	snprintf(abs, sizeof abs, "%s/%s", plan->db_dir, rel);
-	if (strcmp(run.status, "done") == 0) {
+	if (run.status == BV_RUN_DONE) {
 		/* the students of this database were distilled from exactly these bytes */
 		if (!(logits = malloc(sizeof(float) * n_logits)))
 			return bv_error_set(BV_ENOMEM, "out of memory for teacher logits");

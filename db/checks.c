@@ -1,6 +1,7 @@
 /*
- * What a database may hold: the range checks every reader runs before it
- * uses a stored value. A database is untrusted input (docs/security.md):
+ * What a database may hold: the range checks, the rules of db.h's contract
+ * that every reader (decompose, report, plot) runs before it uses a stored
+ * value. A database is untrusted input (docs/security.md):
  * every label, count, index and number read from it is checked here before it
  * is used, and a value out of range is BV_EFORMAT naming the database and the
  * row. Each check is one SQL query over the stored values (their types
@@ -9,14 +10,15 @@
  * arithmetic, where SQLite reads it as 0) that gives the first bad row's
  * reason as text; it runs once per command, not per row of the work.
  */
-#include "analysis.h"
-
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
-void bv_analysis_safe_text(char *out, size_t size, const unsigned char *s)
+#include "db.h"
+
+void bv_db_safe_text(char *out, size_t size, const unsigned char *s)
 {
 	size_t n = 0;
 	for (; s && *s && n + 1 < size && n < 64; s++)
@@ -59,39 +61,56 @@ static int refuse_first(bv_db *db, const char *sql, int64_t p1, int64_t p2)
 	return rc;
 }
 
-int bv_analysis_check_runs(bv_db *db)
+int bv_db_check_runs(bv_db *db)
 {
+	/* the lists of db's table (names.c): SQL's and a message's */
+	char methods[128], methods_or[128], hard[64], statuses[128], statuses_or[128];
+	char why_sql[2048], dup_sql[1024];
+	const char *done = bv_db_status_name(BV_RUN_DONE);
+	const char *teacher = bv_db_method_name(BV_RUN_TEACHER);
+	bv_db_methods_text(methods, sizeof methods, bv_db_methods_mask(-1), "'", ", ", ", ");
+	bv_db_methods_text(methods_or, sizeof methods_or, bv_db_methods_mask(-1), "", ", ", " or ");
+	bv_db_methods_text(hard, sizeof hard, bv_db_methods_mask(0), "'", ", ", ", ");
+	bv_db_statuses_text(statuses, sizeof statuses, BV_RUN_ALL_STATUSES, "'", ", ", ", ");
+	bv_db_statuses_text(statuses_or, sizeof statuses_or, BV_RUN_ALL_STATUSES, "", ", ", " or ");
 	/* the first reason a run is not what collect writes */
-	static const char why_sql[] =
-		"SELECT printf('run %d %s', id, why) FROM (SELECT id, CASE"
-		" WHEN typeof(method) != 'text' OR method NOT IN ('teacher', 'ce', 'kd', 'wsl', 'kd-filter')"
-		"  THEN printf('has method %s, expected teacher, ce, kd, wsl or kd-filter', " Q("method") ")"
-		" WHEN typeof(status) != 'text' OR status NOT IN ('pending', 'running', 'done', 'failed')"
-		"  THEN printf('has status %s, expected pending, running, done or failed', " Q("status") ")"
-		" WHEN typeof(seed) != 'integer' OR seed < 0 OR seed > 2147483647"
-		"  THEN printf('has seed %s, expected a whole number 0..2147483647', " Q("seed") ")"
-		" WHEN method IN ('teacher', 'ce') AND temperature IS NOT NULL"
-		"  THEN printf('is a %s run with temperature %s, expected none', method, " Q("temperature") ")"
-		" WHEN method NOT IN ('teacher', 'ce') AND (typeof(temperature) NOT IN ('integer', 'real')"
-		"      OR NOT (temperature > 0 AND temperature <= 1e300))"
-		"  THEN printf('is a %s run with temperature %s, expected a number > 0', method, "
-		Q("temperature") ")"
-		" WHEN status = 'done' AND (typeof(test_acc) NOT IN ('integer', 'real')"
-		"      OR NOT (test_acc >= 0 AND test_acc <= 1))"
-		"  THEN printf('is done but its test_acc is %s, expected a number 0..1', " Q("test_acc") ")"
-		" END AS why FROM runs) WHERE why IS NOT NULL ORDER BY id LIMIT 1";
+	snprintf(why_sql, sizeof why_sql,
+		 "SELECT printf('run %%d %%s', id, why) FROM (SELECT id, CASE"
+		 " WHEN typeof(method) != 'text' OR method NOT IN (%s)"
+		 "  THEN printf('has method %%s, expected %s', " Q("method") ")"
+		 " WHEN typeof(status) != 'text' OR status NOT IN (%s)"
+		 "  THEN printf('has status %%s, expected %s', " Q("status") ")"
+		 " WHEN typeof(seed) != 'integer' OR seed < 0 OR seed > 2147483647"
+		 "  THEN printf('has seed %%s, expected a whole number 0..2147483647', "
+		 Q("seed") ")"
+		 " WHEN method IN (%s) AND temperature IS NOT NULL"
+		 "  THEN printf('is a %%s run with temperature %%s, expected none', method, "
+		 Q("temperature") ")"
+		 " WHEN method NOT IN (%s) AND (typeof(temperature) NOT IN ('integer', 'real')"
+		 "      OR NOT (temperature > 0 AND temperature <= 1e300))"
+		 "  THEN printf('is a %%s run with temperature %%s, expected a number > 0',"
+		 " method, " Q("temperature") ")"
+		 " WHEN status = '%s' AND (typeof(test_acc) NOT IN ('integer', 'real')"
+		 "      OR NOT (test_acc >= 0 AND test_acc <= 1))"
+		 "  THEN printf('is done but its test_acc is %%s, expected a number 0..1', "
+		 Q("test_acc") ")"
+		 " END AS why FROM runs) WHERE why IS NOT NULL ORDER BY id LIMIT 1",
+		 methods, methods_or, statuses, statuses_or, hard, hard, done);
 	/* one run per cell (the runs_cell index says so, unless it was dropped), one teacher */
-	static const char dup_sql[] =
-		"SELECT printf('runs %d and %d are both %s', a.id, b.id, CASE WHEN a.method = 'teacher'"
-		" THEN 'teacher runs' WHEN a.temperature IS NULL THEN printf('%s seed %d', a.method, a.seed)"
-		" ELSE printf('%s T=%g seed %d', a.method, a.temperature, a.seed) END)"
-		" FROM runs a JOIN runs b ON b.id > a.id AND b.method = a.method AND (a.method = 'teacher'"
-		" OR (b.seed = a.seed AND b.temperature IS a.temperature)) ORDER BY a.id, b.id LIMIT 1";
+	snprintf(dup_sql, sizeof dup_sql,
+		 "SELECT printf('runs %%d and %%d are both %%s', a.id, b.id,"
+		 " CASE WHEN a.method = '%s' THEN 'teacher runs'"
+		 " WHEN a.temperature IS NULL THEN printf('%%s seed %%d', a.method, a.seed)"
+		 " ELSE printf('%%s T=%%g seed %%d', a.method, a.temperature, a.seed) END)"
+		 " FROM runs a JOIN runs b ON b.id > a.id AND b.method = a.method"
+		 " AND (a.method = '%s' OR (b.seed = a.seed AND b.temperature IS a.temperature))"
+		 " ORDER BY a.id, b.id LIMIT 1",
+		 teacher, teacher);
 	int rc = refuse_first(db, why_sql, 0, 0);
 	return rc ? rc : refuse_first(db, dup_sql, 0, 0);
 }
 
-int bv_analysis_check_labels(bv_db *db, const char *split, int k)
+int bv_db_check_labels(bv_db *db, const char *split, int k)
 {
 	/* the split is one of bvtool's two, so it can be part of the query */
 	char sql[512];
@@ -105,17 +124,17 @@ int bv_analysis_check_labels(bv_db *db, const char *split, int k)
 	return refuse_first(db, sql, k, 0);
 }
 
-int bv_analysis_check_snapshots(bv_db *db)
+int bv_db_check_snapshots(bv_db *db)
 {
 	return refuse_first(db,
 			    "SELECT printf('run %s has a %s snapshot at epoch %s, expected a whole number"
 			    " 0..%d', " Q("run_id") ", substr(split, 1, 40), " Q("epoch") ", ?1)"
 			    " FROM snapshots WHERE typeof(epoch) != 'integer' OR epoch < 0 OR epoch > ?1"
 			    " OR split IS NOT 'test' AND split IS NOT 'train' ORDER BY run_id LIMIT 1",
-			    BV_ANALYSIS_MAX_EPOCH, 0);
+			    BV_DB_MAX_EPOCH, 0);
 }
 
-int bv_analysis_check_inbag(bv_db *db, int seed)
+int bv_db_check_inbag(bv_db *db, int seed)
 {
 	return refuse_first(db,
 			    "SELECT printf('seed %d has in-bag count %s for train sample %s, expected a"
@@ -129,7 +148,7 @@ int bv_analysis_check_inbag(bv_db *db, int seed)
 /* The type test of a number column: an integer or a real. */
 #define NUM(x) "typeof(" x ") IN ('integer', 'real')"
 
-int bv_analysis_check_stats(bv_db *db)
+int bv_db_check_stats(bv_db *db)
 {
 	return refuse_first(
 		db,
@@ -175,7 +194,7 @@ static int add(char *sql, size_t cap, size_t *n, const char *fmt, ...)
 	return 0;
 }
 
-int bv_analysis_check_numbers(bv_db *db)
+int bv_db_check_numbers(bv_db *db)
 {
 	for (size_t t = 0; t < BV_ARRAY_LEN(number_cols); t++) {
 		char sql[4096], cases[2048] = "", where[1024] = "", col[64];
