@@ -12,7 +12,7 @@
 #            database of 3 seeds x ce/kd/wsl at T 1,2,4 (copied fresh each run)
 # Prints a Markdown table: the median wall time of each build and their ratio
 # (this checkout / REV; below 1 is faster). REPS (default 5) runs of each.
-# About 6 minutes on 2 cores. Needs the time utility.
+# About 3 minutes on 2 cores. Needs the time utility.
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)

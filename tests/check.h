@@ -8,6 +8,7 @@
 #define BV_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -74,6 +75,21 @@ static inline int bv_check_done(void)
 {
 	printf("check: %d passed, %d failed\n", bv_check_pass_, bv_check_fail_);
 	return bv_check_fail_ ? 1 : 0;
+}
+
+/* xorshift64*: a self-contained, seeded source of test numbers (the same on
+ * every machine). A test file keeps its own state, seeded with any nonzero value. */
+static inline double check_rng_uniform(uint64_t *state) /* in [0, 1) */
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return (double)((*state * 2685821657736338717ULL) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static inline int check_rng_int(uint64_t *state, int n) /* in 0..n-1 */
+{
+	return (int)(check_rng_uniform(state) * n) % n;
 }
 
 #endif

@@ -28,21 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* xorshift64*: a self-contained source of test logits */
+/* the test logits: check.h's seeded generator */
 static uint64_t rng_state = 0x853c49e6748fea9bULL;
-
-static double rng_uniform(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return ((rng_state * 2685821657736338717ULL) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static int rng_int(int n)
-{
-	return (int)(rng_uniform() * n) % n;
-}
+#define rng_uniform() check_rng_uniform(&rng_state)
+#define rng_int(n) check_rng_int(&rng_state, (n))
 
 /* a standard normal deviate (Box-Muller) */
 static double rng_normal(void)
