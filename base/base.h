@@ -112,4 +112,13 @@ size_t bv_first_nonfinite(const float *x, size_t n);
 
 #define BV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ---- the names of the methods ------------------------------------------ */
+
+/* The methods of a run, by name, listed once for every layer: "teacher",
+ * "ce", "kd", "wsl", "kd-filter", in the order messages list them. nn's
+ * training methods (bv_method) and db's run methods (bv_run_method) are enums
+ * of their own layers; both name them from this list. */
+enum { BV_N_METHOD_NAMES = 5 };
+extern const char *const bv_method_names[BV_N_METHOD_NAMES];
+
 #endif

@@ -322,3 +322,5 @@ int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what)
 	*out = v;
 	return 0;
 }
+
+const char *const bv_method_names[BV_N_METHOD_NAMES] = {"teacher", "ce", "kd", "wsl", "kd-filter"};

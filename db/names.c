@@ -1,29 +1,30 @@
 /*
- * The database's vocabulary: the one table of run methods and run statuses
- * and their names. Inside the program a method or a status is an enum of
+ * The database's vocabulary: the one table of run methods (named from base's
+ * bv_method_names) and run statuses, and their names. Inside the program a method or a status is an enum of
  * db.h; its name exists only where it meets SQL (a row read or written, a
  * query's text) and in messages, and every such name comes from here. The
  * schema's CHECK constraints (schema.c) are frozen migration text and spell
- * the same names out; tests/test_contract.c holds them to this table, and nn's
- * names of the training methods (nn/loss.c) too.
+ * the same names out; tests/test_contract.c holds them to this table, and
+ * nn's training methods (nn/loss.c, named from the same bv_method_names) too.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "db.h"
 
-/* soft: trained from the teacher at a temperature (the runs with one) */
+/* name: the index of its name in base's bv_method_names; soft: trained from
+ * the teacher at a temperature (the runs with one) */
 static const struct {
-	const char *name;
-	int soft;
+	int name, soft;
 } methods[] = {
-	[BV_RUN_TEACHER] = {"teacher", 0},
-	[BV_RUN_CE] = {"ce", 0},
-	[BV_RUN_KD] = {"kd", 1},
-	[BV_RUN_WSL] = {"wsl", 1},
-	[BV_RUN_KD_FILTER] = {"kd-filter", 1},
+	[BV_RUN_TEACHER] = {0, 0},
+	[BV_RUN_CE] = {1, 0},
+	[BV_RUN_KD] = {2, 1},
+	[BV_RUN_WSL] = {3, 1},
+	[BV_RUN_KD_FILTER] = {4, 1},
 };
 _Static_assert(BV_ARRAY_LEN(methods) == BV_RUN_N_METHODS, "one name per bv_run_method");
+_Static_assert((int)BV_RUN_N_METHODS == (int)BV_N_METHOD_NAMES, "every method name is a run's");
 
 static const char *const statuses[] = {
 	[BV_RUN_PENDING] = "pending",
@@ -35,7 +36,7 @@ _Static_assert(BV_ARRAY_LEN(statuses) == BV_RUN_N_STATUSES, "one name per bv_run
 
 const char *bv_db_method_name(bv_run_method m)
 {
-	return (unsigned)m < BV_RUN_N_METHODS ? methods[m].name : "?";
+	return (unsigned)m < BV_RUN_N_METHODS ? bv_method_names[methods[m].name] : "?";
 }
 
 const char *bv_db_status_name(bv_run_status s)
@@ -52,7 +53,7 @@ int bv_db_method_parse(bv_run_method *out, const char *s)
 {
 	char list[128];
 	for (int i = 0; s && i < BV_RUN_N_METHODS; i++)
-		if (strcmp(s, methods[i].name) == 0) {
+		if (strcmp(s, bv_method_names[methods[i].name]) == 0) {
 			*out = (bv_run_method)i;
 			return 0;
 		}
@@ -114,7 +115,7 @@ static const char *join(char *out, size_t size, const char *(*name)(int), int n,
 
 static const char *method_at(int i)
 {
-	return methods[i].name;
+	return bv_method_names[methods[i].name];
 }
 
 static const char *status_at(int i)

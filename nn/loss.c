@@ -20,20 +20,21 @@
 #include <math.h>
 #include <string.h>
 
-static const char *method_names[] = {
-	[BV_METHOD_CE] = "ce", [BV_METHOD_KD] = "kd", [BV_METHOD_WSL] = "wsl",
-	[BV_METHOD_KD_FILTER] = "kd-filter", [BV_METHOD_TEACHER] = "teacher",
+/* each training method's name in base's bv_method_names */
+static const int method_name[] = {
+	[BV_METHOD_CE] = 1, [BV_METHOD_KD] = 2, [BV_METHOD_WSL] = 3, [BV_METHOD_KD_FILTER] = 4,
+	[BV_METHOD_TEACHER] = 0,
 };
 
 const char *bv_method_name(bv_method m)
 {
-	return (unsigned)m < BV_ARRAY_LEN(method_names) ? method_names[m] : "?";
+	return (unsigned)m < BV_ARRAY_LEN(method_name) ? bv_method_names[method_name[m]] : "?";
 }
 
 int bv_method_parse(bv_method *out, const char *s, const char *what)
 {
-	for (unsigned i = 0; i < BV_ARRAY_LEN(method_names); i++)
-		if (strcmp(s, method_names[i]) == 0) {
+	for (unsigned i = 0; i < BV_ARRAY_LEN(method_name); i++)
+		if (strcmp(s, bv_method_names[method_name[i]]) == 0) {
 			*out = (bv_method)i;
 			return 0;
 		}
