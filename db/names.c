@@ -1,11 +1,12 @@
 /*
  * The database's vocabulary: the one table of run methods (named from base's
- * bv_method_names) and run statuses, and their names. Inside the program a method or a status is an enum of
- * db.h; its name exists only where it meets SQL (a row read or written, a
- * query's text) and in messages, and every such name comes from here. The
- * schema's CHECK constraints (schema.c) are frozen migration text and spell
- * the same names out; tests/test_contract.c holds them to this table, and
- * nn's training methods (nn/loss.c, named from the same bv_method_names) too.
+ * bv_method_names) and run statuses, and their names. Inside the program a
+ * method or a status is an enum of db.h; its name exists only where it meets
+ * SQL (a row read or written, a query's text) and in messages, and every such
+ * name comes from here. The schema's CHECK constraints (schema.c) are frozen
+ * migration text and spell the same names out; tests/test_contract.c holds
+ * them to this table, and nn's training methods (nn/loss.c, named from the
+ * same bv_method_names) too.
  */
 #include <stdio.h>
 #include <string.h>
