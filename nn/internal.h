@@ -4,6 +4,7 @@
 #ifndef BV_NN_INTERNAL_H
 #define BV_NN_INTERNAL_H
 
+#include "nn.h"
 #include <stddef.h>
 
 /* sum of x[0..len) in float lanes the compiler vectorises, combined in double */
@@ -39,5 +40,21 @@ void nn_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, 
 
 /* Items per piece for elementwise loops: below this a thread costs more than it saves. */
 #define NN_MIN_CHUNK 32768
+
+/* A model's nodes, activation shapes and sizes as zoo.c builds them from a
+ * spec; bv_model_new (model.c) copies them into a model. */
+#define NN_MAX_NODES 1024
+typedef struct nn_plan {
+	bv_node nodes[NN_MAX_NODES];
+	bv_shape shapes[NN_MAX_NODES + 1]; /* of every activation; 0 = the input */
+	int n_nodes;
+	size_t n_params, n_buffers;
+	int failed;
+} nn_plan;
+
+/* The plan of spec on in_shape with n_classes outputs, in *out (the caller
+ * frees it); BV_EINVAL naming the spec when it is unknown, too long or does
+ * not fit the input. Nothing of the model is allocated. */
+int nn_model_plan(nn_plan **out, const char *spec, bv_shape in_shape, int n_classes);
 
 #endif
