@@ -11,6 +11,8 @@
  */
 #include "nn.h"
 
+#include "internal.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +136,7 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 	unsigned char *data = NULL;
 	size_t len = 0, pos = 0;
 	bv_model *m = NULL;
+	nn_plan *plan = NULL;
 	char spec[128];
 	int rc;
 	*out = NULL;
@@ -228,22 +231,21 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 	}
 	/* the stored counts against the spec's before the model is allocated:
 	 * a spec within the limits can still ask for gigabytes */
-	size_t want_params = 0, want_buffers = 0;
-	if ((rc = bv_model_sizes(spec, in, n_classes, &want_params, &want_buffers)) != 0) {
+	if ((rc = nn_model_plan(&plan, spec, in, n_classes)) != 0) {
 		rc = bv_error_prefix(BV_EFORMAT, "'%s'", path);
 		goto done;
 	}
-	if (want_params != n_params) {
+	if (plan->n_params != n_params) {
 		rc = bv_error_set(BV_EFORMAT, "'%s': %llu parameters stored, spec '%s' has %zu", path,
-				  (unsigned long long)n_params, spec, want_params);
+				  (unsigned long long)n_params, spec, plan->n_params);
 		goto done;
 	}
-	if (want_buffers != n_buffers && !(version == 1 && want_buffers == 0)) {
+	if (plan->n_buffers != n_buffers && !(version == 1 && plan->n_buffers == 0)) {
 		rc = bv_error_set(BV_EFORMAT, "'%s': %llu buffers stored, spec '%s' has %zu", path,
-				  (unsigned long long)n_buffers, spec, want_buffers);
+				  (unsigned long long)n_buffers, spec, plan->n_buffers);
 		goto done;
 	}
-	if ((rc = bv_model_new(&m, spec, in, n_classes)) != 0) {
+	if ((rc = nn_model_from_plan(&m, plan, spec, in, n_classes)) != 0) {
 		rc = bv_error_prefix(BV_EFORMAT, "'%s'", path);
 		goto done;
 	}
@@ -256,6 +258,7 @@ int bv_ckpt_load(bv_model **out, const char *path, const bv_shape *expect_in,
 	m = NULL;
 done:
 	bv_model_free(m);
+	free(plan);
 	free(data);
 	return rc;
 }

@@ -57,4 +57,9 @@ typedef struct nn_plan {
  * not fit the input. Nothing of the model is allocated. */
 int nn_model_plan(nn_plan **out, const char *spec, bv_shape in_shape, int n_classes);
 
+/* A model of that plan (its spec, in_shape and n_classes given again), its
+ * parameters zero: bv_model_new is nn_model_plan, then this. */
+int nn_model_from_plan(bv_model **out, const nn_plan *b, const char *spec, bv_shape in_shape,
+		       int n_classes);
+
 #endif

@@ -20,14 +20,12 @@
 
 static bv_conv_dims conv_dims(const bv_model *m, int i, int n);
 
-int bv_model_new(bv_model **out, const char *spec, bv_shape in_shape, int n_classes)
+int nn_model_from_plan(bv_model **out, const nn_plan *b, const char *spec, bv_shape in_shape,
+		       int n_classes)
 {
-	nn_plan *b = NULL;
 	bv_model *m = NULL;
 	int rc = 0;
 	*out = NULL;
-	if ((rc = nn_model_plan(&b, spec, in_shape, n_classes)) != 0)
-		return rc;
 	m = calloc(1, sizeof *m);
 	if (!m) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory building '%s'", spec);
@@ -69,6 +67,16 @@ int bv_model_new(bv_model **out, const char *spec, bv_shape in_shape, int n_clas
 	m = NULL;
 done:
 	bv_model_free(m);
+	return rc;
+}
+
+int bv_model_new(bv_model **out, const char *spec, bv_shape in_shape, int n_classes)
+{
+	nn_plan *b = NULL;
+	int rc = nn_model_plan(&b, spec, in_shape, n_classes);
+	*out = NULL;
+	if (rc == 0)
+		rc = nn_model_from_plan(out, b, spec, in_shape, n_classes);
 	free(b);
 	return rc;
 }

@@ -235,10 +235,6 @@ typedef struct bv_model {
  * bv_model_init. An unknown spec is BV_EINVAL with a message listing the forms.
  */
 int bv_model_new(bv_model **out, const char *spec, bv_shape in_shape, int n_classes);
-/* The parameter and buffer counts bv_model_new would give, without allocating
- * the model (a checkpoint's stored counts are compared with these first). */
-int bv_model_sizes(const char *spec, bv_shape in_shape, int n_classes, size_t *n_params,
-		   size_t *n_buffers);
 void bv_model_free(bv_model *m);
 /* He-normal weights N(0, 2/fan_in), zero biases, BN scale 1 and shift 0, BN
  * running mean 0 and variance 1, from a GSL mt19937 seeded with `seed`. */

@@ -2,7 +2,8 @@
  * The model zoo: a spec string ("mlp:1200-1200", "resnet20", "cnn-small", ...)
  * turned into the node list, activation shapes and parameter and buffer sizes
  * of a model (nn_model_plan), without allocating the model: bv_model_new
- * (model.c) copies the plan into a model, bv_model_sizes only counts.
+ * (model.c) copies the plan into a model; a checkpoint's stored counts are
+ * compared with a plan's before any model is allocated (checkpoint.c).
  *
  * The CIFAR networks follow the definitions of the CRD benchmark
  * (github.com/HobbitLong/RepDistiller, models/resnet.py, wrn.py, vgg.py) layer
@@ -343,17 +344,3 @@ int nn_model_plan(nn_plan **out, const char *spec, bv_shape in_shape, int n_clas
 		*out = b;
 	return rc;
 }
-
-int bv_model_sizes(const char *spec, bv_shape in_shape, int n_classes, size_t *n_params,
-		   size_t *n_buffers)
-{
-	builder *b = NULL;
-	int rc = nn_model_plan(&b, spec, in_shape, n_classes);
-	if (rc == 0) {
-		*n_params = b->n_params;
-		*n_buffers = b->n_buffers;
-	}
-	free(b);
-	return rc;
-}
-
