@@ -16,39 +16,15 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-rev=${1:-HEAD~1}
-build=$(cd "${2:-$here/build}" 2>/dev/null && pwd) || {
-	echo "compare_builds.sh: no build directory '${2:-$here/build}'" >&2
-	exit 2
-}
+. "$here/scripts/lib-rev.sh"
+rev_setup compare_builds.sh "${1:-HEAD~1}" "${2:-$here/build}"
 reps=${REPS:-5}
-new=$build/bvtool
-[ -x "$new" ] || {
-	echo "compare_builds.sh: no '$new' (cmake --build $build first)" >&2
-	exit 2
-}
-base=$(git -C "$here" rev-parse --verify -q "$rev^{commit}") || {
-	echo "compare_builds.sh: '$rev' is not a revision of $here" >&2
-	exit 2
-}
 command -v time >/dev/null 2>&1 || [ -x /usr/bin/time ] || {
 	echo "compare_builds.sh: needs the time utility (Debian package time)" >&2
 	exit 2
 }
-
-t=$(mktemp -d "${TMPDIR:-/tmp}/bv-cmp.XXXXXX")
-cleanup() {
-	git -C "$here" worktree remove --force "$t/src" >/dev/null 2>&1 || true
-	rm -rf "$t"
-}
-trap cleanup EXIT INT TERM
 say() { echo "$*" >&2; }
-
-say "building $rev ($base)"
-git -C "$here" worktree add -q --detach "$t/src" "$base"
-cmake -S "$t/src" -B "$t/src/build" >/dev/null
-cmake --build "$t/src/build" -j2 --target bvtool >/dev/null
-old=$t/src/build/bvtool
+rev_build
 
 # the shared inputs, made once with this checkout's build
 cd "$t"

@@ -17,37 +17,13 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-rev=${1:-HEAD~1}
-build=$(cd "${2:-$here/build}" 2>/dev/null && pwd) || {
-	echo "same_results.sh: no build directory '${2:-$here/build}' (cmake --build build first)" >&2
-	exit 2
-}
-new=$build/bvtool
-[ -x "$new" ] || {
-	echo "same_results.sh: no '$new' (cmake --build $build first)" >&2
-	exit 2
-}
-base=$(git -C "$here" rev-parse --verify -q "$rev^{commit}") || {
-	echo "same_results.sh: '$rev' is not a revision of $here" >&2
-	exit 2
-}
+. "$here/scripts/lib-rev.sh"
+rev_setup same_results.sh "${1:-HEAD~1}" "${2:-$here/build}"
 command -v sqlite3 >/dev/null || {
 	echo "same_results.sh: needs the sqlite3 shell (Debian package sqlite3)" >&2
 	exit 2
 }
-
-t=$(mktemp -d "${TMPDIR:-/tmp}/bv-same.XXXXXX")
-cleanup() {
-	git -C "$here" worktree remove --force "$t/src" >/dev/null 2>&1 || true
-	rm -rf "$t"
-}
-trap cleanup EXIT INT TERM
-
-echo "building $rev ($base) in $t/src" >&2
-git -C "$here" worktree add -q --detach "$t/src" "$base"
-cmake -S "$t/src" -B "$t/src/build" >/dev/null # the same default build type as build/
-cmake --build "$t/src/build" -j2 --target bvtool >/dev/null
-old=$t/src/build/bvtool
+rev_build
 
 # work BVTOOL DIR: every computation compared, into DIR
 work() {
