@@ -1,0 +1,1 @@
+/* interop/import.c: written in issue 12 (see interop/CMakeLists.txt) */

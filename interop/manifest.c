@@ -1,0 +1,1 @@
+/* interop/manifest.c: written in issue 12 (see interop/CMakeLists.txt) */

@@ -1,0 +1,1 @@
+/* interop/npy.c: written in issue 12 (see interop/CMakeLists.txt) */
