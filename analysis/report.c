@@ -190,30 +190,6 @@ static int utf8_len(const unsigned char *s)
 	return n;
 }
 
-void bv_json_string(bv_buf *out, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	bv_buf_append(out, "\"", 1);
-	while (*p) {
-		const int n = utf8_len(p);
-		if (n == 0) {
-			bputs(out, "\\ufffd"); /* an invalid byte: the replacement character */
-			p++;
-		} else if (*p == '"' || *p == '\\') {
-			const char e[2] = {'\\', (char)*p};
-			bv_buf_append(out, e, 2);
-			p++;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			bprintf(out, "\\u%04x", *p);
-			p++;
-		} else {
-			bv_buf_append(out, p, (size_t)n);
-			p += n;
-		}
-	}
-	bv_buf_append(out, "\"", 1);
-}
-
 /* s as a jansson string. json_string refuses malformed UTF-8, and a
  * database's text may be anything: each byte that is not part of well-formed
  * UTF-8 becomes U+FFFD (EF BF BD), so that the report is valid JSON whatever
