@@ -670,6 +670,52 @@ static int file_exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
+/* the comparison the round trips rest on: it sees one ulp, the sign of zero,
+ * a path, an extra; a NULL metrics column is a column of NAN */
+static void test_compare(void)
+{
+	bv_manifest a, b;
+	char why[600];
+	fill(&a);
+	fill(&b);
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 0, "equal: %s", why);
+	b.runs[0].alpha = nextafter(a.runs[0].alpha, 1);
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 1 &&
+		      strcmp(why, "runs[0].alpha: 0.33333333333333331 vs 0.33333333333333337") == 0,
+	      "one ulp: %s", why);
+	b.runs[0].alpha = a.runs[0].alpha;
+	b.runs[1].alpha = 0.0;
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 1 &&
+		      strcmp(why, "runs[1].alpha: -0 vs 0") == 0,
+	      "-0 vs 0: %s", why);
+	b.runs[1].alpha = -0.0;
+	b.runs[0].logits[0].paths[2][0] = 'x';
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 1 &&
+		      strcmp(why, "runs[0].logits.test[2]: c.npy vs x.npy") == 0,
+	      "a path: %s", why);
+	b.runs[0].logits[0].paths[2][0] = 'c';
+	free(b.teacher.extras);
+	b.teacher.extras = dupstr("{\"a\":1}");
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 1 &&
+		      strcmp(why, "teacher.extras: (absent) vs {\"a\":1}") == 0,
+	      "an extra: %s", why);
+	free(b.teacher.extras);
+	b.teacher.extras = dupstr("{}");
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 0, "no extras is {}: %s", why);
+	b.teacher.metrics.seconds = doubles(2, (double[]){NAN, NAN});
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 0, "NULL is NAN: %s", why);
+	b.teacher.metrics.seconds[1] = 3;
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 1 &&
+		      strcmp(why, "teacher.metrics.seconds[1]: nan vs 3") == 0,
+	      "a metric: %s", why);
+	b.runs[2].epochs[0]--;
+	CHECK(bv_manifest_compare(&a, &b, why, sizeof why) == 1 &&
+		      strcmp(why, "teacher.metrics.seconds[1]: nan vs 3") == 0,
+	      "the first difference: %s", why);
+	bv_manifest_free(&a);
+	bv_manifest_free(&b);
+}
+
 static void test_round_trip(void)
 {
 	char root[512], path[600], why[600];
@@ -913,6 +959,7 @@ int main(void)
 	test_bad();
 	test_not_json();
 	test_extras();
+	test_compare();
 	test_round_trip();
 	test_files();
 	return bv_check_done();
