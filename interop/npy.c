@@ -58,7 +58,8 @@ static const char *printable(char *out, size_t cap, const unsigned char *s, size
 	return out;
 }
 
-static int bad_header(const char *where, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad_header(const char *where, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static int bad_header(const char *where, const char *fmt, ...)
 {
 	char msg[256];
@@ -105,10 +106,10 @@ static int unexpected(scan *s, const char *wanted)
 	if (s->p >= s->end)
 		return bad_header(s->where, "expected %s, found the end of the header", wanted);
 	if (*s->p >= 0x20 && *s->p < 0x7f)
-		return bad_header(s->where, "expected %s at byte %zu of the dict, found '%c'", wanted, at,
-				  *s->p);
-	return bad_header(s->where, "expected %s at byte %zu of the dict, found byte 0x%02x", wanted, at,
-			  *s->p);
+		return bad_header(s->where, "expected %s at byte %zu of the dict, found '%c'",
+				  wanted, at, *s->p);
+	return bad_header(s->where, "expected %s at byte %zu of the dict, found byte 0x%02x",
+			  wanted, at, *s->p);
 }
 
 static int expect_char(scan *s, char c, const char *wanted)
@@ -130,8 +131,10 @@ static int scan_string(scan *s, const unsigned char **out, size_t *out_len)
 	const unsigned char *b = s->p;
 	while (s->p < s->end && *s->p != q) {
 		if (*s->p == '\\' || *s->p == '\n' || *s->p == '\r')
-			return bad_header(s->where, "an escape or line break in a string at byte %zu of the dict",
-					  (size_t)(s->p - s->start));
+			return bad_header(
+				s->where,
+				"an escape or line break in a string at byte %zu of the dict",
+				(size_t)(s->p - s->start));
 		s->p++;
 	}
 	if (s->p >= s->end)
@@ -217,7 +220,8 @@ static int scan_shape(scan *s, int major, int *ndim, int64_t *shape)
 		if ((rc = scan_dim(s, major, &d)) != 0)
 			return rc;
 		if (*ndim == BV_NPY_MAX_DIMS)
-			return bad_header(s->where, "'shape' has more than %d dimensions", BV_NPY_MAX_DIMS);
+			return bad_header(s->where, "'shape' has more than %d dimensions",
+					  BV_NPY_MAX_DIMS);
 		shape[(*ndim)++] = d;
 		skip_ws(s);
 		if (s->p < s->end && *s->p == ')') {
@@ -246,21 +250,25 @@ static int check_descr(bv_npy *a, const unsigned char *d, size_t n)
 		size = d[2] - '0';
 	const int known = (order == '<' || order == '>' || order == '=' || order == '|') &&
 			  ((kind == 'f' && (size == 2 || size == 4 || size == 8)) ||
-			   ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 || size == 8)) ||
+			   ((kind == 'i' || kind == 'u') &&
+			    (size == 1 || size == 2 || size == 4 || size == 8)) ||
 			   (kind == 'b' && size == 1));
 	if (!known)
 		return bv_error_set(BV_EFORMAT,
-				    "'%s': dtype '%s' is not supported (expected float16/32/64 logits or integer labels)",
+				    "'%s': dtype '%s' is not supported (expected float16/32/64 "
+				    "logits or integer labels)",
 				    a->where, text);
 	/* the byte order of one byte does not matter; '|' ("not applicable") is
 	 * NumPy's for those, '=' is native, and this machine is little-endian */
 	if (size > 1 && order == '>')
-		return bv_error_set(BV_EFORMAT,
-				    "'%s': dtype '%s' is big-endian; save it little-endian (a.astype('<%c%d'))",
-				    a->where, text, kind, size);
+		return bv_error_set(
+			BV_EFORMAT,
+			"'%s': dtype '%s' is big-endian; save it little-endian (a.astype('<%c%d'))",
+			a->where, text, kind, size);
 	if (size > 1 && order == '|')
-		return bv_error_set(BV_EFORMAT, "'%s': dtype '%s' has no byte order (expected '<%c%d')", a->where,
-				    text, kind, size);
+		return bv_error_set(BV_EFORMAT,
+				    "'%s': dtype '%s' has no byte order (expected '<%c%d')",
+				    a->where, text, kind, size);
 	memcpy(a->descr, d, n);
 	a->descr[n] = '\0';
 	a->kind = kind;
@@ -277,35 +285,44 @@ static int parse_prefix(bv_npy *a, const unsigned char *data, size_t len, size_t
 	if (memcmp(data, npy_magic, m) != 0)
 		return bv_error_set(BV_EFORMAT, "'%s': not an .npy file (bad magic)", a->where);
 	if (len < 8)
-		return bv_error_set(BV_EFORMAT, "'%s': truncated header (%zu bytes)", a->where, len);
+		return bv_error_set(BV_EFORMAT, "'%s': truncated header (%zu bytes)", a->where,
+				    len);
 	a->major = data[6];
 	a->minor = data[7];
 	if ((a->major != 1 && a->major != 2 && a->major != 3) || a->minor != 0)
-		return bv_error_set(BV_EFORMAT,
-				    "'%s': unsupported .npy format version %d.%d (expected 1.0, 2.0 or 3.0)",
-				    a->where, a->major, a->minor);
+		return bv_error_set(
+			BV_EFORMAT,
+			"'%s': unsupported .npy format version %d.%d (expected 1.0, 2.0 or 3.0)",
+			a->where, a->major, a->minor);
 	const size_t prefix = a->major == 1 ? 10 : 12;
 	if (len < prefix)
-		return bv_error_set(BV_EFORMAT, "'%s': truncated header (%zu bytes)", a->where, len);
+		return bv_error_set(BV_EFORMAT, "'%s': truncated header (%zu bytes)", a->where,
+				    len);
 	uint32_t hlen = (uint32_t)data[8] | (uint32_t)data[9] << 8;
 	if (a->major >= 2)
 		hlen |= (uint32_t)data[10] << 16 | (uint32_t)data[11] << 24;
 	if (hlen > BV_NPY_MAX_HEADER)
-		return bad_header(a->where, "%" PRIu32 " bytes long, more than %d", hlen, BV_NPY_MAX_HEADER);
+		return bad_header(a->where, "%" PRIu32 " bytes long, more than %d", hlen,
+				  BV_NPY_MAX_HEADER);
 	*total = prefix + hlen;
 	return 0;
 }
+
+/* The keys of the header dict, all three required (as NumPy requires them) */
+enum { KEY_DESCR, KEY_ORDER, KEY_SHAPE };
+static const char *const header_keys[3] = {"descr", "fortran_order", "shape"};
 
 int bv_npy_parse_header(bv_npy *a, const unsigned char *data, size_t len, size_t *data_offset,
 			const char *where)
 {
 	size_t total;
-	int rc, have_descr = 0, have_order = 0, have_shape = 0;
+	int rc, seen[3] = {0, 0, 0};
 	const unsigned char *descr = NULL;
 	size_t descr_len = 0;
 	int structured = 0;
 
-	snprintf(a->where, sizeof a->where, "%s", where);
+	if (where != a->where)
+		snprintf(a->where, sizeof a->where, "%s", where);
 	a->major = a->minor = 0;
 	a->kind = 0;
 	a->itemsize = 0;
@@ -317,40 +334,42 @@ int bv_npy_parse_header(bv_npy *a, const unsigned char *data, size_t len, size_t
 	if ((rc = parse_prefix(a, data, len, &total)) != 0)
 		return rc;
 	if (len < total)
-		return bv_error_set(BV_EFORMAT, "'%s': truncated header (%zu of %zu bytes)", a->where, len, total);
+		return bv_error_set(BV_EFORMAT, "'%s': truncated header (%zu of %zu bytes)",
+				    a->where, len, total);
 
-	scan s = {data + (a->major == 1 ? 10 : 12), data + (a->major == 1 ? 10 : 12), data + total, a->where};
+	scan s = {data + (a->major == 1 ? 10 : 12), data + (a->major == 1 ? 10 : 12), data + total,
+		  a->where};
 	if ((rc = expect_char(&s, '{', "'{'")) != 0)
 		return rc;
 	for (;;) {
-		const unsigned char *key;
+		const unsigned char *key_text;
 		size_t key_len;
 		skip_ws(&s);
 		if (s.p < s.end && *s.p == '}') {
 			s.p++;
 			break;
 		}
-		if ((rc = scan_string(&s, &key, &key_len)) != 0)
+		if ((rc = scan_string(&s, &key_text, &key_len)) != 0)
 			return rc;
 		if ((rc = expect_char(&s, ':', "':' after a key")) != 0)
 			return rc;
-		int *seen;
-		if (key_len == 5 && memcmp(key, "descr", 5) == 0)
-			seen = &have_descr;
-		else if (key_len == 13 && memcmp(key, "fortran_order", 13) == 0)
-			seen = &have_order;
-		else if (key_len == 5 && memcmp(key, "shape", 5) == 0)
-			seen = &have_shape;
-		else {
+		int key = -1;
+		for (int k = 0; k < 3; k++)
+			if (key_len == strlen(header_keys[k]) &&
+			    memcmp(key_text, header_keys[k], key_len) == 0)
+				key = k;
+		if (key < 0) {
 			char k[48];
-			return bad_header(a->where, "unknown key '%s' (expected 'descr', 'fortran_order', 'shape')",
-					  printable(k, sizeof k, key, key_len));
+			return bad_header(
+				a->where,
+				"unknown key '%s' (expected 'descr', 'fortran_order', 'shape')",
+				printable(k, sizeof k, key_text, key_len));
 		}
-		if (*seen)
-			return bad_header(a->where, "the key '%.*s' twice", (int)key_len, (const char *)key);
-		*seen = 1;
+		if (seen[key])
+			return bad_header(a->where, "the key '%s' twice", header_keys[key]);
+		seen[key] = 1;
 		skip_ws(&s);
-		if (seen == &have_descr) {
+		if (key == KEY_DESCR) {
 			if (s.p < s.end && *s.p == '[') {
 				structured = 1;
 				if ((rc = skip_brackets(&s)) != 0)
@@ -359,9 +378,10 @@ int bv_npy_parse_header(bv_npy *a, const unsigned char *data, size_t len, size_t
 				if ((rc = scan_string(&s, &descr, &descr_len)) != 0)
 					return rc;
 			} else {
-				return bad_header(a->where, "'descr' is neither a string nor a list");
+				return bad_header(a->where,
+						  "'descr' is neither a string nor a list");
 			}
-		} else if (seen == &have_order) {
+		} else if (key == KEY_ORDER) {
 			const size_t left = (size_t)(s.end - s.p);
 			if (left >= 4 && memcmp(s.p, "True", 4) == 0) {
 				a->fortran_order = 1;
@@ -398,22 +418,27 @@ int bv_npy_parse_header(bv_npy *a, const unsigned char *data, size_t len, size_t
 	}
 	if (!newline)
 		return bad_header(a->where, "it does not end with a newline");
-	if (!have_descr || !have_order || !have_shape)
-		return bad_header(a->where, "no '%s' key", !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
+	for (int k = 0; k < 3; k++)
+		if (!seen[k])
+			return bad_header(a->where, "no '%s' key", header_keys[k]);
 
 	if (structured)
-		return bv_error_set(BV_EFORMAT,
-				    "'%s': a structured dtype (descr is a list) is not supported (expected "
-				    "float16/32/64 logits or integer labels)",
-				    a->where);
+		return bv_error_set(
+			BV_EFORMAT,
+			"'%s': a structured dtype (descr is a list) is not supported (expected "
+			"float16/32/64 logits or integer labels)",
+			a->where);
 	if ((rc = check_descr(a, descr, descr_len)) != 0)
 		return rc;
 	char shape_text[256];
 	if (a->fortran_order && a->ndim >= 2)
-		return bv_error_set(BV_EFORMAT,
-				    "'%s': a Fortran-ordered array of shape %s is not supported; save a C-ordered "
-				    "one (np.save(path, np.ascontiguousarray(a)))",
-				    a->where, bv_npy_shape_text(shape_text, sizeof shape_text, a->ndim, a->shape));
+		return bv_error_set(
+			BV_EFORMAT,
+			"'%s': a Fortran-ordered array of shape %s is not supported; save a "
+			"C-ordered "
+			"one (np.save(path, np.ascontiguousarray(a)))",
+			a->where,
+			bv_npy_shape_text(shape_text, sizeof shape_text, a->ndim, a->shape));
 	/* count = prod(shape) (1 for a 0-d array, 0 when any dimension is 0) */
 	int64_t count = 1;
 	int zero = 0;
@@ -422,14 +447,17 @@ int bv_npy_parse_header(bv_npy *a, const unsigned char *data, size_t len, size_t
 	for (int i = 0; i < a->ndim && !zero; i++) {
 		if (count > INT64_MAX / a->shape[i])
 			return bad_header(a->where, "shape %s holds more than 2^63 - 1 elements",
-					  bv_npy_shape_text(shape_text, sizeof shape_text, a->ndim, a->shape));
+					  bv_npy_shape_text(shape_text, sizeof shape_text, a->ndim,
+							    a->shape));
 		count *= a->shape[i];
 	}
 	if (zero)
 		count = 0;
 	if (count > (INT64_MAX - (int64_t)total) / a->itemsize)
-		return bad_header(a->where, "shape %s of '%s' is more than 2^63 - 1 bytes",
-				  bv_npy_shape_text(shape_text, sizeof shape_text, a->ndim, a->shape), a->descr);
+		return bad_header(
+			a->where, "shape %s of '%s' is more than 2^63 - 1 bytes",
+			bv_npy_shape_text(shape_text, sizeof shape_text, a->ndim, a->shape),
+			a->descr);
 	a->count = count;
 	*data_offset = total;
 	return 0;
@@ -439,8 +467,8 @@ int bv_npy_parse_header(bv_npy *a, const unsigned char *data, size_t len, size_t
 
 /* What an open bv_npy holds in priv. */
 typedef struct npy_src {
-	int fd;             /* a plain .npy file, or -1 */
-	zip_t *za;          /* an .npz archive and its member */
+	int fd;    /* a plain .npy file, or -1 */
+	zip_t *za; /* an .npz archive and its member */
 	zip_file_t *zf;
 	unsigned char *buf; /* (BUF_BYTES) conversion buffer; NULL for the direct dtypes */
 	int failed;         /* a read failed: every later read fails too */
@@ -465,8 +493,8 @@ static void src_free(npy_src *s)
 static int zip_read_error(zip_file_t *zf, const char *where)
 {
 	const int ze = zip_error_code_zip(zip_file_get_error(zf));
-	return bv_error_set(ze == ZIP_ER_READ || ze == ZIP_ER_SEEK ? BV_EIO : BV_EFORMAT, "cannot read '%s': %s",
-			    where, zip_file_strerror(zf));
+	return bv_error_set(ze == ZIP_ER_READ || ze == ZIP_ER_SEEK ? BV_EIO : BV_EFORMAT,
+			    "cannot read '%s': %s", where, zip_file_strerror(zf));
 }
 
 /* Exactly n bytes into dst, or an error naming the file. */
@@ -479,7 +507,10 @@ static int src_read(npy_src *s, const char *where, void *dst, size_t n)
 			if (r < 0)
 				return zip_read_error(s->zf, where);
 			if (r == 0)
-				return bv_error_set(BV_EIO, "cannot read '%s': the member ended %zu bytes early", where, n);
+				return bv_error_set(
+					BV_EIO,
+					"cannot read '%s': the member ended %zu bytes early", where,
+					n);
 			p += r;
 			n -= (size_t)r;
 		} else {
@@ -487,9 +518,12 @@ static int src_read(npy_src *s, const char *where, void *dst, size_t n)
 			if (r < 0 && errno == EINTR)
 				continue;
 			if (r < 0)
-				return bv_error_set(BV_EIO, "cannot read '%s': %s", where, strerror(errno));
+				return bv_error_set(BV_EIO, "cannot read '%s': %s", where,
+						    strerror(errno));
 			if (r == 0)
-				return bv_error_set(BV_EIO, "cannot read '%s': the file ended %zu bytes early (changed while read?)",
+				return bv_error_set(BV_EIO,
+						    "cannot read '%s': the file ended %zu bytes "
+						    "early (changed while read?)",
 						    where, n);
 			p += r;
 			n -= (size_t)r;
@@ -521,7 +555,8 @@ static void list_members(char *out, size_t cap, zip_t *za)
 		if (len > 4 && strcmp(name + len - 4, ".npy") == 0)
 			len -= 4;
 		k += (size_t)snprintf(out + k, cap - k, "%s%s", i ? ", " : "",
-				      printable(text, sizeof text, (const unsigned char *)(name ? name : "?"), len));
+				      printable(text, sizeof text,
+						(const unsigned char *)(name ? name : "?"), len));
 	}
 	if (n == 0 && cap > 6)
 		snprintf(out, cap, "none");
@@ -551,12 +586,15 @@ static int open_member(npy_src *s, const char *path, const char *split, uint64_t
 	if (!(s->za = zip_fdopen(fd, ZIP_RDONLY, &err))) {
 		zip_error_init_with_code(&ze, err);
 		if (err == ZIP_ER_NOZIP)
-			rc = bv_error_set(BV_EFORMAT, "'%s' is not a zip archive (an .npz)", archive);
-		else if (err == ZIP_ER_INCONS || err == ZIP_ER_COMPNOTSUPP || err == ZIP_ER_ENCRNOTSUPP)
-			rc = bv_error_set(BV_EFORMAT, "'%s': bad zip archive: %s", archive, zip_error_strerror(&ze));
-		else
-			rc = bv_error_set(err == ZIP_ER_MEMORY ? BV_ENOMEM : BV_EIO, "cannot open '%s': %s", archive,
+			rc = bv_error_set(BV_EFORMAT, "'%s' is not a zip archive (an .npz)",
+					  archive);
+		else if (err == ZIP_ER_INCONS || err == ZIP_ER_COMPNOTSUPP ||
+			 err == ZIP_ER_ENCRNOTSUPP)
+			rc = bv_error_set(BV_EFORMAT, "'%s': bad zip archive: %s", archive,
 					  zip_error_strerror(&ze));
+		else
+			rc = bv_error_set(err == ZIP_ER_MEMORY ? BV_ENOMEM : BV_EIO,
+					  "cannot open '%s': %s", archive, zip_error_strerror(&ze));
 		zip_error_fini(&ze);
 		goto done;
 	}
@@ -567,14 +605,17 @@ static int open_member(npy_src *s, const char *path, const char *split, uint64_t
 	if (idx < 0) {
 		char list[320], text[80];
 		list_members(list, sizeof list, s->za);
-		rc = bv_error_set(BV_EIO, "'%s' has no member '%s' (members: %s)", archive,
-				  printable(text, sizeof text, (const unsigned char *)member, strlen(member)), list);
+		rc = bv_error_set(
+			BV_EIO, "'%s' has no member '%s' (members: %s)", archive,
+			printable(text, sizeof text, (const unsigned char *)member, strlen(member)),
+			list);
 		goto done;
 	}
 	zip_stat_t st;
 	zip_stat_init(&st);
 	if (zip_stat_index(s->za, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
-		rc = bv_error_set(BV_EFORMAT, "'%s': bad zip archive: %s", path, zip_strerror(s->za));
+		rc = bv_error_set(BV_EFORMAT, "'%s': bad zip archive: %s", path,
+				  zip_strerror(s->za));
 		goto done;
 	}
 	if (!(s->zf = zip_fopen_index(s->za, (zip_uint64_t)idx, 0))) {
@@ -601,8 +642,8 @@ int bv_npy_open(bv_npy *a, const char *path)
 	memset(a, 0, sizeof *a);
 	if (strlen(path) >= sizeof a->where) {
 		memcpy(a->where, path, sizeof a->where - 1); /* cut, for messages */
-		return bv_error_set(BV_EINVAL, "cannot open '%.80s...': path longer than %zu bytes", path,
-				    sizeof a->where - 1);
+		return bv_error_set(BV_EINVAL, "cannot open '%.80s...': path longer than %zu bytes",
+				    path, sizeof a->where - 1);
 	}
 	snprintf(a->where, sizeof a->where, "%s", path);
 	if (!(s = calloc(1, sizeof *s)))
@@ -636,7 +677,8 @@ int bv_npy_open(bv_npy *a, const char *path)
 	if ((rc = parse_prefix(a, hdr, got, &total)) != 0)
 		goto done;
 	if (total > avail) {
-		rc = bv_error_set(BV_EFORMAT, "'%s': truncated header (%" PRIu64 " of %zu bytes)", path, avail, total);
+		rc = bv_error_set(BV_EFORMAT, "'%s': truncated header (%" PRIu64 " of %zu bytes)",
+				  path, avail, total);
 		goto done;
 	}
 	if ((rc = src_read(s, path, hdr + got, total - got)) != 0)
@@ -647,9 +689,12 @@ int bv_npy_open(bv_npy *a, const char *path)
 	const uint64_t want = (uint64_t)a->count * (uint64_t)a->itemsize, have = avail - total;
 	if (have != want) {
 		char shape[256];
-		rc = bv_error_set(BV_EFORMAT, "'%s': %s: %" PRIu64 " data bytes, expected %" PRIu64 " for shape %s of '%s'",
+		rc = bv_error_set(BV_EFORMAT,
+				  "'%s': %s: %" PRIu64 " data bytes, expected %" PRIu64
+				  " for shape %s of '%s'",
 				  path, have < want ? "truncated" : "trailing bytes", have, want,
-				  bv_npy_shape_text(shape, sizeof shape, a->ndim, a->shape), a->descr);
+				  bv_npy_shape_text(shape, sizeof shape, a->ndim, a->shape),
+				  a->descr);
 		goto done;
 	}
 	const int direct = strcmp(a->descr + 1, "f4") == 0 || strcmp(a->descr + 1, "i8") == 0;
@@ -685,7 +730,8 @@ void bv_npy_close(bv_npy *a)
  * inf and NaN (payload kept) carried over. */
 static float half_to_float(uint16_t h)
 {
-	uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu,
+		 bits;
 	if (exp == 0x1f)
 		bits = sign | 0x7f800000u | mant << 13;
 	else if (exp != 0)
@@ -715,28 +761,33 @@ static int read_check(bv_npy *a, int64_t n, int want_float)
 	if (s->failed)
 		return bv_error_set(BV_EIO, "cannot read '%s': an earlier read failed", a->where);
 	if (want_float && a->kind != 'f')
-		return bv_error_set(BV_EINVAL, "'%s' holds %s, expected floats", a->where, a->descr);
+		return bv_error_set(BV_EINVAL, "'%s' holds %s, expected floats", a->where,
+				    a->descr);
 	if (!want_float && a->kind == 'f')
-		return bv_error_set(BV_EINVAL, "'%s' holds %s, expected integers", a->where, a->descr);
+		return bv_error_set(BV_EINVAL, "'%s' holds %s, expected integers", a->where,
+				    a->descr);
 	if (n < 0 || n > a->count - a->pos)
 		return bv_error_set(BV_EINVAL,
-				    "cannot read '%s': %" PRId64 " elements asked at element %" PRId64 " of %" PRId64,
+				    "cannot read '%s': %" PRId64
+				    " elements asked at element %" PRId64 " of %" PRId64,
 				    a->where, n, a->pos, a->count);
 	return 0;
 }
 
-/* After the last element of an .npz member: libzip checks the CRC and the
- * size when its stream reaches the end, which takes one more read. */
-static int read_end(bv_npy *a, npy_src *s)
+/* After the last element of an .npz member (n more bring pos to count):
+ * libzip checks the CRC and the size when its stream reaches the end, which
+ * takes one more read. */
+static int read_end(bv_npy *a, npy_src *s, int64_t n)
 {
 	unsigned char extra;
-	if (!s->zf || a->pos != a->count)
+	if (!s->zf || a->pos + n != a->count)
 		return 0;
 	zip_int64_t r = zip_fread(s->zf, &extra, 1);
 	if (r < 0)
 		return zip_read_error(s->zf, a->where);
 	if (r > 0)
-		return bv_error_set(BV_EFORMAT, "'%s': the member holds more data than its size", a->where);
+		return bv_error_set(BV_EFORMAT, "'%s': the member holds more data than its size",
+				    a->where);
 	return 0;
 }
 
@@ -762,7 +813,7 @@ int bv_npy_read_f32(bv_npy *a, float *out, int64_t n)
 					o[i] = half_to_float(h);
 				}
 			} else {
-				/* round to nearest; beyond FLT_MAX the cast gives inf (IEC 60559, Annex F) */
+				/* to nearest; past FLT_MAX, inf (IEC 60559, C11 Annex F) */
 				for (size_t i = 0; i < m; i++) {
 					double d;
 					memcpy(&d, s->buf + 8 * i, 8);
@@ -772,15 +823,15 @@ int bv_npy_read_f32(bv_npy *a, float *out, int64_t n)
 			done += (int64_t)m;
 		}
 	}
-	if (rc == 0) {
-		a->pos += n;
-		rc = read_end(a, s);
-	}
+	if (rc == 0)
+		rc = read_end(a, s, n);
 	if (rc) {
 		s->failed = 1;
 		memset(out, 0, (size_t)n * sizeof *out);
+		return rc;
 	}
-	return rc;
+	a->pos += n;
+	return 0;
 }
 
 /* m elements of an integer dtype from buf into o; element index base + i in messages */
@@ -790,7 +841,9 @@ static int convert_int(bv_npy *a, int64_t *o, const unsigned char *buf, size_t m
 	if (a->kind == 'b') {
 		for (size_t i = 0; i < m; i++) {
 			if (buf[i] > 1)
-				return bv_error_set(BV_EFORMAT, "'%s': element %" PRId64 " of '%s' is the byte %u, not 0 or 1",
+				return bv_error_set(BV_EFORMAT,
+						    "'%s': element %" PRId64
+						    " of '%s' is the byte %u, not 0 or 1",
 						    a->where, base + (int64_t)i, a->descr, buf[i]);
 			o[i] = buf[i];
 		}
@@ -827,8 +880,10 @@ static int convert_int(bv_npy *a, int64_t *o, const unsigned char *buf, size_t m
 				memcpy(&v, buf + 8 * i, 8);
 				if (v > (uint64_t)INT64_MAX)
 					return bv_error_set(BV_EFORMAT,
-							    "'%s': element %" PRId64 " is %" PRIu64 ", beyond int64's %" PRId64,
-							    a->where, base + (int64_t)i, v, INT64_MAX);
+							    "'%s': element %" PRId64 " is %" PRIu64
+							    ", beyond int64's %" PRId64,
+							    a->where, base + (int64_t)i, v,
+							    INT64_MAX);
 				o[i] = (int64_t)v;
 			}
 		}
@@ -846,7 +901,7 @@ int bv_npy_read_i64(bv_npy *a, int64_t *out, int64_t n)
 		rc = src_read(s, a->where, out, (size_t)n * 8);
 	} else {
 		const size_t per = BUF_BYTES / (size_t)a->itemsize;
-		for (int64_t done = 0; done < n && rc == 0; ) {
+		for (int64_t done = 0; done < n && rc == 0;) {
 			const size_t m = (size_t)(n - done) < per ? (size_t)(n - done) : per;
 			if ((rc = src_read(s, a->where, s->buf, m * (size_t)a->itemsize)) != 0)
 				break;
@@ -854,15 +909,15 @@ int bv_npy_read_i64(bv_npy *a, int64_t *out, int64_t n)
 			done += (int64_t)m;
 		}
 	}
-	if (rc == 0) {
-		a->pos += n;
-		rc = read_end(a, s);
-	}
+	if (rc == 0)
+		rc = read_end(a, s, n);
 	if (rc) {
 		s->failed = 1;
 		memset(out, 0, (size_t)n * sizeof *out);
+		return rc;
 	}
-	return rc;
+	a->pos += n;
+	return 0;
 }
 
 /* ---- writing ----------------------------------------------------------- */
@@ -877,23 +932,27 @@ int bv_npy_writer_open(bv_npy_writer *w, const char *path, const char *descr, in
 
 	memset(w, 0, sizeof *w);
 	if (strlen(path) >= sizeof w->path)
-		return bv_error_set(BV_EINVAL, "cannot write '%.80s...': path longer than %zu bytes", path,
+		return bv_error_set(BV_EINVAL,
+				    "cannot write '%.80s...': path longer than %zu bytes", path,
 				    sizeof w->path - 1);
 	snprintf(w->path, sizeof w->path, "%s", path);
 	if (strcmp(descr, "<f4") == 0 || strcmp(descr, "<f8") == 0 || strcmp(descr, "<i8") == 0)
 		w->itemsize = descr[2] - '0';
 	else
-		return bv_error_set(BV_EINVAL, "cannot write '%s': dtype '%s' (expected '<f4', '<f8' or '<i8')",
-				    path, descr);
+		return bv_error_set(
+			BV_EINVAL, "cannot write '%s': dtype '%s' (expected '<f4', '<f8' or '<i8')",
+			path, descr);
 	snprintf(w->descr, sizeof w->descr, "%s", descr);
 	if (ndim < 0 || ndim > BV_NPY_MAX_DIMS)
-		return bv_error_set(BV_EINVAL, "cannot write '%s': %d dimensions (expected 0..%d)", path, ndim,
-				    BV_NPY_MAX_DIMS);
+		return bv_error_set(BV_EINVAL, "cannot write '%s': %d dimensions (expected 0..%d)",
+				    path, ndim, BV_NPY_MAX_DIMS);
 	int64_t count = 1;
 	int zero = 0;
 	for (int i = 0; i < ndim; i++) {
 		if (shape[i] < 0)
-			return bv_error_set(BV_EINVAL, "cannot write '%s': dimension %d is %" PRId64, path, i, shape[i]);
+			return bv_error_set(BV_EINVAL,
+					    "cannot write '%s': dimension %d is %" PRId64, path, i,
+					    shape[i]);
 		zero |= shape[i] == 0;
 	}
 	for (int i = 0; i < ndim && !zero; i++) {
@@ -907,7 +966,8 @@ int bv_npy_writer_open(bv_npy_writer *w, const char *path, const char *descr, in
 
 	/* NumPy's own header, byte for byte: the dict, spaces, '\n', the data
 	 * starting at a multiple of 64 (format.py's _wrap_header) */
-	int dlen = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
+	int dlen = snprintf(dict, sizeof dict,
+			    "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
 			    bv_npy_shape_text(shape_text, sizeof shape_text, ndim, shape));
 	const size_t pad = 64 - (10 + (size_t)dlen + 1) % 64;
 	const size_t hlen = (size_t)dlen + pad + 1;
@@ -929,7 +989,8 @@ int bv_npy_writer_open(bv_npy_writer *w, const char *path, const char *descr, in
 			return bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
 	}
 	if (fd < 0)
-		return bv_error_set(BV_EIO, "cannot write '%s': no free temporary name beside it", path);
+		return bv_error_set(BV_EIO, "cannot write '%s': no free temporary name beside it",
+				    path);
 	if (!(f = fdopen(fd, "wb"))) {
 		rc = bv_error_set(BV_EIO, "cannot write '%s': %s", path, strerror(errno));
 		close(fd);
@@ -953,7 +1014,8 @@ int bv_npy_writer_put(bv_npy_writer *w, const void *data, int64_t n)
 		return bv_error_set(BV_EINVAL, "cannot write '%s': not open", w->path);
 	if (n < 0 || n > w->count - w->pos) {
 		int rc = bv_error_set(BV_EINVAL,
-				      "cannot write '%s': %" PRId64 " elements put at element %" PRId64 " of %" PRId64,
+				      "cannot write '%s': %" PRId64
+				      " elements put at element %" PRId64 " of %" PRId64,
 				      w->path, n, w->pos, w->count);
 		bv_npy_writer_abort(w);
 		return rc;
@@ -974,8 +1036,9 @@ int bv_npy_writer_commit(bv_npy_writer *w)
 	if (!w->f)
 		return bv_error_set(BV_EINVAL, "cannot write '%s': not open", w->path);
 	if (w->pos != w->count) {
-		rc = bv_error_set(BV_EINVAL, "cannot write '%s': %" PRId64 " of %" PRId64 " elements put", w->path,
-				  w->pos, w->count);
+		rc = bv_error_set(BV_EINVAL,
+				  "cannot write '%s': %" PRId64 " of %" PRId64 " elements put",
+				  w->path, w->pos, w->count);
 		bv_npy_writer_abort(w);
 		return rc;
 	}
