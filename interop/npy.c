@@ -541,7 +541,7 @@ static const char *npz_split(const char *path)
 	return at && at[5] ? at : NULL;
 }
 
-/* "a, b, c, ... (12 in all)": the members of an archive, without ".npy" as
+/* "a, b, c, d, e, f, ... 12 in all": the members of an archive, without ".npy" as
  * np.load(...).files names them. */
 static void list_members(char *out, size_t cap, zip_t *za)
 {
