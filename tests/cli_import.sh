@@ -186,6 +186,45 @@ expect 4 "bvtool import: database 'a.db' holds an import of dataset 'toy' with 5
 	"$bv" import --db a.db other
 assert "other dataset: a.db unchanged" [ "$(sum a.db)" = "$s0" ]
 
+# --- kill -9 mid-import: whole runs only, and the next import finishes it
+$py "$here/../bench/import_gen.py" big --seeds 2 --epochs 3 --n 10000 --classes 100
+$py - big <<'PY'
+import json, sys
+m = json.load(open(f"{sys.argv[1]}/manifest.json"))
+m["runs"] = m["runs"][:1]
+json.dump(m, open(f"{sys.argv[1]}/manifest.json", "w"))
+PY
+cp -r big small
+$py "$here/../bench/import_gen.py" big2 --seeds 2 --epochs 3 --n 10000 --classes 100
+rm -rf big && mv big2 big
+"$bv" import --quiet --db k.db small >/dev/null
+# kill_after_first DB: import big into DB, kill -9 once it has committed one run
+kill_after_first() {
+	"$bv" import --db "$1" big >kill.out 2>&1 &
+	pid=$!
+	i=0
+	while ! grep -q "added" kill.out && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
+	kill -9 $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
+}
+kill_after_first k.db
+n_done=$(q k.db "SELECT count(*) FROM runs")
+assert "killed mid-import (runs in k.db: $n_done of 7)" [ "$n_done" -gt 2 ] && [ "$n_done" -lt 7 ]
+assert "only whole runs: 3 test snapshots and a done status each" \
+	[ "$(q k.db "SELECT count(*) FROM runs r WHERE status != 'done' OR (SELECT count(*) FROM snapshots s WHERE s.run_id = r.id) != CASE WHEN method = 'teacher' THEN 1 ELSE 3 END")" = 0 ]
+run "$bv" import --db k.db big
+assert "the next import finishes it" grep -q "unchanged, 0 replaced" "$out"
+"$bv" import --quiet --db clean.db big >/dev/null
+run layout same k.db clean.db
+assert "resumed = clean import: $(cat "$out")" [ "$status" = 0 ]
+# a new database: nothing under its name after a kill, then a whole import
+kill_after_first new.db
+assert "a killed first import leaves no database" [ ! -e new.db ]
+rm -f new.db.import-*
+run "$bv" import --db new.db big
+run layout same new.db clean.db
+assert "then a whole import: $(cat "$out")" [ "$status" = 0 ]
+
 cd /
 rm -rf "$t"
 finish
