@@ -186,6 +186,37 @@ expect 4 "bvtool import: database 'a.db' holds an import of dataset 'toy' with 5
 	"$bv" import --db a.db other
 assert "other dataset: a.db unchanged" [ "$(sum a.db)" = "$s0" ]
 
+# --- sizes: 1,000 classes (ImageNet), 50,000 samples in a split
+for shape in "1000 64 100" "3 50000 50000"; do
+	set -- $shape
+	$py - "big_$1" "$1" "$2" "$3" <<'PY'
+import json, os, sys, numpy as np
+d, K, n_test, n_train = sys.argv[1], *map(int, sys.argv[2:])
+os.makedirs(d)
+rng = np.random.default_rng(K)
+np.save(f"{d}/y.npy", rng.integers(0, K, n_test).astype(np.int16))
+np.save(f"{d}/ytr.npy", rng.integers(0, K, n_train).astype(np.uint32))
+np.save(f"{d}/t.npy", rng.normal(size=(n_test, K)).astype(np.float32))
+runs = []
+for seed in (1, 2, 3):
+    for method in ("ce", "kd"):
+        np.save(f"{d}/{method}{seed}.npy", rng.normal(size=(2, n_test, K)).astype(np.float32))
+        np.save(f"{d}/{method}{seed}tr.npy", rng.normal(size=(2, n_train, K)).astype(np.float32))
+        runs.append({"method": method, "seed": seed, "epochs": [5, 10],
+                     "logits": {"test": f"{method}{seed}.npy", "train": f"{method}{seed}tr.npy"},
+                     **({"temperature": 4} if method == "kd" else {})})
+json.dump({"format": "bvtool-import", "version": 1, "dataset": "big", "classes": K,
+           "labels": {"test": "y.npy", "train": "ytr.npy"},
+           "teacher": {"logits": {"test": "t.npy"}}, "runs": runs}, open(f"{d}/manifest.json", "w"))
+PY
+	run "$bv" import --quiet --db "big_$1.db" "big_$1"
+	assert "K = $1, N = $2: import exits 0 ($(cat "$err"))" [ "$status" = 0 ]
+	run "$bv" decompose --db "big_$1.db" --temp 4
+	assert "K = $1, N = $2: decompose exits 0 ($(cat "$err"))" [ "$status" = 0 ]
+	assert "K = $1, N = $2: every sample decomposed, loss = bias + variance" \
+		[ "$(q "big_$1.db" "SELECT count(*) = 2 * 2 * $2 AND max(abs(loss - bias - variance)) < 1e-9 FROM sample_stats")" = 1 ]
+done
+
 # --- kill -9 mid-import: whole runs only, and the next import finishes it
 $py "$here/../bench/import_gen.py" big --seeds 2 --epochs 3 --n 10000 --classes 100
 $py - big <<'PY'
