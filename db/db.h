@@ -58,7 +58,7 @@
 typedef struct sqlite3 sqlite3;
 typedef struct sqlite3_stmt sqlite3_stmt;
 
-#define BV_DB_SCHEMA_VERSION 2
+#define BV_DB_SCHEMA_VERSION 3
 #define BV_DB_APPLICATION_ID 0x62765462 /* "bvTb" */
 
 typedef struct bv_db bv_db;

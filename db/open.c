@@ -279,7 +279,12 @@ static int configure(bv_db *db, int writer)
 static int migrate(bv_db *db)
 {
 	int version = 0, fresh = 0, rc;
-	if (sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+	/* without foreign keys while the schema changes (they cannot be switched
+	 * inside the transaction): dropping a table that names another as its
+	 * parent looks that one up, and a damaged file lacking it must reach the
+	 * schema check below, which names what is missing */
+	if (sqlite3_exec(db->h, "PRAGMA foreign_keys = OFF; BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
 		return sql_failed(db->path, db->h, 1);
 	if ((rc = check_file(db->h, db->path, &version, &fresh)) != 0 ||
 	    (!fresh && version == BV_DB_SCHEMA_VERSION)) /* another process got there first */
@@ -299,7 +304,9 @@ static int migrate(bv_db *db)
 	}
 	rc = check_schema(db->h, db->path);
 done:
-	return db_tx_close(db, 1, rc);
+	rc = db_tx_close(db, 1, rc);
+	sqlite3_exec(db->h, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	return rc;
 }
 
 static int read_only(const char *path)

@@ -723,6 +723,41 @@ static void test_bad_files(void)
 	      "migrated from 1 with the data kept: %s", bv_error_last());
 	bv_db_close(db);
 
+	/* version 2 (snapshots WITHOUT ROWID) with snapshots: a writer migrates to 3,
+	 * a rowid table with the same rows byte for byte */
+	tmp_path(path, sizeof path, "v2.db");
+	remove_db(path);
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
+	int64_t v2_run = 0;
+	float v2_z[6] = {1.5f, -2, 3e-30f, 4, 5, -6e20f}, v2_back[6];
+	bv_db_metrics v2_m = {3, NAN, NAN, NAN, 0.5, NAN, NAN, NAN};
+	CHECK(bv_db_run_ensure(db, &v2_run, NULL, BV_RUN_CE, NAN, 1, NAN, NAN, "m", 3) == 0 &&
+		      bv_db_snapshot_put(db, v2_run, &v2_m, v2_z, 2, NULL, 0, 3) == 0,
+	      "%s", bv_error_last());
+	bv_db_close(db);
+	raw_sqlite(path, "DROP VIEW predictions;"
+			 "CREATE TABLE s2(run_id INTEGER NOT NULL REFERENCES runs(id), epoch INTEGER NOT NULL,"
+			 " split TEXT NOT NULL, n INTEGER NOT NULL, k INTEGER NOT NULL, logits BLOB NOT NULL,"
+			 " PRIMARY KEY(run_id, epoch, split)) WITHOUT ROWID;"
+			 "INSERT INTO s2 SELECT * FROM snapshots; DROP TABLE snapshots;"
+			 "ALTER TABLE s2 RENAME TO snapshots;"
+			 "CREATE VIEW predictions(run_id, epoch, split, sample_idx, logits) AS"
+			 " SELECT sn.run_id, sn.epoch, sn.split, s.sample_idx,"
+			 " substr(sn.logits, s.sample_idx * sn.k * 4 + 1, sn.k * 4)"
+			 " FROM snapshots sn JOIN samples s ON s.split = sn.split AND s.sample_idx < sn.n;"
+			 "PRAGMA user_version = 2");
+	CHECK_ERR(bv_db_open(&db, path, BV_DB_READONLY), BV_EFORMAT);
+	CHECK(bv_db_open(&db, path, BV_DB_WRITE) == 0, "%s", bv_error_last());
+	CHECK(db && q_int(bv_db_handle(db), "PRAGMA user_version") == 3 &&
+		      q_int(bv_db_handle(db), "SELECT count(*) FROM sqlite_master WHERE name = "
+					      "'snapshots' AND sql LIKE '%WITHOUT ROWID%'") == 0 &&
+		      q_int(bv_db_handle(db), "SELECT count(*) FROM snapshots WHERE rowid > 0") == 1,
+	      "migrated from 2 to a rowid snapshots table: %s", bv_error_last());
+	CHECK(db && bv_db_logits_get(db, v2_run, 3, "test", v2_back, 2, 3) == 0 &&
+		      memcmp(v2_back, v2_z, sizeof v2_z) == 0,
+	      "the snapshot kept byte for byte: %s", bv_error_last());
+	bv_db_close(db);
+
 	/* an empty file gets the schema; READONLY refuses it */
 	tmp_path(path, sizeof path, "empty.db");
 	remove_db(path);
@@ -826,9 +861,9 @@ static void test_hostile_files(void)
 		 "'%s' has schema version -2147483648, which no bvtool writes (the database is damaged)",
 		 path);
 	refused_all(path, BV_EFORMAT, want);
-	crafted(path, "PRAGMA user_version = 3");
+	crafted(path, "PRAGMA user_version = 4");
 	snprintf(want, sizeof want,
-		 "'%s' has schema version 3, this bvtool reads up to %d: upgrade bvtool", path,
+		 "'%s' has schema version 4, this bvtool reads up to %d: upgrade bvtool", path,
 		 BV_DB_SCHEMA_VERSION);
 	refused_all(path, BV_EFORMAT, want);
 	sqlite3 *mem = NULL;
