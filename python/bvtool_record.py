@@ -154,7 +154,7 @@ def _tname(t):
 
 
 def _cell(method, t, seed):
-    return f"{method} seed {seed}" if t is None else f"{method} T={t:g} seed {seed}"
+    return f"{method} seed {seed}" if t is None else f"{method} T={_tname(t)} seed {seed}"
 
 
 # ---- files -------------------------------------------------------------------------------

@@ -365,7 +365,11 @@ def main():
                   f"{r['bias'].mean():.6f}, variance {r['variance'].mean():.6f}, loss "
                   f"{r['loss'].mean():.6f}{extra}")
         return 0
-    problems, summary = compare(a.db, ref)
+    try:
+        problems, summary = compare(a.db, ref)
+    except sqlite3.Error as e:
+        print(f"ref_decompose: FAIL: '{a.db}': {e}", file=sys.stderr)
+        return 1
     for p in problems:
         print(f"ref_decompose: FAIL: {p}", file=sys.stderr)
     if summary:
