@@ -165,9 +165,4 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
  * runs as bv_db_check_runs; a value of the wrong type). */
 int bv_report_db(bv_db *db, bv_buf *out, const char *format);
 
-/* s as a JSON string, quotes included, appended to out: '"' and '\' escaped,
- * control characters as \u00XX, each byte that is not part of well-formed
- * UTF-8 as \ufffd; the result is valid JSON for any input. NULL as "". */
-void bv_json_string(bv_buf *out, const char *s);
-
 #endif

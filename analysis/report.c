@@ -8,13 +8,15 @@
  * tables and views, so each number can be re-derived by a user.
  *
  * The report is built in memory (a bv_buf), so that `report --out` can write
- * it atomically. A database is untrusted: every string from it is escaped for
- * the format (bv_json_string; RFC 4180 quoting for CSV; a Markdown cell keeps
- * its table), every value's type is checked before it is read, and a NaN or
- * Inf prints as JSON null.
+ * it atomically; the JSON one as a jansson tree, dumped into the bv_buf at the
+ * end (issue 12). A database is untrusted: every string from it is escaped for
+ * the format (jansson, malformed UTF-8 replaced first; RFC 4180 quoting for
+ * CSV; a Markdown cell keeps its table), every value's type is checked before
+ * it is read, and a NaN or Inf prints as JSON null.
  */
 #include "analysis.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -188,37 +190,57 @@ static int utf8_len(const unsigned char *s)
 	return n;
 }
 
-void bv_json_string(bv_buf *out, const char *s)
+/* s as a jansson string. json_string refuses malformed UTF-8, and a
+ * database's text may be anything: each byte that is not part of well-formed
+ * UTF-8 becomes U+FFFD (EF BF BD), so that the report is valid JSON whatever
+ * the database holds. NULL when out of memory, or when s is NULL (what
+ * sqlite3_column_text returns when it runs out of memory). */
+static json_t *jstr(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	bv_buf_append(out, "\"", 1);
-	while (*p) {
-		const int n = utf8_len(p);
+	if (!s)
+		return NULL;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = 0, n_bad = 0;
+	while (p[len]) {
+		const int n = utf8_len(p + len);
+		n_bad += n == 0;
+		len += n ? (size_t)n : 1;
+	}
+	if (n_bad == 0)
+		return json_stringn(s, len);
+	char *clean = malloc(len + 2 * n_bad); /* each bad byte: 1 -> 3 bytes */
+	if (!clean)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		const int n = utf8_len(p + i);
 		if (n == 0) {
-			bputs(out, "\\ufffd"); /* an invalid byte: the replacement character */
-			p++;
-		} else if (*p == '"' || *p == '\\') {
-			const char e[2] = {'\\', (char)*p};
-			bv_buf_append(out, e, 2);
-			p++;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			bprintf(out, "\\u%04x", *p);
-			p++;
+			memcpy(clean + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
 		} else {
-			bv_buf_append(out, p, (size_t)n);
-			p += n;
+			memcpy(clean + o, p + i, (size_t)n);
+			o += (size_t)n;
+			i += (size_t)n;
 		}
 	}
-	bv_buf_append(out, "\"", 1);
+	json_t *j = json_stringn(clean, o);
+	free(clean);
+	return j;
 }
 
-/* a JSON number; NaN and Inf, which JSON lacks, as null */
-static void jnum(bv_buf *b, double v)
+/* a JSON number; NaN and Inf, which JSON lacks (and json_real refuses), as null */
+static json_t *jnum(double v)
 {
-	if (isfinite(v))
-		bprintf(b, "%.10g", v);
-	else
-		bputs(b, "null");
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* json_dump_callback's sink: the report's buffer */
+static int jdump(const char *text, size_t size, void *data)
+{
+	bv_buf *b = data;
+	bv_buf_append(b, text, size);
+	return b->failed ? -1 : 0;
 }
 
 /* a CSV field (RFC 4180): quoted, its quotes doubled, when it holds a comma,
@@ -361,6 +383,10 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 	int rc = 0;
 	sqlite3_stmt *st = NULL;
 	double d[MAX_SEEDS];
+	/* --format json: the document and its four arrays (borrowed from it); a
+	 * failed json_pack or append (out of memory) sets jfail */
+	json_t *doc = NULL, *j_acc = NULL, *j_paired = NULL, *j_reg = NULL, *j_corr = NULL;
+	int jfail = 0;
 	char cfg_teacher[256] = "?", cfg_student[256] = "?", cfg_data[1100] = "?", cfg_epochs[32] = "?";
 
 	if (strcmp(format, "md") == 0 || strcmp(format, "markdown") == 0)
@@ -403,9 +429,16 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 	} else if (fm == FMT_CSV) {
 		bprintf(f, "table,method,temperature,quantity,value\n");
 	} else {
-		bprintf(f, "{\n  \"database\": ");
-		bv_json_string(f, bv_db_path(db));
-		bprintf(f, ",\n  \"accuracy\": [");
+		doc = json_pack("{s:o, s:[], s:[], s:[], s:[]}", "database", jstr(bv_db_path(db)),
+				"accuracy", "paired", "regularization", "correlation");
+		if (!doc) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory for the report");
+			goto done;
+		}
+		j_acc = json_object_get(doc, "accuracy");
+		j_paired = json_object_get(doc, "paired");
+		j_reg = json_object_get(doc, "regularization");
+		j_corr = json_object_get(doc, "correlation");
 	}
 	for (int i = 0; i < r.n_groups; i++) {
 		const acc_group *g = &r.groups[i];
@@ -435,19 +468,12 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 			csv_row(f, "accuracy", bv_db_method_name(g->method), g->T, "best_mean", bm);
 			csv_row(f, "accuracy", bv_db_method_name(g->method), g->T, "best_sd", bs);
 		} else {
-			bprintf(f, "%s\n    {\"method\": ", i ? "," : "");
-			bv_json_string(f, bv_db_method_name(g->method));
-			bputs(f, ", \"temperature\": ");
-			jnum(f, g->T);
-			bprintf(f, ", \"seeds\": %d, \"last_mean\": ", g->n);
-			jnum(f, lm);
-			bprintf(f, ", \"last_sd\": ");
-			jnum(f, ls);
-			bprintf(f, ", \"best_mean\": ");
-			jnum(f, bm);
-			bprintf(f, ", \"best_sd\": ");
-			jnum(f, bs);
-			bprintf(f, "}");
+			json_t *row = json_pack("{s:o, s:o, s:i, s:o, s:o, s:o, s:o}",
+				"method", jstr(bv_db_method_name(g->method)),
+				"temperature", jnum(g->T), "seeds", g->n,
+				"last_mean", jnum(lm), "last_sd", jnum(ls),
+				"best_mean", jnum(bm), "best_sd", jnum(bs));
+			jfail |= json_array_append_new(j_acc, row) != 0;
 		}
 	}
 
@@ -456,8 +482,6 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 		bprintf(f, "\n## Paired differences at the last epoch\n\nPer seed (the same bootstrap replica, "
 			   "initial weights and batch order), in percentage points; 95%% t interval of the "
 			   "mean.\n\n| comparison | T | seeds | mean | 95%% interval |\n|---|---|---|---|---|\n");
-	else if (fm == FMT_JSON)
-		bprintf(f, "\n  ],\n  \"paired\": [");
 	int n_out = 0;
 	const acc_group *ce = NULL;
 	for (int i = 0; i < r.n_groups; i++)
@@ -502,17 +526,11 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 				csv_row(f, "paired", name, g->T, "ci_low", mean - h);
 				csv_row(f, "paired", name, g->T, "ci_high", mean + h);
 			} else {
-				bprintf(f, "%s\n    {\"comparison\": ", n_out ? "," : "");
-				bv_json_string(f, name);
-				bputs(f, ", \"temperature\": ");
-				jnum(f, g->T);
-				bprintf(f, ", \"seeds\": %d, \"mean\": ", n);
-				jnum(f, mean);
-				bprintf(f, ", \"ci_low\": ");
-				jnum(f, mean - h);
-				bprintf(f, ", \"ci_high\": ");
-				jnum(f, mean + h);
-				bprintf(f, "}");
+				json_t *row = json_pack("{s:o, s:o, s:i, s:o, s:o, s:o}",
+					"comparison", jstr(name), "temperature", jnum(g->T),
+					"seeds", n, "mean", jnum(mean),
+					"ci_low", jnum(mean - h), "ci_high", jnum(mean + h));
+				jfail |= json_array_append_new(j_paired, row) != 0;
 			}
 			n_out++;
 		}
@@ -535,8 +553,6 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 			   "against the paired ce students (or the criterion named), at the last decomposed "
 			   "epoch.\n\n| split | epoch | T | method | criterion | count | share | mean bias | mean variance |\n"
 			   "|---|---|---|---|---|---|---|---|---|\n");
-	else if (fm == FMT_JSON)
-		bprintf(f, "\n  ],\n  \"regularization\": [");
 	n_out = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((rc = check_row(db, st, "regularization_counts", "tiNtiinnnt", 4)) != 0 ||
@@ -562,21 +578,12 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 			snprintf(q, sizeof q, "%s_epoch%d_share", split, E);
 			csv_row(f, "regularization", m, T, q, share);
 		} else {
-			bprintf(f, "%s\n    {\"split\": ", n_out ? "," : "");
-			bv_json_string(f, split);
-			bprintf(f, ", \"epoch\": %d, \"temperature\": ", E);
-			jnum(f, T);
-			bputs(f, ", \"method\": ");
-			bv_json_string(f, m);
-			bputs(f, ", \"criterion\": ");
-			bv_json_string(f, crit);
-			bprintf(f, ", \"count\": %d, \"samples\": %d, \"share\": ", cnt, n);
-			jnum(f, share);
-			bprintf(f, ", \"mean_bias\": ");
-			jnum(f, mb);
-			bprintf(f, ", \"mean_variance\": ");
-			jnum(f, mv);
-			bprintf(f, "}");
+			json_t *row = json_pack("{s:o, s:i, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:o}",
+				"split", jstr(split), "epoch", E, "temperature", jnum(T),
+				"method", jstr(m), "criterion", jstr(crit),
+				"count", cnt, "samples", n, "share", jnum(share),
+				"mean_bias", jnum(mb), "mean_variance", jnum(mv));
+			jfail |= json_array_append_new(j_reg, row) != 0;
 		}
 		n_out++;
 	}
@@ -602,8 +609,6 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 			   "at the same epoch.\n\n| method | split | epoch | criterion | temperatures | "
 			   "Pearson r (p) | Spearman rho (p) | bootstrap 95%% interval of r |\n"
 			   "|---|---|---|---|---|---|---|---|\n");
-	else if (fm == FMT_JSON)
-		bprintf(f, "\n  ],\n  \"correlation\": [");
 	n_out = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((rc = check_row(db, st, "correlations", "ttitinnnnnni", 3)) != 0 ||
@@ -636,25 +641,14 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 				csv_row(f, "correlation", m, NAN, q, v[j]);
 			}
 		} else {
-			bprintf(f, "%s\n    {\"method\": ", n_out ? "," : "");
-			bv_json_string(f, m);
-			bputs(f, ", \"split\": ");
-			bv_json_string(f, split);
-			bprintf(f, ", \"epoch\": %d, \"criterion\": ", E);
-			bv_json_string(f, crit);
-			bprintf(f, ", \"temperatures\": %d, \"pearson_r\": ", np);
-			jnum(f, v[0]);
-			bprintf(f, ", \"pearson_p\": ");
-			jnum(f, v[1]);
-			bprintf(f, ", \"spearman_rho\": ");
-			jnum(f, v[2]);
-			bprintf(f, ", \"spearman_p\": ");
-			jnum(f, v[3]);
-			bprintf(f, ", \"r_ci_low\": ");
-			jnum(f, v[4]);
-			bprintf(f, ", \"r_ci_high\": ");
-			jnum(f, v[5]);
-			bprintf(f, ", \"n_boot\": %d}", nb);
+			json_t *row = json_pack(
+				"{s:o, s:o, s:i, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:i}",
+				"method", jstr(m), "split", jstr(split), "epoch", E,
+				"criterion", jstr(crit), "temperatures", np,
+				"pearson_r", jnum(v[0]), "pearson_p", jnum(v[1]),
+				"spearman_rho", jnum(v[2]), "spearman_p", jnum(v[3]),
+				"r_ci_low", jnum(v[4]), "r_ci_high", jnum(v[5]), "n_boot", nb);
+			jfail |= json_array_append_new(j_corr, row) != 0;
 		}
 		n_out++;
 	}
@@ -667,13 +661,21 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 	rc = 0;
 	if (fm == FMT_MD && n_out == 0)
 		bprintf(f, "| (none: needs bvtool decompose and >= 3 temperatures) | | | | | | | |\n");
-	if (fm == FMT_JSON)
-		bprintf(f, "\n  ]\n}\n");
+	if (fm == FMT_JSON) {
+		/* 17 significant digits, so that every double reads back as it was */
+		const size_t flags = JSON_INDENT(2) | JSON_REAL_PRECISION(17);
+		if (jfail || json_dump_callback(doc, jdump, f, flags) != 0) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory for the report");
+			goto done;
+		}
+		bv_buf_append(f, "\n", 1);
+	}
 	if (f->failed)
 		rc = bv_error_set(BV_ENOMEM, "out of memory for the report");
 done:
 	if (st)
 		sqlite3_finalize(st);
+	json_decref(doc);
 	free(r.groups);
 	return rc;
 }

@@ -89,6 +89,12 @@ double bv_now(void);
 int bv_parse_double(double *out, const char *s, double lo, double hi, const char *what);
 int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what);
 
+/* The shortest text of v that reads back (strtod) as exactly v: %g's 6
+ * significant digits when they suffice (so "0.01", "4"), up to 17. Settings and
+ * temperatures are written this way, so that two values that differ are never
+ * shown or stored alike. */
+void bv_number_format(char *out, size_t size, double v);
+
 /* On x86-64 with GCC: compile the function for AVX-512, AVX2 and the baseline,
  * the loader picking the best for the machine. For loops worth vectorising;
  * with floating-point contraction off (ISO C mode) every clone rounds alike. */

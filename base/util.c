@@ -324,3 +324,13 @@ int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what)
 }
 
 const char *const bv_method_names[BV_N_METHOD_NAMES] = {"teacher", "ce", "kd", "wsl", "kd-filter"};
+
+void bv_number_format(char *out, size_t size, double v)
+{
+	/* from 6 digits, so that every value %g already wrote exactly reads the same */
+	for (int digits = 6; digits <= 17; digits++) {
+		snprintf(out, size, "%.*g", digits, v);
+		if (strtod(out, NULL) == v || isnan(v))
+			return;
+	}
+}

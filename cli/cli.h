@@ -62,6 +62,13 @@ void cli_set_command(const cli_cmd *cmd);
  * -1 after printing --help (the command then exits 0), or BV_EXIT_USAGE after
  * printing the error line and the short usage to stderr. */
 int cli_parse(const cli_cmd *cmd, int argc, char **argv);
+/* The same for a command that takes arguments besides its options (import's
+ * DIR, merge's shards): up to max_pos of them, in order, into pos (pointers
+ * into argv), their number in *n_pos; more is a misuse. "--" ends the options. */
+int cli_parse_args(const cli_cmd *cmd, int argc, char **argv, char **pos, int max_pos, int *n_pos);
+/* A misuse found after parsing (a missing argument): the error line and the
+ * short usage to stderr; returns BV_EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_help(FILE *f, const cli_cmd *cmd);
 /* The error line (bv_error_last) to stderr, the short usage too when the code
  * is a usage error, then the exit status for a BV_E* code. */
@@ -76,5 +83,7 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv);
 int cmd_decompose(const cli_cmd *cmd, int argc, char **argv);
 int cmd_report(const cli_cmd *cmd, int argc, char **argv);
 int cmd_plot(const cli_cmd *cmd, int argc, char **argv);
+int cmd_import(const cli_cmd *cmd, int argc, char **argv);
+int cmd_export(const cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -83,14 +83,28 @@ static int set_value(const cli_opt *o, const char *v)
 
 int cli_parse(const cli_cmd *cmd, int argc, char **argv)
 {
+	return cli_parse_args(cmd, argc, argv, NULL, 0, NULL);
+}
+
+int cli_parse_args(const cli_cmd *cmd, int argc, char **argv, char **pos, int max_pos, int *n_pos)
+{
+	int np = 0, options = 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+		if (options && strcmp(a, "--") == 0) {
+			options = 0;
+			continue;
+		}
+		if (options && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
 			cli_help(stdout, cmd);
 			return -1;
 		}
-		if (strncmp(a, "--", 2) != 0)
-			return misuse("unexpected argument '%s'", a);
+		if (!options || strncmp(a, "--", 2) != 0) {
+			if (np >= max_pos)
+				return misuse("unexpected argument '%s'", a);
+			pos[np++] = argv[i];
+			continue;
+		}
 		const char *eq = strchr(a, '=');
 		size_t len = eq ? (size_t)(eq - a) : strlen(a);
 		const cli_opt *o = find_opt(cmd->opts, a, len);
@@ -108,7 +122,19 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv)
 		if (set_value(o, v) != 0)
 			return misuse("%s", bv_error_last());
 	}
+	if (n_pos)
+		*n_pos = np;
 	return 0;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return misuse("%s", msg);
 }
 
 void cli_help(FILE *f, const cli_cmd *cmd)

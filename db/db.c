@@ -56,6 +56,7 @@ static const char *const stmt_sql[N_STMT] = {
 	/* ?2: pending */
 	[S_RESET_RUN] = "UPDATE runs SET status = ?2, test_acc = NULL, checkpoint = NULL, "
 			"seconds = NULL, started_at = NULL, finished_at = NULL WHERE id = ?1",
+	[S_RUN_DELETE] = "DELETE FROM runs WHERE id = ?1",
 };
 
 /* The cached statement `id` of this file's stmt_sql, ready to bind. */
@@ -203,6 +204,25 @@ int bv_db_config_set(bv_db *db, const char *key, const char *value)
 }
 
 /* ---- runs --------------------------------------------------------------- */
+
+int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temperature, int seed)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	*out_id = 0;
+	if ((unsigned)method >= BV_RUN_N_METHODS)
+		return bv_error_set(BV_EINVAL, "unknown method %d", (int)method);
+	if ((rc = stmt(db, S_RUN_FIND, &st)) == 0 &&
+	    (rc = bind_failed(db, bind_name(st, 1, bv_db_method_name(method)) |
+					  bind_real(st, 2, temperature) | sqlite3_bind_int(st, 3, seed))) ==
+		    0 &&
+	    (rc = step(db, st)) == 1) {
+		*out_id = sqlite3_column_int64(st, 0);
+		rc = 0;
+	}
+	unstmt(st);
+	return rc < 0 ? rc : 0;
+}
 
 int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method method,
 		     double temperature, int seed, double alpha, double gamma, const char *model,
@@ -423,6 +443,23 @@ int bv_db_run_reset(bv_db *db, int64_t id)
 		     (rc = bind_failed(db, bind_name(st, 2, bv_db_status_name(BV_RUN_PENDING)))) ==
 			     0) &&
 		    (rc = run(db, st)) == 0 && steps[i] == S_RESET_RUN && sqlite3_changes(db->h) == 0)
+			rc = db_no_run(db, id);
+		unstmt(st);
+	}
+	return db_tx_close(db, own, rc);
+}
+
+int bv_db_run_delete(bv_db *db, int64_t id)
+{
+	static const enum stmt_id steps[] = {S_RESET_SNAPSHOTS, S_RESET_METRICS, S_RUN_DELETE};
+	sqlite3_stmt *st = NULL;
+	int rc, own;
+	if ((rc = db_tx_open(db, &own)) != 0)
+		return rc;
+	for (size_t i = 0; i < BV_ARRAY_LEN(steps) && rc == 0; i++) {
+		if ((rc = stmt(db, steps[i], &st)) == 0 &&
+		    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id))) == 0 &&
+		    (rc = run(db, st)) == 0 && steps[i] == S_RUN_DELETE && sqlite3_changes(db->h) == 0)
 			rc = db_no_run(db, id);
 		unstmt(st);
 	}

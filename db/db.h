@@ -188,6 +188,9 @@ typedef struct bv_run {
 int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method method,
 		     double temperature, int seed, double alpha, double gamma, const char *model,
 		     int epochs);
+/* The id of the run of (method, temperature (NAN for NULL), seed), 0 when
+ * there is none. */
+int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temperature, int seed);
 /* One run, or all runs ordered by method name, temperature, seed (caller frees
  * *out). A method or status the table does not know is BV_EFORMAT naming the
  * database and the run ("... (the database is damaged)"). */
@@ -197,6 +200,9 @@ int bv_db_runs_list(bv_db *db, bv_run **out, int *n);
 int bv_db_run_set_status(bv_db *db, int64_t id, bv_run_status status);
 /* Delete a run's snapshots and metrics and set it back to pending, in one transaction. */
 int bv_db_run_reset(bv_db *db, int64_t id);
+/* Delete a run with its snapshots and metrics, in one transaction (import's
+ * --replace, whose run may change its alpha, model or epochs). */
+int bv_db_run_delete(bv_db *db, int64_t id);
 /* Mark done with its final test accuracy, checkpoint path (relative, may be NULL)
  * and wall time. */
 int bv_db_run_finish(bv_db *db, int64_t id, double test_acc, const char *checkpoint,

@@ -37,6 +37,15 @@ double bv_math_log_softmax_at(const float *z, int K, int c, double T)
 	return z[c] / T - bv_math_logsumexp(z, K, T);
 }
 
+int bv_math_argmax(const float *z, int K)
+{
+	int arg = 0;
+	for (int j = 1; j < K; j++)
+		if (z[j] > z[arg])
+			arg = j;
+	return arg;
+}
+
 double bv_math_ce(const float *z, int K, int y)
 {
 	return -bv_math_log_softmax_at(z, K, y, 1.0);

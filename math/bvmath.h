@@ -32,6 +32,10 @@ void bv_math_log_softmax(double *out, const float *z, int K, double T);
 /* log p^T[c] = z_c / T - lse_T(z): one entry of bv_math_log_softmax, the same bits. */
 double bv_math_log_softmax_at(const float *z, int K, int c, double T);
 
+/* The predicted class: the index of the largest of z[0..K) (finite logits),
+ * the first on a tie; how every accuracy is counted (training, import). */
+int bv_math_argmax(const float *z, int K);
+
 /* CE = -log q[y] = lse_1(z) - z_y: the cross-entropy at the label (T = 1). */
 double bv_math_ce(const float *z, int K, int y);
 

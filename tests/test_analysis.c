@@ -14,17 +14,25 @@
  *      tests/fixtures/gen_stats.py (standard-library Python: Pearson and
  *      Spearman by formula, p-values from the t distribution through the
  *      incomplete beta continued fraction); bv_mean_ci against hand values;
- *   6. bv_json_string (report's JSON strings) on quotes, control characters
- *      and every kind of malformed UTF-8 against hand-written expectations;
+ *   6. bv_report_db's JSON, read back with jansson, on a small database
+ *      written through db.h: the keys in order, the numbers against hand
+ *      values (the t interval by the closed form of its quantile), every
+ *      double as stored, NaN and Inf as null, and the database's path and
+ *      text with quotes, backslashes, control characters, UTF-8 and every
+ *      kind of malformed UTF-8 coming back as they were, each bad byte one
+ *      U+FFFD;
  *   7. a timing print (not a check): 1e6 decompositions, B = 16, K = 10.
  */
 #include "analysis.h"
 #include "check.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* the test logits: check.h's seeded generator */
 static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
@@ -617,43 +625,291 @@ done:
 	free(labels);
 }
 
-/* ---- bv_json_string ------------------------------------------------------- */
+/* ---- 6. report --format json ---------------------------------------------- */
 
-static void check_json(const char *in, const char *want)
+/* "k1 k2 ...": the keys of obj in their order */
+static void keys_of(char *out, size_t size, json_t *obj)
 {
-	bv_buf b;
-	bv_buf_init(&b);
-	bv_json_string(&b, in);
-	bv_buf_append(&b, "", 1);
-	CHECK(!b.failed && strcmp((const char *)b.data, want) == 0, "json of '%s': got %s want %s",
-	      in ? in : "(null)", b.failed ? "(failed)" : (const char *)b.data, want);
-	bv_buf_release(&b);
+	size_t len = 0;
+	out[0] = '\0';
+	for (void *it = json_object_iter(obj); it && len < size; it = json_object_iter_next(obj, it))
+		len += (size_t)snprintf(out + len, size - len, "%s%s", len ? " " : "",
+					json_object_iter_key(it));
 }
 
-static void test_json_string(void)
+/* The object at a[i], with exactly the keys `keys` in that order; NULL (and
+ * a failed check) when it is not. */
+static json_t *row_of(json_t *a, size_t i, const char *keys, const char *what)
 {
-	check_json("kd", "\"kd\"");
-	check_json(NULL, "\"\"");
-	check_json("b\"v", "\"b\\\"v\"");
-	check_json("a\\b", "\"a\\\\b\"");
-	check_json("l1\nl2\r\t\x01\x1f\x7f", "\"l1\\u000al2\\u000d\\u0009\\u0001\\u001f\\u007f\"");
-	/* well-formed UTF-8 passes through: 2, 3 and 4 bytes, the edges of each */
-	check_json("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-	check_json("\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf",
-		   "\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf\"");
-	/* malformed: each bad byte is one U+FFFD, and what follows is read afresh */
-	check_json("\xff", "\"\\ufffd\"");
-	check_json("a\x80z", "\"a\\ufffdz\"");                         /* stray continuation */
-	check_json("\xc0\xaf", "\"\\ufffd\\ufffd\"");                    /* overlong '/' */
-	check_json("\xc1\xbf", "\"\\ufffd\\ufffd\"");
-	check_json("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"");         /* overlong, 3 bytes */
-	check_json("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");         /* a surrogate */
-	check_json("\xf0\x80\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* overlong, 4 bytes */
-	check_json("\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* above U+10FFFF */
-	check_json("\xf5\x80", "\"\\ufffd\\ufffd\"");
-	check_json("\xe2\x82", "\"\\ufffd\\ufffd\"");                    /* cut short at the end */
-	check_json("\xe2\x82\"", "\"\\ufffd\\ufffd\\\"\"");              /* cut short by a quote */
-	check_json("\xf0\x9f\x98", "\"\\ufffd\\ufffd\\ufffd\"");
+	char got[512];
+	json_t *o = json_array_get(a, i);
+	CHECK(json_is_object(o), "%s[%zu]: not an object", what, i);
+	if (!json_is_object(o))
+		return NULL;
+	keys_of(got, sizeof got, o);
+	CHECK(strcmp(got, keys) == 0, "%s[%zu]: keys '%s', want '%s'", what, i, got, keys);
+	return o;
+}
+
+/* key of o is a JSON number within tol of want, or null when want is NaN */
+static void check_num(json_t *o, const char *key, double want, double tol, const char *what)
+{
+	json_t *v = json_object_get(o, key);
+	if (isnan(want)) {
+		CHECK(json_is_null(v), "%s.%s: want null", what, key);
+		return;
+	}
+	CHECK(json_is_number(v), "%s.%s: not a number", what, key);
+	if (json_is_number(v))
+		CHECK(fabs(json_number_value(v) - want) <= tol,
+		      "%s.%s: got %.17g want %.17g (diff %.3g > tol %.3g)", what, key,
+		      json_number_value(v), want, fabs(json_number_value(v) - want), tol);
+}
+
+static void check_int(json_t *o, const char *key, long long want, const char *what)
+{
+	json_t *v = json_object_get(o, key);
+	CHECK(json_is_integer(v) && json_integer_value(v) == want, "%s.%s: want the integer %lld",
+	      what, key, want);
+}
+
+/* key of o is the string want, byte for byte */
+static void check_str(json_t *o, const char *key, const char *want, const char *what)
+{
+	json_t *v = json_object_get(o, key);
+	CHECK(json_is_string(v) && json_string_length(v) == strlen(want) &&
+		      memcmp(json_string_value(v), want, strlen(want)) == 0,
+	      "%s.%s: got '%s' want '%s'", what, key, json_is_string(v) ? json_string_value(v) : "?",
+	      want);
+}
+
+#define FFFD "\xef\xbf\xbd" /* U+FFFD in UTF-8 */
+
+/* The database's file name: quotes, a backslash, control characters, UTF-8
+ * of 2, 3 and 4 bytes and the edges of each, then malformed UTF-8 of every
+ * kind; and what JSON must give back: each bad byte one U+FFFD, and what
+ * follows it read afresh. */
+static const char report_name[] =
+	"q\"b\\s\n\r\t\x01\x1f\x7f|"
+	"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|"
+	"\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf|"
+	"\xff|a\x80z|"          /* an invalid byte, a stray continuation */
+	"\xc0\xaf|\xc1\xbf|"    /* overlong, 2 bytes */
+	"\xe0\x80\xaf|"         /* overlong, 3 bytes */
+	"\xed\xa0\x80|"         /* a surrogate */
+	"\xf0\x80\x80\xaf|"     /* overlong, 4 bytes */
+	"\xf4\x90\x80\x80|"     /* above U+10FFFF */
+	"\xf5\x80|"
+	"\xe2\x82\"|"           /* cut short by a quote */
+	"\xf0\x9f\x98";         /* cut short at the end */
+static const char report_name_json[] =
+	"q\"b\\s\n\r\t\x01\x1f\x7f|"
+	"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|"
+	"\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf|"
+	FFFD "|a" FFFD "z|"
+	FFFD FFFD "|" FFFD FFFD "|"
+	FFFD FFFD FFFD "|"
+	FFFD FFFD FFFD "|"
+	FFFD FFFD FFFD FFFD "|"
+	FFFD FFFD FFFD FFFD "|"
+	FFFD FFFD "|"
+	FFFD FFFD "\"|"
+	FFFD FFFD FFFD;
+/* a criterion and a method name as a damaged database may hold them */
+static const char report_crit[] = "b\"v\\\x02\r\xce\xbb\xfe";
+static const char report_crit_json[] = "b\"v\\\x02\r\xce\xbb" FFFD;
+static const char report_method[] = "kd\",\\\n\xe2\x82\xac\x80";
+static const char report_method_json[] = "kd\",\\\n\xe2\x82\xac" FFFD;
+
+/* A database for the report: a teacher (90%), ce and kd at T = 2 for seeds
+ * 1 and 2 (80, 84 and 82, 88%; ce seed 1 best at 83% in epoch 1), the
+ * sample_stats of four test samples at T = 2 (kd's under report_method) and
+ * at T = Inf, both decomposed under report_crit, and one correlation row. */
+static int report_db(bv_db *db)
+{
+	const struct {
+		bv_run_method m;
+		double T;
+		int seed;
+		double acc;
+	} cells[] = {{BV_RUN_TEACHER, NAN, 0, 0.90}, {BV_RUN_CE, NAN, 1, 0.80},
+		     {BV_RUN_CE, NAN, 2, 0.84}, {BV_RUN_KD, 2, 1, 0.82}, {BV_RUN_KD, 2, 2, 0.88}};
+	for (size_t c = 0; c < BV_ARRAY_LEN(cells); c++) {
+		int64_t id;
+		if (bv_db_run_ensure(db, &id, NULL, cells[c].m, cells[c].T, cells[c].seed, 1, 1,
+				     "mlp:", 2) != 0)
+			return -1;
+		if (c == 1) {
+			const bv_db_metrics m1 = {1, 0.1, 1, 0.5, 0.83, 0, 0, 1};
+			const bv_db_metrics m2 = {2, 0.1, 1, 0.5, 0.80, 0, 0, 1};
+			if (bv_db_snapshot_put(db, id, &m1, NULL, 0, NULL, 0, 3) != 0 ||
+			    bv_db_snapshot_put(db, id, &m2, NULL, 0, NULL, 0, 3) != 0)
+				return -1;
+		}
+		if (bv_db_run_finish(db, id, cells[c].acc, NULL, 1) != 0)
+			return -1;
+	}
+	/* kd: regularization 1, 0, 1, 1; bias mean 0.5, variance mean 0.125 */
+	const bv_stat_row kd[4] = {{0, 0.5, 0.125, 0.625, 1, 2, 0.5, 1, NAN, NAN},
+				   {1, 0.25, 0.25, 0.5, 0, 2, 0.5, 1, NAN, NAN},
+				   {2, 1.0, 0.0625, 1.0625, 1, 2, 0.5, 1, NAN, NAN},
+				   {3, 0.25, 0.0625, 0.3125, 1, 2, 0.5, 1, NAN, NAN}};
+	const bv_stat_row ce[4] = {{0, 0.5, 0.5, 1, -1, 2, 0.5, 1, NAN, NAN},
+				   {1, 0.5, 0.5, 1, -1, 2, 0.5, 1, NAN, NAN},
+				   {2, 0.5, 0.5, 1, -1, 2, 0.5, 1, NAN, NAN},
+				   {3, 0.5, 0.5, 1, -1, 2, 0.5, 1, NAN, NAN}};
+	const double temps[2] = {2, INFINITY};
+	for (int t = 0; t < 2; t++) {
+		const bv_db_decomposition d = {temps[t], 2, "test", report_crit, "1,2", 4, 0};
+		if (bv_db_stats_put(db, temps[t], 2, "test", BV_RUN_CE, ce, 4) != 0 ||
+		    bv_db_stats_put(db, temps[t], 2, "test", BV_RUN_KD, kd, 4) != 0 ||
+		    bv_db_decomposition_put(db, &d) != 0)
+			return -1;
+	}
+	sqlite3_stmt *st = NULL;
+	if (bv_db_prepare(db, &st, "UPDATE sample_stats SET method = ?1 "
+				   "WHERE method = 'kd' AND temperature = 2") != 0)
+		return -1;
+	sqlite3_bind_text(st, 1, report_method, -1, SQLITE_STATIC);
+	const int done = sqlite3_step(st) == SQLITE_DONE;
+	sqlite3_finalize(st);
+	if (!done)
+		return bv_db_error(db);
+	/* r = 0.1 + 0.2 is 0.30000000000000004: ten digits would not give it back */
+	const bv_db_correlation c = {"test", BV_RUN_KD, report_crit, 2, 3, 0,
+				     0.1 + 0.2, NAN, -1, 1.0 / 3, NAN, NAN};
+	return bv_db_correlation_put(db, &c);
+}
+
+static void test_report_json(void)
+{
+	char dir[512], path[1024], want_path[1024], side[1100], keys[512];
+	bv_db *db = NULL;
+	bv_buf b;
+	json_t *doc = NULL;
+	bv_buf_init(&b);
+	if (bv_check_tmpdir(dir, sizeof dir, "report_json") != 0) {
+		CHECK(0, "a temporary directory");
+		return;
+	}
+	snprintf(path, sizeof path, "%s/%s", dir, report_name);
+	snprintf(want_path, sizeof want_path, "%s/%s", dir, report_name_json);
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0 && report_db(db) == 0, "the database: %s",
+	      bv_error_last());
+	if (!db)
+		goto done;
+	CHECK(bv_report_db(db, &b, "json") == 0 && !b.failed, "report: %s", bv_error_last());
+	CHECK(b.len > 0 && b.data[b.len - 1] == '\n', "the report ends its last line");
+	/* jansson's parser refuses raw control characters and malformed UTF-8 in
+	 * a string, and (asked to) repeated keys: what it reads was escaped */
+	json_error_t err;
+	doc = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, &err);
+	CHECK(doc != NULL, "report --format json is not JSON: line %d, column %d: %s\n%.*s", err.line,
+	      err.column, err.text, (int)b.len, (const char *)b.data);
+	if (!json_is_object(doc))
+		goto done;
+	keys_of(keys, sizeof keys, doc);
+	CHECK(strcmp(keys, "database accuracy paired regularization correlation") == 0,
+	      "the document's keys: %s", keys);
+	check_str(doc, "database", want_path, "report");
+
+	/* accuracy: the methods in the table's order; in %, mean and sample sd */
+	json_t *a = json_object_get(doc, "accuracy"), *o;
+	const char *acc_keys = "method temperature seeds last_mean last_sd best_mean best_sd";
+	CHECK(json_array_size(a) == 3, "accuracy: %zu rows, want 3", json_array_size(a));
+	if ((o = row_of(a, 0, acc_keys, "accuracy"))) {
+		check_str(o, "method", "teacher", "accuracy[0]");
+		check_num(o, "temperature", NAN, 0, "accuracy[0]");
+		check_int(o, "seeds", 1, "accuracy[0]");
+		check_num(o, "last_mean", 90, 1e-12, "accuracy[0]");
+		check_num(o, "last_sd", NAN, 0, "accuracy[0]"); /* one seed: no sd */
+		check_num(o, "best_mean", 90, 1e-12, "accuracy[0]");
+		check_num(o, "best_sd", NAN, 0, "accuracy[0]");
+	}
+	if ((o = row_of(a, 1, acc_keys, "accuracy"))) {
+		check_str(o, "method", "ce", "accuracy[1]");
+		check_num(o, "temperature", NAN, 0, "accuracy[1]");
+		check_int(o, "seeds", 2, "accuracy[1]");
+		check_num(o, "last_mean", 82, 1e-12, "accuracy[1]");
+		check_num(o, "last_sd", sqrt(8), 1e-12, "accuracy[1]");   /* 80, 84 */
+		check_num(o, "best_mean", 83.5, 1e-12, "accuracy[1]");    /* 83, 84 */
+		check_num(o, "best_sd", sqrt(0.5), 1e-12, "accuracy[1]");
+	}
+	if ((o = row_of(a, 2, acc_keys, "accuracy"))) {
+		check_str(o, "method", "kd", "accuracy[2]");
+		check_num(o, "temperature", 2, 0, "accuracy[2]");
+		check_int(o, "seeds", 2, "accuracy[2]");
+		check_num(o, "last_mean", 85, 1e-12, "accuracy[2]");
+		check_num(o, "last_sd", sqrt(18), 1e-12, "accuracy[2]");  /* 82, 88 */
+		check_num(o, "best_mean", 85, 1e-12, "accuracy[2]");
+		check_num(o, "best_sd", sqrt(18), 1e-12, "accuracy[2]");
+	}
+
+	/* paired: kd - ce per seed, 2 and 4 points; the 95% t interval with one
+	 * degree of freedom, whose quantile is the Cauchy's: tan(pi (0.975 - 1/2)) */
+	a = json_object_get(doc, "paired");
+	CHECK(json_array_size(a) == 1, "paired: %zu rows, want 1", json_array_size(a));
+	if ((o = row_of(a, 0, "comparison temperature seeds mean ci_low ci_high", "paired"))) {
+		const double t = tan(acos(-1) * 0.475);   /* t(0.975) with 1 degree of freedom */
+		const double h = t * sqrt(2) / sqrt(2);  /* t sd / sqrt(n): sd of 2, 4 is sqrt(2) */
+		check_str(o, "comparison", "kd - ce", "paired[0]");
+		check_num(o, "temperature", 2, 0, "paired[0]");
+		check_int(o, "seeds", 2, "paired[0]");
+		check_num(o, "mean", 3, 1e-12, "paired[0]");
+		check_num(o, "ci_low", 3 - h, 1e-9, "paired[0]");
+		check_num(o, "ci_high", 3 + h, 1e-9, "paired[0]");
+	}
+
+	/* regularization: T = 2, then T = Inf (null); ce's rows are not listed */
+	a = json_object_get(doc, "regularization");
+	const char *reg_keys = "split epoch temperature method criterion count samples share "
+			       "mean_bias mean_variance";
+	CHECK(json_array_size(a) == 2, "regularization: %zu rows, want 2", json_array_size(a));
+	for (size_t i = 0; i < 2; i++) {
+		char what[32];
+		snprintf(what, sizeof what, "regularization[%zu]", i);
+		if (!(o = row_of(a, i, reg_keys, "regularization")))
+			continue;
+		check_str(o, "split", "test", what);
+		check_int(o, "epoch", 2, what);
+		check_num(o, "temperature", i == 0 ? 2 : NAN, 0, what);
+		check_str(o, "method", i == 0 ? report_method_json : "kd", what);
+		check_str(o, "criterion", report_crit_json, what);
+		check_int(o, "count", 3, what);
+		check_int(o, "samples", 4, what);
+		check_num(o, "share", 0.75, 0, what);
+		check_num(o, "mean_bias", 0.5, 0, what);
+		check_num(o, "mean_variance", 0.125, 0, what);
+	}
+
+	/* correlation: the stored doubles exactly, NULLs as null */
+	a = json_object_get(doc, "correlation");
+	CHECK(json_array_size(a) == 1, "correlation: %zu rows, want 1", json_array_size(a));
+	if ((o = row_of(a, 0, "method split epoch criterion temperatures pearson_r pearson_p "
+			      "spearman_rho spearman_p r_ci_low r_ci_high n_boot", "correlation"))) {
+		check_str(o, "method", "kd", "correlation[0]");
+		check_str(o, "split", "test", "correlation[0]");
+		check_int(o, "epoch", 2, "correlation[0]");
+		check_str(o, "criterion", report_crit_json, "correlation[0]");
+		check_int(o, "temperatures", 3, "correlation[0]");
+		check_num(o, "pearson_r", 0.1 + 0.2, 0, "correlation[0]");
+		check_num(o, "pearson_p", NAN, 0, "correlation[0]");
+		check_num(o, "spearman_rho", -1, 0, "correlation[0]");
+		check_num(o, "spearman_p", 1.0 / 3, 0, "correlation[0]");
+		check_num(o, "r_ci_low", NAN, 0, "correlation[0]");
+		check_num(o, "r_ci_high", NAN, 0, "correlation[0]");
+		check_int(o, "n_boot", 0, "correlation[0]");
+	}
+done:
+	json_decref(doc);
+	bv_buf_release(&b);
+	bv_db_close(db);
+	unlink(path);
+	snprintf(side, sizeof side, "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof side, "%s-shm", path);
+	unlink(side);
+	CHECK(rmdir(dir) == 0, "nothing left in '%s'", dir);
 }
 
 int main(void)
@@ -673,7 +929,7 @@ int main(void)
 	test_correlate_fixture();
 	test_correlate_errors();
 	test_mean_ci();
-	test_json_string();
+	test_report_json();
 	time_decompose();
 	return bv_check_done();
 }

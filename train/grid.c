@@ -73,16 +73,6 @@ void bv_record_format(char *out, size_t size, const bv_record_cfg *r)
 		len += (size_t)snprintf(out + len, size - len, "%s%d", i ? "," : "", r->list[i]);
 }
 
-void bv_number_format(char *out, size_t size, double v)
-{
-	/* from 6 digits, so that every value %g already wrote exactly reads the same */
-	for (int digits = 6; digits <= 17; digits++) {
-		snprintf(out, size, "%.*g", digits, v);
-		if (strtod(out, NULL) == v || isnan(v))
-			return;
-	}
-}
-
 typedef struct cell_ctx {
 	bv_db *db;
 	const bv_data *d;

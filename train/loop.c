@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bvmath.h"
+
 void bv_train_cfg_default(bv_train_cfg *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
@@ -34,12 +36,7 @@ double bv_accuracy(const float *logits, const int *y, int n, int k)
 {
 	int correct = 0;
 	for (int i = 0; i < n; i++) {
-		const float *z = logits + (size_t)i * k;
-		int arg = 0;
-		for (int j = 1; j < k; j++)
-			if (z[j] > z[arg])
-				arg = j;
-		correct += arg == y[i];
+		correct += bv_math_argmax(logits + (size_t)i * k, k) == y[i];
 	}
 	return n ? (double)correct / n : 0.0;
 }

@@ -281,6 +281,15 @@ int bv_plan_init(bv_plan *plan, const bv_collect_cfg *cfg, bv_runner *runner)
 	if (o->subset > 0 && o->subset < plan->data.train.n)
 		bv_data_truncate_train(&plan->data, o->subset);
 
+	/* runs imported from elsewhere have no training settings to resume with */
+	char source[32];
+	if ((rc = bv_db_config_get(plan->db, "source", source, sizeof source)) < 0)
+		return rc;
+	if (rc > 0 && strcmp(source, "import") == 0)
+		return bv_error_set(BV_EMISMATCH,
+				    "database '%s' holds imported runs (bvtool import); collect into "
+				    "another --db",
+				    o->db_path);
 	bv_fingerprint_make(&fp, o, &plan->data);
 	if ((rc = bv_fingerprint_check(plan->db, &fp)) != 0)
 		return rc;

@@ -182,12 +182,6 @@ int bv_record_wants(const bv_record_cfg *r, int epoch, int n_epochs);
 /* Canonical text ("all", "last", "1,5,10"). */
 void bv_record_format(char *out, size_t size, const bv_record_cfg *r);
 
-/* The shortest text of v that reads back (strtod) as exactly v: %g's 6
- * significant digits when they suffice (so "0.01", "4"), up to 17. Settings and
- * temperatures are written this way, so that two values that differ are never
- * shown or stored alike. */
-void bv_number_format(char *out, size_t size, double v);
-
 /* One student cell of the grid. */
 typedef struct bv_cell {
 	int64_t run_id;
