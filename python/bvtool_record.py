@@ -28,11 +28,13 @@ rec.teacher(logits, model=None, epoch=None, test_acc=None)
 rec.run(method, seed, temperature=None, alpha=None, gamma=None, model=None, inbag=None,
         **extra_keys) -> Run
     One student: method ce, kd, wsl or kd-filter; temperature for all but ce; seed the
-    replica number 1..2147483647. Extra keys land in the manifest's run as they are (JSON
-    values; bvtool keeps unknown keys for the database and reads "planned_epochs",
-    "seconds" and "metrics" as docs/import.md says). A (method, temperature, seed) already
-    in the manifest is continued, its settings unchanged; the same cell twice in one
-    Recorder is refused.
+    replica number 1..2147483647; model at most 127 bytes; inbag the (N_train,) counts
+    0..N_train of the seed's bootstrap draw (one file per seed: every run of a seed must
+    give the same). Extra keys land in the manifest's run as they are (JSON values; bvtool
+    keeps unknown keys for the database and reads "planned_epochs", "seconds" and
+    "metrics" as docs/import.md says). A (method, temperature, seed) already in the
+    manifest is continued, its settings unchanged; the same cell twice in one Recorder is
+    refused.
 run.record(epoch, test=None, train=None, test_acc=None)
 run.epochs
     The (N, K) logits of the splits given (the same splits every epoch, labels for each),
@@ -211,6 +213,7 @@ class Recorder:
         self.path = os.path.join(self.dir, MANIFEST)
         self._cells = set()      # (method, temperature, seed) given to run() by this Recorder
         self._teacher_done = False
+        self._inbags = {}        # seed -> (file, counts) of its bootstrap draw
         os.makedirs(self.dir, exist_ok=True)
         self._lock = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -291,7 +294,7 @@ class Recorder:
         arrays = self._splits(logits, "teacher.logits")
         entry = {}
         if model is not None:
-            entry["model"] = _str(model, "teacher.model")
+            entry["model"] = _model(model, "teacher.model")
         if epoch is not None:
             entry["epoch"] = _whole(epoch, "teacher.epoch", 0, MAX_EPOCH)
         entry["logits"] = {s: f"teacher_{s}.npy" for s in arrays}
@@ -352,7 +355,7 @@ class Recorder:
                 entry[key] = _real(v, f"{what}: {key}")
         entry["seed"] = seed
         if model is not None:
-            entry["model"] = _str(model, f"{what}: model")
+            entry["model"] = _model(model, f"{what}: model")
         for key, v in extra_keys.items():
             if key in RUN_KEYS:
                 raise ValueError(f"{what}: extra key '{key}' is one the recorder writes")
@@ -364,7 +367,8 @@ class Recorder:
         if inbag is not None:
             if "train" not in self.labels:
                 raise ValueError(f"{what}: inbag needs the Recorder's labels of the train split")
-            inbag = _integers(inbag, f"{what}: inbag", (self.n["train"],))
+            n = self.n["train"]
+            inbag = _integers(inbag, f"{what}: inbag", (n,), n + 1)
         key = (method, t, seed)
         if key in self._cells:
             raise ValueError(f"{what}: this Recorder already has that run")
@@ -373,12 +377,30 @@ class Recorder:
         for i, r in enumerate(self._m["runs"]):
             if (r.get("method"), r.get("temperature"), r.get("seed")) == key:
                 run._continue(i, r)
+                if inbag is not None:
+                    self._inbags.setdefault(seed, (r["inbag"], inbag))
                 break
         else:
             if inbag is not None:
-                entry["inbag"] = self._save(f"{stem}_inbag.npy", inbag)
+                entry["inbag"] = self._inbag_file(seed, inbag, what)
         self._cells.add(key)
         return run
+
+    def _inbag_file(self, seed, counts, what):
+        """The file of seed's in-bag counts: written once, shared by the seed's runs."""
+        known = self._inbags.get(seed)
+        if known is None:
+            path = next((r["inbag"] for r in self._m["runs"]
+                         if r.get("seed") == seed and "inbag" in r), None)
+            if path is not None:
+                known = (path, _load(self.dir, path))
+        if known is None:
+            known = (self._save(f"inbag_s{seed}.npy", counts), counts)
+        elif not np.array_equal(known[1], counts):
+            raise ValueError(f"{what}: inbag differs from the in-bag counts of seed {seed} "
+                             f"('{known[0]}'): the runs of one seed share its bootstrap draw")
+        self._inbags[seed] = known
+        return known[0]
 
     def close(self):
         """Release the directory (idempotent); the manifest on disk is already complete."""
@@ -396,9 +418,10 @@ class Recorder:
         self.close()
 
 
-def _str(v, what):
-    if not isinstance(v, str) or not v:
-        raise ValueError(f"{what}: expected a non-empty string, got {v!r}")
+def _model(v, what):
+    """A model spec as the database holds it (runs.model: at most 127 bytes)."""
+    if not isinstance(v, str) or not v or len(v.encode()) > 127:
+        raise ValueError(f"{what}: expected a string of 1..127 bytes, got {v!r}")
     return v
 
 

@@ -114,7 +114,8 @@ check("a list of one file per epoch", len(r["logits"]["test"]) == 2 and "train" 
 z = np.load(os.path.join("r", r["logits"]["test"][0]))
 check("a tensor with a gradient recorded", z.dtype == np.dtype("<f4") and
       (z == z1.detach().numpy()).all())
-check("in-bag counts", (np.load(os.path.join("r", r["inbag"])) == [1, 2, 0]).all())
+check("in-bag counts, one file per seed", r["inbag"] == "inbag_s1.npy" and
+      (np.load(os.path.join("r", r["inbag"])) == [1, 2, 0]).all())
 check("run.epochs", run.epochs == [1, 2])
 
 before, listed = open("r/manifest.json").read(), files("r")
@@ -156,8 +157,15 @@ for want, f in [
      "compliant)", lambda: rec.run("wsl", seed=1, temperature=1, x=float("nan"))),
     ("wsl T=1 seed 1: inbag: expected shape (3,), got shape (2,)",
      lambda: rec.run("wsl", seed=1, temperature=1, inbag=[1, 2])),
-    ("wsl T=1 seed 1: inbag[0]: expected >= 0, got -1",
+    ("wsl T=1 seed 1: inbag[0]: expected 0..3, got -1",
      lambda: rec.run("wsl", seed=1, temperature=1, inbag=[-1, 2, 2])),
+    ("wsl T=1 seed 1: inbag[2]: expected 0..3, got 4",
+     lambda: rec.run("wsl", seed=1, temperature=1, inbag=[0, 0, 4])),
+    ("wsl T=1 seed 1: inbag differs from the in-bag counts of seed 1 ('inbag_s1.npy'): the "
+     "runs of one seed share its bootstrap draw",
+     lambda: rec.run("wsl", seed=1, temperature=1, inbag=[0, 3, 0])),
+    ("wsl T=1 seed 1: model: expected a string of 1..127 bytes, got " + repr("m" * 128),
+     lambda: rec.run("wsl", seed=1, temperature=1, model="m" * 128)),
     ("'r' is being recorded into by another Recorder (in this process or another); close "
      "that one first", lambda: Recorder("r", dataset="toy", classes=3, labels={"test": y})),
 ]:
@@ -167,6 +175,7 @@ check("refused input leaves the manifest and the files as they were",
 
 ce = rec.run("ce", seed=1, model="mlp:4", inbag=[1, 2, 0])
 ce.record(1, test=np.zeros((4, 3)), train=np.zeros((3, 3)))
+check("the seed's runs share its in-bag file", manifest("r")["runs"][1]["inbag"] == "inbag_s1.npy")
 refuses("ce seed 1: epoch 2: test_acc given; the earlier epochs have none (every epoch or none)",
         lambda: ce.record(2, test=np.zeros((4, 3)), train=np.zeros((3, 3)), test_acc=1))
 rec.close()
