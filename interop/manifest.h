@@ -104,4 +104,11 @@ int bv_manifest_file(char *out, size_t size, const bv_manifest *m, const char *p
  * atomically (bv_write_file_atomic). m->path and m->dir are not written. */
 int bv_manifest_write(const bv_manifest *m, const char *path);
 
+/* 0 when a and b hold the same manifest field by field (doubles bit for bit,
+ * -0 is not 0, NaN equals NaN; a metrics column NULL is all NAN; extras as JSON
+ * values; path, dir and where aside); else 1 and the first difference in out
+ * ("runs[0].alpha: 0.10000000000000001 vs 0.20000000000000001"). For
+ * bv_manifest_write's check that its text reads back, and for tests. */
+int bv_manifest_compare(const bv_manifest *a, const bv_manifest *b, char *out, size_t size);
+
 #endif

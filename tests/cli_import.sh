@@ -115,7 +115,7 @@ expect 4 "bvtool import: database 'c.db' holds a collection of bvtool collect; i
 # (d: its directory, m: its manifest, saved after), imported into a.db and into
 # a missing database
 bad_case() {
-	name=$1 st=$2 msg=$3 code=$4
+	name=$1 st=$2 bmsg=$3 code=$4
 	rm -rf "bad_$name"
 	cp -r good "bad_$name"
 	$py - "bad_$name" "$code" <<'PY'
@@ -130,9 +130,9 @@ if m is not None:
     json.dump(m, open(f"{d}/manifest.json", "w"))
 PY
 	s0=$(sum a.db)
-	expect_sub "$st" "$msg" "$bv" import --db a.db "bad_$name"
+	expect_sub "$st" "$bmsg" "$bv" import --db a.db "bad_$name"
 	assert "$name: a.db unchanged" [ "$(sum a.db)" = "$s0" ]
-	expect_sub "$st" "$msg" "$bv" import --db none.db "bad_$name"
+	expect_sub "$st" "$bmsg" "$bv" import --db none.db "bad_$name"
 	assert "$name: no database made" [ ! -e none.db ]
 }
 bad_case magic 4 "bad_magic/teacher_test.npy" 'raw("teacher_test.npy", b"NOTNUMPY" + read("teacher_test.npy")[8:])'
@@ -186,4 +186,6 @@ expect 4 "bvtool import: database 'a.db' holds an import of dataset 'toy' with 5
 	"$bv" import --db a.db other
 assert "other dataset: a.db unchanged" [ "$(sum a.db)" = "$s0" ]
 
+cd /
+rm -rf "$t"
 finish

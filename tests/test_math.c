@@ -262,6 +262,34 @@ static void test_wsl_weight(void)
 	      "w rises with CEs and falls with CEt");
 }
 
+/* the predicted class against one plain scan keeping the first maximum: every K
+ * from 1 to 40 (the lanes and the tail), ties everywhere, the maximum first and last */
+static void test_argmax(void)
+{
+	float z[40];
+	unsigned x = 12345;
+	int bad = 0, n = 0;
+	for (int K = 1; K <= 40; K++)
+		for (int trial = 0; trial < 200; trial++, n++) {
+			for (int j = 0; j < K; j++) {
+				x = x * 1103515245u + 12345u;
+				z[j] = (float)((int)(x >> 16) % 5) - 2.5f; /* few values: many ties */
+			}
+			if (trial == 0)
+				z[K - 1] = 9; /* the maximum last */
+			if (trial == 1)
+				z[0] = 9;     /* and first */
+			int want = 0;
+			for (int j = 1; j < K; j++)
+				if (z[j] > z[want])
+					want = j;
+			bad += bv_math_argmax(z, K) != want;
+		}
+	CHECK(bad == 0, "argmax: %d of %d arrays differ from a plain scan", bad, n);
+	const float neg[3] = {-80, -1e-30f, -1e-30f};
+	CHECK(bv_math_argmax(neg, 3) == 1, "argmax: the first of two equal negative maxima");
+}
+
 /* ---- 2. the PyTorch fixture ------------------------------------------------- */
 
 static int expect_word(FILE *f, const char *word)
@@ -713,6 +741,7 @@ int main(void)
 	test_log_softmax();
 	test_soft_ce();
 	test_wsl_weight();
+	test_argmax();
 	test_fixture();
 	test_criteria();
 	test_decompose_reference();
