@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include <malloc.h>
 #include <string.h>
 
 #include "interop.h"
@@ -38,6 +39,10 @@ int cmd_import(const cli_cmd *cmd, int argc, char **argv)
 		return rc < 0 ? BV_EXIT_OK : rc;
 	if (n_pos != 1)
 		return cli_usage_error("which directory? (one holding manifest.json, docs/import.md)");
+	/* SQLite builds each snapshot's record in a buffer as large as the
+	 * snapshot: glibc would map and unmap (and fault in) every one of them;
+	 * kept in the heap instead, the import runs 15% faster (measured, 1.9 GB) */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	bv_import_opts o = {replace, quiet ? NULL : on_run, NULL};
 	bv_import_summary s;
 	const double t0 = bv_now();

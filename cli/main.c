@@ -30,7 +30,7 @@ static const cli_cmd commands[] = {
 	 "[--db FILE] [--out DIR] [--temp T] [--format png|svg|pdf]", NULL},
 	{"import", cmd_import,
 	 "import runs trained elsewhere: a manifest.json and NumPy .npy/.npz logits (docs/import.md)",
-	 "[--db FILE] [--replace] DIR", NULL},
+	 "[--db FILE] [--replace] [--quiet] DIR", NULL},
 	{"export", cmd_export,
 	 "write a database's runs and per-sample statistics as NumPy files and a manifest.json",
 	 "[--db FILE] --out DIR", NULL},

@@ -96,6 +96,13 @@ enum {
  */
 int bv_db_open(bv_db **out, const char *path, int flags);
 void bv_db_close(bv_db *db); /* NULL is a no-op */
+/* For filling a new file no other connection has open (import writes a new
+ * database under a temporary name, renamed into place when complete): on, a
+ * rollback journal and no fsync, which writes appended pages once (WAL writes
+ * them twice; measured 1.4x faster for 1.9 GB of snapshots); off, back to WAL
+ * and synchronous NORMAL, the file complete on disk once the caller fsyncs it
+ * after bv_db_close. Not for a database others may be using. */
+int bv_db_bulk(bv_db *db, int on);
 sqlite3 *bv_db_handle(bv_db *db);
 const char *bv_db_path(const bv_db *db);
 

@@ -433,6 +433,21 @@ int bv_db_open(bv_db **out, const char *path, int flags)
 	return 0;
 }
 
+int bv_db_bulk(bv_db *db, int on)
+{
+	if (!on)
+		return sqlite3_exec(db->h, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) == SQLITE_OK
+			       ? set_wal(db)
+			       : db_err(db);
+	/* a rollback journal does not journal the pages a transaction appends:
+	 * every byte of a snapshot is written once, not to the WAL and again at
+	 * its checkpoint */
+	if (sqlite3_exec(db->h, "PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF", NULL, NULL,
+			 NULL) != SQLITE_OK)
+		return db_err(db);
+	return 0;
+}
+
 void bv_db_close(bv_db *db)
 {
 	if (!db)

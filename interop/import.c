@@ -15,9 +15,13 @@
  */
 #include "interop.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -756,12 +760,61 @@ static void imp_free(imp *im)
 	bv_manifest_free(&im->m);
 }
 
+/* A database file and what SQLite may have left beside it. */
+static void remove_db_files(const char *path)
+{
+	static const char *const side[] = {"", "-journal", "-wal", "-shm"};
+	char p[1200];
+	for (size_t i = 0; i < BV_ARRAY_LEN(side); i++) {
+		snprintf(p, sizeof p, "%s%s", path, side[i]);
+		unlink(p);
+	}
+}
+
+/* The complete temporary database on disk, then under its name: link(2)
+ * refuses a name that appeared meanwhile (another import), where rename
+ * would replace it. */
+static int publish(const char *tmp, const char *path)
+{
+	int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0) {
+		const int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return bv_error_set(BV_EIO, "cannot write database '%s': %s", tmp, strerror(e));
+	}
+	close(fd);
+	if (link(tmp, path) != 0) {
+		const int e = errno;
+		if (e == EEXIST)
+			return bv_error_set(BV_ESTATE, "database '%s' was created while importing (another "
+						       "import?); run the import again",
+					    path);
+		return bv_error_set(BV_EIO, "cannot create database '%s': %s", path, strerror(e));
+	}
+	unlink(tmp);
+	/* the new name on disk too */
+	char dir[1200];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		slash[slash == dir] = '\0';
+	else
+		snprintf(dir, sizeof dir, ".");
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
 int bv_import(const char *db_path, const char *dir, const bv_import_opts *o,
 	      bv_import_summary *out)
 {
 	imp im;
 	memset(&im, 0, sizeof im);
-	int rc = bv_manifest_read(&im.m, dir);
+	char tmp[1100] = "";
+	int fresh = 0, rc = bv_manifest_read(&im.m, dir);
 	if (rc)
 		return rc;
 	im.k = im.m.classes;
@@ -779,7 +832,22 @@ int bv_import(const char *db_path, const char *dir, const bv_import_opts *o,
 	/* the database is opened only once every file has been checked, so that a
 	 * bad layout leaves it as it was (and creates none) */
 	if ((rc = check_arrays(&im)) != 0 || (rc = bv_check_output_dir(db_path)) != 0 ||
-	    (rc = bv_db_open(&im.db, db_path, BV_DB_CREATE)) != 0 || (rc = check_collection(&im)) != 0 ||
+	    (rc = bv_check_output(db_path)) != 0)
+		goto done;
+	/* a new database is filled under a temporary name in bulk mode (a
+	 * rollback journal: every byte written once) and linked into place when
+	 * complete; an existing one is added to in WAL mode, run by run */
+	struct stat st;
+	fresh = lstat(db_path, &st) != 0 && errno == ENOENT;
+	if (fresh && (size_t)snprintf(tmp, sizeof tmp, "%s.import-%ld", db_path, (long)getpid()) >=
+			     sizeof tmp) {
+		rc = bv_error_set(BV_EINVAL, "path too long: '%s'", db_path);
+		goto done;
+	}
+	if (fresh)
+		remove_db_files(tmp);
+	if ((rc = bv_db_open(&im.db, fresh ? tmp : db_path, BV_DB_CREATE)) != 0 ||
+	    (fresh && (rc = bv_db_bulk(im.db, 1)) != 0) || (rc = check_collection(&im)) != 0 ||
 	    (rc = check_runs(&im)) != 0)
 		goto done;
 	for (int i = 0; i < im.n_runs; i++) {
@@ -799,10 +867,18 @@ int bv_import(const char *db_path, const char *dir, const bv_import_opts *o,
 			goto done;
 		}
 	}
-	rc = write_all(&im, o);
+	if ((rc = write_all(&im, o)) != 0 || !fresh)
+		goto done;
+	rc = bv_db_bulk(im.db, 0);
+	bv_db_close(im.db);
+	im.db = NULL;
+	if (rc == 0)
+		rc = publish(tmp, db_path);
 done:
 	if (out)
 		*out = im.sum;
 	imp_free(&im);
+	if (fresh)
+		remove_db_files(tmp); /* a failure's, or the name linked into place */
 	return rc;
 }

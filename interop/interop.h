@@ -10,8 +10,11 @@
  * Import checks everything before it writes anything: the manifest, every
  * array's header, shape and dtype, every logit finite, every label in range,
  * the in-bag counts, and the database's own state (what it already holds).
- * Then it writes one transaction for the samples and configuration and one
- * per run, so an interrupted import leaves whole runs and resumes. A run
+ * A new database is then written under a temporary name beside it,
+ * "<db>.import-<pid>", in bulk mode (bv_db_bulk), and linked into place when
+ * complete: a failure or a kill leaves no database under the name asked for.
+ * An existing one gets one transaction for the samples and configuration and
+ * one per run, so an interrupted import leaves whole runs and resumes. A run
  * already in the database with the same content is skipped; with other
  * content it is refused, or rewritten with replace. Memory holds at most one
  * epoch of logits per split at a time, whatever the number of epochs.
