@@ -613,10 +613,23 @@ static int config_put(bv_db *db, const char *key, const char *value)
 	return same ? 0 : bv_db_config_set(db, key, value);
 }
 
+/* 1 when config has the key, 0 when not, < 0 on error. */
+static int config_has(bv_db *db, const char *key)
+{
+	sqlite3_stmt *st;
+	int rc = bv_db_prepare(db, &st, "SELECT 1 FROM config WHERE key = ?1");
+	if (rc)
+		return rc;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : bv_db_error(db);
+}
+
 static int put_config(imp *im)
 {
 	bv_db *db = im->db;
-	char text[32], have[8];
+	char text[32];
 	int rc;
 	snprintf(text, sizeof text, "%d", im->k);
 	if ((rc = config_put(db, CFG_SOURCE, CFG_IMPORT)) != 0 ||
@@ -637,8 +650,8 @@ static int put_config(imp *im)
 		}
 		student = mo;
 	}
-	if ((rc = bv_db_config_get(db, "student", have, sizeof have)) < 0 ||
-	    (rc == 0 && student && (rc = bv_db_config_set(db, "student", student)) != 0))
+	if (student && (rc = config_has(db, "student")) <= 0 &&
+	    (rc < 0 || (rc = bv_db_config_set(db, "student", student)) != 0))
 		return rc;
 	/* labels: stored once (check_collection compared those already there) */
 	for (int s = 0; s < BV_N_SPLITS; s++) {

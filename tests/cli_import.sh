@@ -186,6 +186,76 @@ expect 4 "bvtool import: database 'a.db' holds an import of dataset 'toy' with 5
 	"$bv" import --db a.db other
 assert "other dataset: a.db unchanged" [ "$(sum a.db)" = "$s0" ]
 
+# --- sizes: 1,000 classes (ImageNet), 50,000 samples in a split
+for shape in "1000 64 100" "3 50000 50000"; do
+	set -- $shape
+	$py - "big_$1" "$1" "$2" "$3" <<'PY'
+import json, os, sys, numpy as np
+d, K, n_test, n_train = sys.argv[1], *map(int, sys.argv[2:])
+os.makedirs(d)
+rng = np.random.default_rng(K)
+np.save(f"{d}/y.npy", rng.integers(0, K, n_test).astype(np.int16))
+np.save(f"{d}/ytr.npy", rng.integers(0, K, n_train).astype(np.uint32))
+np.save(f"{d}/t.npy", rng.normal(size=(n_test, K)).astype(np.float32))
+runs = []
+for seed in (1, 2, 3):
+    for method in ("ce", "kd"):
+        np.save(f"{d}/{method}{seed}.npy", rng.normal(size=(2, n_test, K)).astype(np.float32))
+        np.save(f"{d}/{method}{seed}tr.npy", rng.normal(size=(2, n_train, K)).astype(np.float32))
+        runs.append({"method": method, "seed": seed, "epochs": [5, 10],
+                     "logits": {"test": f"{method}{seed}.npy", "train": f"{method}{seed}tr.npy"},
+                     **({"temperature": 4} if method == "kd" else {})})
+json.dump({"format": "bvtool-import", "version": 1, "dataset": "big", "classes": K,
+           "labels": {"test": "y.npy", "train": "ytr.npy"},
+           "teacher": {"logits": {"test": "t.npy"}}, "runs": runs}, open(f"{d}/manifest.json", "w"))
+PY
+	run "$bv" import --quiet --db "big_$1.db" "big_$1"
+	assert "K = $1, N = $2: import exits 0 ($(cat "$err"))" [ "$status" = 0 ]
+	run "$bv" decompose --db "big_$1.db" --temp 4
+	assert "K = $1, N = $2: decompose exits 0 ($(cat "$err"))" [ "$status" = 0 ]
+	assert "K = $1, N = $2: every sample decomposed, loss = bias + variance" \
+		[ "$(q "big_$1.db" "SELECT count(*) = 2 * 2 * $2 AND max(abs(loss - bias - variance)) < 1e-9 FROM sample_stats")" = 1 ]
+done
+
+# --- kill -9 mid-import: whole runs only, and the next import finishes it
+$py "$here/../bench/import_gen.py" big --seeds 2 --epochs 3 --n 10000 --classes 100
+$py - big <<'PY'
+import json, sys
+m = json.load(open(f"{sys.argv[1]}/manifest.json"))
+m["runs"] = m["runs"][:1]
+json.dump(m, open(f"{sys.argv[1]}/manifest.json", "w"))
+PY
+cp -r big small
+$py "$here/../bench/import_gen.py" big2 --seeds 2 --epochs 3 --n 10000 --classes 100
+rm -rf big && mv big2 big
+"$bv" import --quiet --db k.db small >/dev/null
+# kill_after_first DB: import big into DB, kill -9 once it has committed one run
+kill_after_first() {
+	"$bv" import --db "$1" big >kill.out 2>&1 &
+	pid=$!
+	i=0
+	while ! grep -q "added" kill.out && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
+	kill -9 $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
+}
+kill_after_first k.db
+n_done=$(q k.db "SELECT count(*) FROM runs")
+assert "killed mid-import (runs in k.db: $n_done of 7)" [ "$n_done" -gt 2 ] && [ "$n_done" -lt 7 ]
+assert "only whole runs: 3 test snapshots and a done status each" \
+	[ "$(q k.db "SELECT count(*) FROM runs r WHERE status != 'done' OR (SELECT count(*) FROM snapshots s WHERE s.run_id = r.id) != CASE WHEN method = 'teacher' THEN 1 ELSE 3 END")" = 0 ]
+run "$bv" import --db k.db big
+assert "the next import finishes it" grep -q "unchanged, 0 replaced" "$out"
+"$bv" import --quiet --db clean.db big >/dev/null
+run layout same k.db clean.db
+assert "resumed = clean import: $(cat "$out")" [ "$status" = 0 ]
+# a new database: nothing under its name after a kill, then a whole import
+kill_after_first new.db
+assert "a killed first import leaves no database" [ ! -e new.db ]
+rm -f new.db.import-*
+run "$bv" import --db new.db big
+run layout same new.db clean.db
+assert "then a whole import: $(cat "$out")" [ "$status" = 0 ]
+
 cd /
 rm -rf "$t"
 finish

@@ -84,7 +84,7 @@ def same(a_path, b_path):
     }
     for name, sql in checks.items():
         ra, rb = rows(a, sql), rows(b, sql)
-        if not ra:
+        if not ra and name != "inbag":
             print(f"{a_path}: no {name} rows")
             return 1
         if ra != rb:
