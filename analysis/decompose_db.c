@@ -55,19 +55,6 @@ static void means(const bv_stat_row *rows, int n, double *b, double *v, double *
 	*n_reg = reg;
 }
 
-#define MMAP_SIZE "17179869184"
-
-/* Snapshots are read through a memory map (no copy through the kernel), and
- * every page of it read stays in the process's resident set until it is
- * unmapped: 1.9 GB for a CIFAR-100-sized collection. Unmapped after each
- * epoch (SQLite maps the file again on the next read), the resident set holds
- * one epoch's snapshots at most. */
-static void remap(bv_db *src)
-{
-	sqlite3_exec(bv_db_handle(src), "PRAGMA mmap_size = 0; PRAGMA mmap_size = " MMAP_SIZE, NULL,
-		     NULL, NULL);
-}
-
 /* Decompose every selected epoch at temperature T: ce (reused from the last
  * temperature while the paired seeds are the same) and each soft method,
  * handing each epoch's rows to the writer. */
@@ -163,7 +150,6 @@ static int decompose_temperature(run_ctx *c, double T)
 					      n_rows, c->max_err};
 		if ((rc = dc_writer_submit(c->w, &job)) != 0)
 			return rc;
-		remap(c->src);
 		if (strcmp(split, "oob") == 0 && n_rows < N && E == c->last_epoch)
 			dc_say(c->say, c->ctx,
 			       "T=%g: %d of %d training samples have < 2 out-of-bag seeds and are left "
@@ -187,8 +173,9 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	bv_db *rd = NULL; /* read-only, for the snapshots */
 	dc_writer w;
 
-	/* read the snapshots through a memory map: no copy through the kernel */
-	sqlite3_exec(bv_db_handle(db), "PRAGMA mmap_size = " MMAP_SIZE, NULL, NULL, NULL);
+	/* no memory map: bv_db_logits_get reads each snapshot straight into its
+	 * place (sqlite3_blob_read), one copy either way, and a map would keep
+	 * every page read in the resident set (2 GB at CIFAR-100 size) */
 	if ((rc = bv_db_check_runs(db)) != 0 || (rc = dc_plan_make(&p, db, o, say, ctx)) != 0)
 		goto done;
 	s.split = o->split;
@@ -254,9 +241,7 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	/* snapshots are read through a read-only connection of their own while the
 	 * writer thread writes through db; with one CPU, or without that
 	 * connection, everything on db, in turn */
-	if (dc_cpus() > 1 && bv_db_open(&rd, bv_db_path(db), BV_DB_READONLY) == 0)
-		sqlite3_exec(bv_db_handle(rd), "PRAGMA mmap_size = " MMAP_SIZE, NULL, NULL, NULL);
-	else
+	if (dc_cpus() <= 1 || bv_db_open(&rd, bv_db_path(db), BV_DB_READONLY) != 0)
 		rd = NULL;
 	c.src = rd ? rd : db;
 	c.w = &w;

@@ -81,13 +81,13 @@ stats() {
 		      else printf "%.2f s best, %.2f s median, peak RSS %.0f MB", s[1], med, m / 1024 }'
 }
 best() { echo "$1" | tr ' ' '\n' | sed '/^$/d' | paste - - | sort -n | head -1 | cut -f1; }
-snap=$((10000 * 100 * 4 / 1048576))
+snap=4 # MB: 10,000 x 100 float32
 cat <<MD
 | step ($reps runs each, $(nproc) cores, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}) | result |
 |---|---|
 | import, 48 runs x 10 epochs, $((bytes / 1000000)) MB of logits, database on tmpfs | $(stats "$imp_shm" rate) |
 | import, the same, database on $dir (disk: dd conv=fsync $disk) | $(stats "$imp_disk" rate) |
-| memory target: 2 snapshots ($snap MiB each) + 64 MB | $((2 * snap + 64)) MB |
+| memory target: 2 snapshots ($snap MB each) + 64 MB | $((2 * snap + 64)) MB |
 | decompose --temp 4 --bootstrap 0, one core | $(stats "$dec0" time) |
 | decompose --temp 4 (bootstrap 200), one core | $(stats "$dec200" time) |
 | bench/decompose_numpy.py --temp 4, one core | $(stats "$np" time) |

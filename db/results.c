@@ -20,8 +20,12 @@ static const char *const stmt_sql[N_STMT] = {
 			  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[S_SNAPSHOT_PUT] = "INSERT OR REPLACE INTO snapshots(run_id, epoch, split, n, k, logits) "
 			   "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_LOGITS_GET] = "SELECT n, k, logits FROM snapshots WHERE run_id = ?1 AND epoch = ?2 "
-			 "AND split = ?3",
+	/* the BLOB is read by sqlite3_blob_read, straight into the caller's array */
+	/* a BLOB is read by sqlite3_blob_read, straight into the caller's array;
+	 * another value (text a user's SQL made, X'..' || ...) as its bytes */
+	[S_LOGITS_GET] = "SELECT n, k, typeof(logits) = 'blob', length(logits), rowid, "
+			 "CASE WHEN typeof(logits) = 'blob' THEN NULL ELSE logits END "
+			 "FROM snapshots WHERE run_id = ?1 AND epoch = ?2 AND split = ?3",
 	[S_SNAPSHOT_K] = "SELECT k, typeof(k) FROM snapshots WHERE run_id = ?1 AND epoch = ?2 "
 			 "AND split = ?3",
 	[S_EPOCHS] = "SELECT epoch FROM snapshots WHERE run_id = ?1 AND split = ?2 ORDER BY epoch",
@@ -136,20 +140,36 @@ int bv_db_logits_get(bv_db *db, int64_t run_id, int epoch, const char *split, fl
 		goto done;
 	}
 	const int sn = sqlite3_column_int(st, 0), sk = sqlite3_column_int(st, 1);
-	const void *blob = sqlite3_column_blob(st, 2);
-	const sqlite3_uint64 bytes = (sqlite3_uint64)sqlite3_column_bytes(st, 2);
-	const sqlite3_uint64 want = (sqlite3_uint64)n * (sqlite3_uint64)k * 4;
+	const int is_blob = sqlite3_column_int(st, 2);
+	const sqlite3_int64 rowid = sqlite3_column_int64(st, 4);
+	const void *other = is_blob ? NULL : sqlite3_column_blob(st, 5);
+	const sqlite3_int64 bytes = is_blob ? sqlite3_column_int64(st, 3) : sqlite3_column_bytes(st, 5);
+	const sqlite3_int64 want = (sqlite3_int64)n * (sqlite3_int64)k * 4;
 	if (sn != n || sk != k || bytes != want) {
 		rc = bv_error_set(BV_EFORMAT,
 				  "database '%s': the %s snapshot of run %lld at epoch %d holds "
-				  "%d x %d logits in %llu bytes, expected %d x %d",
-				  db->path, split, (long long)run_id, epoch, sn, sk,
-				  (unsigned long long)bytes, n, k);
+				  "%d x %d logits in %lld bytes, expected %d x %d",
+				  db->path, split, (long long)run_id, epoch, sn, sk, (long long)bytes, n,
+				  k);
 		goto done;
 	}
-	if (bytes)
-		memcpy(out, blob, bytes); /* little-endian float32 on a little-endian host */
 	rc = 0;
+	/* little-endian float32 on a little-endian host: the bytes are the array.
+	 * One copy, from the file's pages into out, where sqlite3_column_blob
+	 * would assemble the overflow pages into a buffer of its own first. */
+	if (other) {
+		memcpy(out, other, (size_t)bytes);
+	} else if (bytes > 0 && bytes <= INT_MAX) {
+		sqlite3_blob *b = NULL;
+		if (sqlite3_blob_open(db->h, "main", "snapshots", "logits", rowid, 0, &b) != SQLITE_OK ||
+		    sqlite3_blob_read(b, out, (int)bytes, 0) != SQLITE_OK)
+			rc = db_err(db);
+		sqlite3_blob_close(b);
+	} else if (bytes > 0) {
+		rc = bv_error_set(BV_EFORMAT, "database '%s': the %s snapshot of run %lld at epoch %d "
+					      "has %lld bytes, more than SQLite reads at once",
+				  db->path, split, (long long)run_id, epoch, (long long)bytes);
+	}
 done:
 	unstmt(st);
 	return rc;

@@ -37,30 +37,6 @@ double bv_math_log_softmax_at(const float *z, int K, int c, double T)
 	return z[c] / T - bv_math_logsumexp(z, K, T);
 }
 
-int bv_math_argmax(const float *z, int K)
-{
-	/* the largest value first, in 8 independent lanes (a loop without a
-	 * branch, which the compiler can keep in vector registers), then its first
-	 * index: the same answer as one scan keeping the first maximum, for finite
-	 * logits (import computes the accuracy of every recorded epoch: 10^9 of them
-	 * at CIFAR-100 size) */
-	float lane[8];
-	int j = 0;
-	for (int l = 0; l < 8; l++)
-		lane[l] = z[0];
-	for (; j + 8 <= K; j += 8)
-		for (int l = 0; l < 8; l++)
-			lane[l] = z[j + l] > lane[l] ? z[j + l] : lane[l];
-	float m = lane[0];
-	for (int l = 1; l < 8; l++)
-		m = lane[l] > m ? lane[l] : m;
-	for (; j < K; j++)
-		m = z[j] > m ? z[j] : m;
-	for (j = 0; z[j] != m; j++)
-		;
-	return j;
-}
-
 double bv_math_ce(const float *z, int K, int y)
 {
 	return -bv_math_log_softmax_at(z, K, y, 1.0);
