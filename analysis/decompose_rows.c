@@ -9,6 +9,7 @@
 #include "decompose_int.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,10 @@ static int sample_weights(double *w, const dc_selection *s, int B, int i)
 
 enum { SAMPLES = 64 }; /* samples per bv_decompose_samples call */
 
-int dc_rows(bv_stat_row *rows, const float *buf, int B, const dc_selection *s,
-	    const bv_stat_row *ce_rows, int soft, double *max_err)
+/* The rows of samples [lo, hi) into rows; for a soft method, ce_rows holds the
+ * ce rows of the same samples from its first. The number of rows, or < 0. */
+static int rows_range(bv_stat_row *rows, const float *buf, int B, const dc_selection *s,
+		      const bv_stat_row *ce_rows, int soft, int lo, int hi, double *max_err)
 {
 	const size_t stride = (size_t)s->N * s->K;
 	const int K = s->K, use_wsl = soft && s->teacher;
@@ -37,12 +40,12 @@ int dc_rows(bv_stat_row *rows, const float *buf, int B, const dc_selection *s,
 	if (!w)
 		return bv_error_set(BV_ENOMEM, "out of memory");
 	int n_rows = 0;
-	for (int i0 = 0; i0 < s->N; i0 += SAMPLES) {
-		const int n = s->N - i0 < SAMPLES ? s->N - i0 : SAMPLES;
+	for (int i0 = lo; i0 < hi; i0 += SAMPLES) {
+		const int n = hi - i0 < SAMPLES ? hi - i0 : SAMPLES;
 		/* the next block's rows lie in B places a stride apart: more streams
 		 * than the hardware prefetcher follows, whose misses were half of the
 		 * decomposition's time */
-		const int n_next = s->N - i0 - n < SAMPLES ? s->N - i0 - n : SAMPLES;
+		const int n_next = hi - i0 - n < SAMPLES ? hi - i0 - n : SAMPLES;
 		for (int b = 0; b < B; b++)
 			for (int f = 0; f < n_next * K; f += 16)
 				__builtin_prefetch(buf + (size_t)b * stride + (size_t)(i0 + n) * K + f);
@@ -93,6 +96,64 @@ int dc_rows(bv_stat_row *rows, const float *buf, int B, const dc_selection *s,
 	}
 	free(w);
 	return n_rows;
+}
+
+/* The second half of dc_rows, on a thread of its own. */
+typedef struct rows_job {
+	bv_stat_row *rows;
+	const float *buf;
+	int B, soft, lo, hi, n;
+	const dc_selection *s;
+	const bv_stat_row *ce_rows;
+	double max_err;
+	char err[512];
+} rows_job;
+
+static void *rows_main(void *arg)
+{
+	rows_job *j = arg;
+	j->n = rows_range(j->rows, j->buf, j->B, j->s, j->ce_rows, j->soft, j->lo, j->hi, &j->max_err);
+	if (j->n < 0)
+		snprintf(j->err, sizeof j->err, "%s", bv_error_last());
+	return NULL;
+}
+
+/* With two CPUs or more, the samples in two halves, the second on a thread:
+ * each sample's numbers are its own (a sample's replicas are summed in their
+ * order whatever the blocks), so the rows are the same bits as one pass
+ * gives (tests/cli_analysis.sh compares decompose under taskset -c 0). */
+int dc_rows(bv_stat_row *rows, const float *buf, int B, const dc_selection *s,
+	    const bv_stat_row *ce_rows, int soft, double *max_err)
+{
+	const int half = s->N / 2;
+	if (s->N < 8 * SAMPLES || dc_cpus() < 2)
+		return rows_range(rows, buf, B, s, ce_rows, soft, 0, s->N, max_err);
+	/* the second half's rows follow the first half's: as many as its samples
+	 * with 2 replicas or more (the same for ce and the soft methods) */
+	double *w = malloc(sizeof(double) * (size_t)B);
+	if (!w)
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	int first = 0;
+	for (int i = 0; i < half; i++)
+		first += sample_weights(w, s, B, i) >= 2;
+	free(w);
+	rows_job j = {rows + first, buf, B, soft, half, s->N, 0, s, soft ? ce_rows + first : NULL, 0, ""};
+	pthread_t t;
+	const int threaded = pthread_create(&t, NULL, rows_main, &j) == 0;
+	if (!threaded)
+		rows_main(&j);
+	const int n = rows_range(rows, buf, B, s, ce_rows, soft, 0, half, max_err);
+	if (threaded)
+		pthread_join(t, NULL);
+	if (n < 0)
+		return n;
+	if (j.n < 0)
+		return bv_error_set(j.n, "%s", j.err);
+	if (n != first)
+		return bv_error_set(BV_EINVAL, "decompose: %d rows in the first half, %d expected", n,
+				    first);
+	*max_err = fmax(*max_err, j.max_err);
+	return n + j.n;
 }
 
 /* ---- writing while computing ------------------------------------------------ */

@@ -14,7 +14,9 @@
 #    the whole process. MB/s = logit bytes written / wall time.
 # 3. decompose --temp 4 of that database (every recorded epoch, --bootstrap 0
 #    and the default 200) on one core (taskset -c 0, OPENBLAS_NUM_THREADS=1),
-#    REPS times, interleaved with bench/decompose_numpy.py on a copy of it.
+#    REPS times, interleaved with bench/decompose_numpy.py on a copy of it;
+#    then both unpinned, as a user runs them (bvtool splits each epoch's
+#    samples over two threads and writes on a third; NumPy has one thread).
 # Prints Markdown on stdout; raw timings on stderr. About 10 minutes the first
 # time (writing the layout), 5 after. Needs /usr/bin/python3 with numpy, the
 # time utility, taskset, 8 GB free in $BV_BENCH_DIR and 4 GB in /dev/shm.
@@ -59,7 +61,7 @@ done
 rm -f "$dir/disk.db" "$dir/disk.db-wal" "$dir/disk.db-shm"
 
 cp "$shm/i.db" "$dir/np.db"
-dec0="" dec200="" np=""
+dec0="" dec200="" np="" dec_u="" np_u=""
 for r in $(seq "$reps"); do
 	t=$(OPENBLAS_NUM_THREADS=1 timed taskset -c 0 "$bv" decompose --db "$shm/i.db" --temp 4 --bootstrap 0)
 	say "decompose --bootstrap 0: $t"
@@ -70,6 +72,14 @@ for r in $(seq "$reps"); do
 	t=$(OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 timed taskset -c 0 $py "$here/decompose_numpy.py" "$dir/np.db" --temp 4)
 	say "numpy: $t"
 	np="$np $t"
+	# unpinned, as a user runs them: bvtool splits the samples over the CPUs
+	# and writes on a thread of its own; the NumPy script has one thread
+	t=$(OPENBLAS_NUM_THREADS=1 timed "$bv" decompose --db "$shm/i.db" --temp 4 --bootstrap 0)
+	say "decompose --bootstrap 0, unpinned: $t"
+	dec_u="$dec_u $t"
+	t=$(OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 timed $py "$here/decompose_numpy.py" "$dir/np.db" --temp 4)
+	say "numpy, unpinned: $t"
+	np_u="$np_u $t"
 done
 
 # best and median of the pairs "s kb s kb ..."
@@ -91,5 +101,8 @@ cat <<MD
 | decompose --temp 4 --bootstrap 0, one core | $(stats "$dec0" time) |
 | decompose --temp 4 (bootstrap 200), one core | $(stats "$dec200" time) |
 | bench/decompose_numpy.py --temp 4, one core | $(stats "$np" time) |
-| NumPy / bvtool (best, --bootstrap 0) | $(echo "$(best "$np") $(best "$dec0")" | awk '{printf "%.2fx", $1 / $2}') |
+| NumPy / bvtool (best, --bootstrap 0), one core | $(echo "$(best "$np") $(best "$dec0")" | awk '{printf "%.2fx", $1 / $2}') |
+| decompose --temp 4 --bootstrap 0, unpinned ($(nproc) CPUs) | $(stats "$dec_u" time) |
+| bench/decompose_numpy.py --temp 4, unpinned | $(stats "$np_u" time) |
+| NumPy / bvtool (best, --bootstrap 0), unpinned | $(echo "$(best "$np_u") $(best "$dec_u")" | awk '{printf "%.2fx", $1 / $2}') |
 MD

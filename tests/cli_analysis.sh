@@ -305,6 +305,20 @@ cp a.db bad6.db
 sqlite3 bad6.db "UPDATE metrics SET test_acc = 'zz' WHERE run_id = $id AND epoch = 1"
 expect 4 "bvtool report: 'bad6.db': run $id has a test_acc in metrics that is not a number 0..1 (the database is damaged)" "$bv" report --db bad6.db
 
+# the samples of an epoch in two halves on two threads give the same bits as
+# one pass on one CPU (taskset -c 0: decompose sees one CPU and does not split)
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -gt 1 ]; then
+	cp fresh.db one.db
+	cp fresh.db two.db
+	taskset -c 0 "$bv" decompose --db one.db --split oob >/dev/null
+	"$bv" decompose --db two.db --split oob >/dev/null
+	taskset -c 0 "$bv" decompose --db one.db >/dev/null
+	"$bv" decompose --db two.db >/dev/null
+	rows="SELECT temperature, epoch, split, method, sample_idx, quote(bias), quote(variance), quote(loss), regularization, n_seeds, quote(p_true), quote(acc), quote(wsl_weight) FROM sample_stats ORDER BY 1, 2, 3, 4, 5"
+	assert "two threads = one CPU, bit for bit ($(q one.db "SELECT count(*) FROM sample_stats") rows)" \
+		[ "$(q one.db "$rows" | cksum)" = "$(q two.db "$rows" | cksum)" ]
+fi
+
 cd /
 rm -rf "$t"
 finish
