@@ -16,6 +16,7 @@
 #include "decompose_int.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,113 @@ static void means(const bv_stat_row *rows, int n, double *b, double *v, double *
 	*n_reg = reg;
 }
 
+/* ---- reading ahead ------------------------------------------------------------- */
+
+/*
+ * The snapshots of one temperature are loaded in the order they are used, one
+ * (epoch, method) at a time into one of two buffers, by a thread of their own
+ * on the read-only connection when there is one and two CPUs: the next
+ * method's snapshots are read while the current one is decomposed (reading
+ * 1.9 GB out of SQLite was the serial part left at CIFAR-100 size). Without
+ * the thread, each load happens when it is asked for. Either way the
+ * buffers hold the same bytes.
+ */
+typedef struct ahead {
+	const run_ctx *c;
+	int B, n;                 /* the seeds; the loads */
+	const bv_run **runs;      /* (n, B) */
+	int *epochs;              /* (n) */
+	float *buf[2];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int loaded, consumed, quit, rc, threaded;
+	char err[512];
+	pthread_t thread;
+} ahead;
+
+static int ahead_load(const ahead *a, int i)
+{
+	const dc_selection *s = a->c->s;
+	return dc_load(a->buf[i % 2], a->c->src, a->runs + (size_t)i * a->B, a->B, a->epochs[i],
+		       s->snap, s->N, s->K);
+}
+
+static void *ahead_main(void *arg)
+{
+	ahead *a = arg;
+	for (int i = 0; i < a->n; i++) {
+		pthread_mutex_lock(&a->mu);
+		while (!a->quit && i - a->consumed >= 2) /* both buffers in use */
+			pthread_cond_wait(&a->cv, &a->mu);
+		const int quit = a->quit;
+		pthread_mutex_unlock(&a->mu);
+		if (quit)
+			break;
+		const int rc = ahead_load(a, i);
+		pthread_mutex_lock(&a->mu);
+		if (rc) {
+			a->rc = rc;
+			snprintf(a->err, sizeof a->err, "%s", bv_error_last());
+		} else {
+			a->loaded = i + 1;
+		}
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		if (rc)
+			break;
+	}
+	return NULL;
+}
+
+static void ahead_start(ahead *a)
+{
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	a->threaded = a->c->src != a->c->db && dc_cpus() > 1 &&
+		      pthread_create(&a->thread, NULL, ahead_main, a) == 0;
+}
+
+/* Load i (the loads are asked for in order), once loaded. */
+static int ahead_get(ahead *a, int i, float **out)
+{
+	*out = a->buf[i % 2];
+	if (!a->threaded)
+		return ahead_load(a, i);
+	pthread_mutex_lock(&a->mu);
+	while (a->loaded <= i && a->rc == 0)
+		pthread_cond_wait(&a->cv, &a->mu);
+	const int rc = a->loaded > i ? 0 : a->rc;
+	pthread_mutex_unlock(&a->mu);
+	return rc ? bv_error_set(rc, "%s", a->err) : 0;
+}
+
+/* Load i has been used: its buffer may take the next. */
+static void ahead_done(ahead *a, int i)
+{
+	pthread_mutex_lock(&a->mu);
+	a->consumed = i + 1;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void ahead_stop(ahead *a)
+{
+	if (a->threaded) {
+		pthread_mutex_lock(&a->mu);
+		a->quit = 1;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->thread, NULL);
+	}
+	pthread_mutex_destroy(&a->mu);
+	pthread_cond_destroy(&a->cv);
+	free(a->runs);
+	free(a->epochs);
+}
+
+static int decompose_epochs(run_ctx *c, double T, ahead *a, int reuse_ce, int B,
+			    const char *seeds_text);
+
 /* Decompose every selected epoch at temperature T: ce (reused from the last
  * temperature while the paired seeds are the same) and each soft method,
  * handing each epoch's rows to the writer. */
@@ -65,7 +173,6 @@ static int decompose_temperature(run_ctx *c, double T)
 	const char *split = c->o->split;
 	const int N = s->N;
 	int sd[MAX_SEEDS], B = dc_paired_seeds(sd, p, T), rc;
-	const bv_run *rr[MAX_SEEDS];
 	char seeds_text[1024];
 	size_t len = 0;
 	seeds_text[0] = '\0';
@@ -94,6 +201,45 @@ static int decompose_temperature(run_ctx *c, double T)
 	dc_job clear = {.T = T, .split = split, .clear = c->epochs, .n_clear = c->n_epochs};
 	if ((rc = dc_writer_submit(c->w, &clear)) != 0)
 		return rc;
+	/* the loads, in the order the loop below uses them */
+	ahead a = {.c = c, .B = B};
+	const int per_epoch = !reuse_ce + p->n_soft;
+	a.runs = malloc(sizeof *a.runs * (size_t)(c->n_epochs * per_epoch * B + 1));
+	a.epochs = malloc(sizeof *a.epochs * (size_t)(c->n_epochs * per_epoch + 1));
+	a.buf[0] = c->ce_buf;
+	a.buf[1] = c->m_buf;
+	if (!a.runs || !a.epochs) {
+		free(a.runs);
+		free(a.epochs);
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	}
+	for (int e = 0; e < c->n_epochs; e++)
+		for (int m = reuse_ce ? 0 : -1; m < p->n_soft; m++) {
+			if (m >= 0 && dc_count_seeds(p, p->soft[m], T) == 0)
+				continue;
+			for (int b = 0; b < B; b++)
+				a.runs[(size_t)a.n * B + b] = dc_find_run(p, m < 0 ? BV_RUN_CE : p->soft[m],
+									  m < 0 ? NAN : T, sd[b]);
+			a.epochs[a.n++] = c->epochs[e];
+		}
+	ahead_start(&a);
+	rc = decompose_epochs(c, T, &a, reuse_ce, B, seeds_text);
+	ahead_stop(&a);
+	if (rc)
+		return rc;
+	/* the next temperature starts with deletes on the writer's connection */
+	return dc_writer_drain(c->w);
+}
+
+/* The epochs of one temperature, their snapshots from a. */
+static int decompose_epochs(run_ctx *c, double T, ahead *a, int reuse_ce, int B,
+			    const char *seeds_text)
+{
+	const dc_plan *p = c->p;
+	dc_selection *s = c->s;
+	const char *split = c->o->split;
+	const int N = s->N;
+	int rc, i = 0;
 	for (int e = 0; e < c->n_epochs; e++) {
 		const int E = c->epochs[e];
 		bv_stat_row *ce_rows = c->ce_cache + (size_t)e * N;
@@ -103,11 +249,11 @@ static int decompose_temperature(run_ctx *c, double T)
 		double mb, mv, ml;
 		int n_reg;
 		if (!reuse_ce) {
-			for (int b = 0; b < B; b++)
-				rr[b] = dc_find_run(p, BV_RUN_CE, NAN, sd[b]);
-			if ((rc = dc_load(c->ce_buf, c->src, rr, B, E, s->snap, N, s->K)) != 0)
+			float *buf;
+			if ((rc = ahead_get(a, i, &buf)) != 0)
 				return rc;
-			rc = c->ce_n[e] = dc_rows(ce_rows, c->ce_buf, B, s, NULL, 0, &c->max_err);
+			rc = c->ce_n[e] = dc_rows(ce_rows, buf, B, s, NULL, 0, &c->max_err);
+			ahead_done(a, i++);
 			if (rc < 0)
 				return rc;
 		}
@@ -125,12 +271,12 @@ static int decompose_temperature(run_ctx *c, double T)
 		for (int m = 0; m < p->n_soft; m++) {
 			if (dc_count_seeds(p, p->soft[m], T) == 0)
 				continue;
-			for (int b = 0; b < B; b++)
-				rr[b] = dc_find_run(p, p->soft[m], T, sd[b]);
-			if ((rc = dc_load(c->m_buf, c->src, rr, B, E, s->snap, N, s->K)) != 0)
+			float *buf;
+			if ((rc = ahead_get(a, i, &buf)) != 0)
 				return rc;
 			bv_stat_row *m_rows_m = mr + (size_t)m * N;
-			const int n_m = dc_rows(m_rows_m, c->m_buf, B, s, ce_rows, 1, &c->max_err);
+			const int n_m = dc_rows(m_rows_m, buf, B, s, ce_rows, 1, &c->max_err);
+			ahead_done(a, i++);
 			if ((rc = n_m) < 0)
 				return rc;
 			job.method[job.n_puts] = p->soft[m];
@@ -156,8 +302,7 @@ static int decompose_temperature(run_ctx *c, double T)
 			       "out",
 			       T, N - n_rows, N);
 	}
-	/* the next temperature starts with deletes on the writer's connection */
-	return dc_writer_drain(c->w);
+	return 0;
 }
 
 int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx)
