@@ -429,41 +429,38 @@ int bv_db_run_set_status(bv_db *db, int64_t id, bv_run_status status)
 	return rc;
 }
 
-int bv_db_run_reset(bv_db *db, int64_t id)
+/* The statements `steps` on run id in one transaction; S_RESET_RUN takes the
+ * pending status as ?2; the one that changes the run row must change one. */
+static int run_steps(bv_db *db, int64_t id, const enum stmt_id *steps, size_t n)
 {
-	static const enum stmt_id steps[] = {S_RESET_RUN, S_RESET_SNAPSHOTS, S_RESET_METRICS};
 	sqlite3_stmt *st = NULL;
 	int rc, own;
 	if ((rc = db_tx_open(db, &own)) != 0)
 		return rc;
-	for (size_t i = 0; i < BV_ARRAY_LEN(steps) && rc == 0; i++) {
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const int row = steps[i] == S_RESET_RUN || steps[i] == S_RUN_DELETE;
 		if ((rc = stmt(db, steps[i], &st)) == 0 &&
 		    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id))) == 0 &&
 		    (steps[i] != S_RESET_RUN ||
 		     (rc = bind_failed(db, bind_name(st, 2, bv_db_status_name(BV_RUN_PENDING)))) ==
 			     0) &&
-		    (rc = run(db, st)) == 0 && steps[i] == S_RESET_RUN && sqlite3_changes(db->h) == 0)
+		    (rc = run(db, st)) == 0 && row && sqlite3_changes(db->h) == 0)
 			rc = db_no_run(db, id);
 		unstmt(st);
 	}
 	return db_tx_close(db, own, rc);
 }
 
+int bv_db_run_reset(bv_db *db, int64_t id)
+{
+	static const enum stmt_id steps[] = {S_RESET_RUN, S_RESET_SNAPSHOTS, S_RESET_METRICS};
+	return run_steps(db, id, steps, BV_ARRAY_LEN(steps));
+}
+
 int bv_db_run_delete(bv_db *db, int64_t id)
 {
 	static const enum stmt_id steps[] = {S_RESET_SNAPSHOTS, S_RESET_METRICS, S_RUN_DELETE};
-	sqlite3_stmt *st = NULL;
-	int rc, own;
-	if ((rc = db_tx_open(db, &own)) != 0)
-		return rc;
-	for (size_t i = 0; i < BV_ARRAY_LEN(steps) && rc == 0; i++) {
-		if ((rc = stmt(db, steps[i], &st)) == 0 &&
-		    (rc = bind_failed(db, sqlite3_bind_int64(st, 1, id))) == 0 &&
-		    (rc = run(db, st)) == 0 && steps[i] == S_RUN_DELETE && sqlite3_changes(db->h) == 0)
-			rc = db_no_run(db, id);
-		unstmt(st);
-	}
-	return db_tx_close(db, own, rc);
+	return run_steps(db, id, steps, BV_ARRAY_LEN(steps));
 }
 
 int bv_db_run_finish(bv_db *db, int64_t id, double test_acc, const char *checkpoint,

@@ -22,6 +22,15 @@
 #include "bvmath.h"
 #include "db.h"
 
+/* The view that cuts a snapshot into one BLOB per sample (db.h): created by
+ * migration 1, and again, the same text, by migration 3, which rebuilds the
+ * table under it. */
+#define PREDICTIONS_VIEW                                                                    \
+	"CREATE VIEW predictions(run_id, epoch, split, sample_idx, logits) AS\n"                \
+	"  SELECT sn.run_id, sn.epoch, sn.split, s.sample_idx,\n"                               \
+	"         substr(sn.logits, s.sample_idx * sn.k * 4 + 1, sn.k * 4)\n"                   \
+	"  FROM snapshots sn JOIN samples s ON s.split = sn.split AND s.sample_idx < sn.n;\n"
+
 static const char *const migrations[] = {
 	/* 0 -> 1: the first schema */
 	"CREATE TABLE config(\n"
@@ -61,10 +70,7 @@ static const char *const migrations[] = {
 	"  logits BLOB NOT NULL,\n"
 	"  PRIMARY KEY(run_id, epoch, split)\n"
 	") WITHOUT ROWID;\n"
-	"CREATE VIEW predictions(run_id, epoch, split, sample_idx, logits) AS\n"
-	"  SELECT sn.run_id, sn.epoch, sn.split, s.sample_idx,\n"
-	"         substr(sn.logits, s.sample_idx * sn.k * 4 + 1, sn.k * 4)\n"
-	"  FROM snapshots sn JOIN samples s ON s.split = sn.split AND s.sample_idx < sn.n;\n"
+	PREDICTIONS_VIEW
 	"CREATE TABLE metrics(\n"
 	"  run_id INTEGER NOT NULL,\n"
 	"  epoch INTEGER NOT NULL,\n"
@@ -201,10 +207,7 @@ static const char *const migrations[] = {
 	"PRAGMA legacy_alter_table = ON;\n"
 	"ALTER TABLE snapshots_v3 RENAME TO snapshots;\n"
 	"PRAGMA legacy_alter_table = OFF;\n"
-	"CREATE VIEW predictions(run_id, epoch, split, sample_idx, logits) AS\n"
-	"  SELECT sn.run_id, sn.epoch, sn.split, s.sample_idx,\n"
-	"         substr(sn.logits, s.sample_idx * sn.k * 4 + 1, sn.k * 4)\n"
-	"  FROM snapshots sn JOIN samples s ON s.split = sn.split AND s.sample_idx < sn.n;\n",
+	PREDICTIONS_VIEW,
 };
 _Static_assert(BV_ARRAY_LEN(migrations) == BV_DB_SCHEMA_VERSION,
 	       "one migration per schema version: append to migrations[] when raising it");

@@ -111,6 +111,20 @@ static void remove_tree(const char *dir)
 
 /* ---- samples and logits ------------------------------------------------------ */
 
+/* n ints as an int64 (n,) .npy */
+static int write_ints(const char *path, const int *c, int n)
+{
+	int64_t *v = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+	if (!v)
+		return bv_error_set(BV_ENOMEM, "out of memory for %d values", n);
+	for (int i = 0; i < n; i++)
+		v[i] = c[i];
+	const int64_t shape[1] = {n};
+	const int rc = bv_npy_write(path, "<i8", 1, shape, v);
+	free(v);
+	return rc;
+}
+
 static int write_labels(exp_ctx *x)
 {
 	for (int s = 0; s < BV_N_SPLITS; s++) {
@@ -121,20 +135,14 @@ static int write_labels(exp_ctx *x)
 		if (!n)
 			continue;
 		int *lab = malloc(sizeof(int) * (size_t)n);
-		int64_t *v = malloc(sizeof(int64_t) * (size_t)n);
 		char name[64], path[1200];
 		snprintf(name, sizeof name, "labels_%s.npy", split_name(s));
-		if (!lab || !v)
+		if (!lab)
 			rc = bv_error_set(BV_ENOMEM, "out of memory for %d labels", n);
 		if (rc == 0 && (rc = bv_db_samples_get(x->db, split_name(s), lab, n, &n)) == 0 &&
-		    (rc = path_in(path, sizeof path, x, name)) == 0) {
-			for (int i = 0; i < n; i++)
-				v[i] = lab[i];
-			const int64_t shape[1] = {n};
-			rc = bv_npy_write(path, "<i8", 1, shape, v);
-		}
+		    (rc = path_in(path, sizeof path, x, name)) == 0)
+			rc = write_ints(path, lab, n);
 		free(lab);
-		free(v);
 		if (rc)
 			return rc;
 		if (!(x->m.labels[s] = xdup(name)))
@@ -269,9 +277,8 @@ static int write_inbag(exp_ctx *x, int seed, char **name)
 	if (path_in(path, sizeof path, x, file) == 0 && access(path, F_OK) == 0)
 		return 0; /* another run of the seed wrote it */
 	int *c = malloc(sizeof(int) * (size_t)n);
-	int64_t *v = malloc(sizeof(int64_t) * (size_t)n);
 	int rc = 0;
-	if (!c || !v)
+	if (!c)
 		rc = bv_error_set(BV_ENOMEM, "out of memory for in-bag counts");
 	if (rc == 0 && (rc = bv_db_inbag_get(x->db, seed, c, n)) == BV_ESTATE) {
 		bv_error_clear();
@@ -279,13 +286,9 @@ static int write_inbag(exp_ctx *x, int seed, char **name)
 		*name = NULL;
 		rc = 0;
 	} else if (rc == 0) {
-		for (int i = 0; i < n; i++)
-			v[i] = c[i];
-		const int64_t shape[1] = {n};
-		rc = bv_npy_write(path, "<i8", 1, shape, v);
+		rc = write_ints(path, c, n);
 	}
 	free(c);
-	free(v);
 	return rc;
 }
 
