@@ -1,19 +1,22 @@
 /*
  * bvtool import: the layout of docs/import.md into a database (interop.h).
+ * This file holds each run's plan, the reading of the arrays and the whole
+ * import (bv_import); import_db.c what the database holds and the writing.
  *
  * Three passes. check_arrays opens every array the manifest names and reads
  * it once, an epoch at a time: shapes against the labels and the class count,
  * every logit finite, the labels in range, the in-bag counts whole and >= 0,
  * and the test accuracy of each recorded epoch (for runs without test_acc).
- * check_db then opens the database and compares it with the manifest: the
- * same collection (dataset, classes, labels), and for each run already there,
- * its content (parameters, metrics rows, snapshots byte for byte, in-bag
- * counts) to decide whether it is unchanged, refused or replaced. Only then
- * write_all writes: the configuration and samples in one transaction, then
- * each run in its own. A file that changes between the passes is caught as
- * it is read again (shape, finiteness), and its run rolls back.
+ * imp_check_collection and imp_check_runs then compare the database with the
+ * manifest: the same collection (dataset, classes, labels), and for each run
+ * already there, its content (parameters, metrics rows, snapshots byte for
+ * byte, in-bag counts) to decide whether it is unchanged, refused or replaced.
+ * Only then imp_write_all writes: the configuration and samples in one
+ * transaction, then each run in its own. A file that changes between the
+ * passes is caught as it is read again (shape, finiteness), and its run rolls
+ * back.
  */
-#include "interop.h"
+#include "import_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,42 +26,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "bvmath.h"
-#include "manifest.h"
-#include "npy.h"
 
 /* ---- one run's plan --------------------------------------------------------- */
 
-typedef struct imp_run {
-	const bv_mf_run *mf;
-	char label[80];           /* "kd T=4 seed 1", "teacher" */
-	char key[64];             /* "kd-T4-s1": its config key for extras */
-	int n_rows;               /* metrics rows: the union of recorded and metrics epochs */
-	bv_db_metrics *rows;      /* ascending by epoch */
-	int *rec;                 /* per row: its index in mf->epochs, or -1 */
-	double *acc;              /* per recorded epoch: the test accuracy from the logits, or NAN */
-	double final_acc;         /* the run's test_acc */
-	int *inbag;               /* (n_train) or NULL */
-	int64_t existing;         /* its id in the database, 0 when absent */
-	int inbag_differs;        /* the database holds other in-bag counts for its seed */
-	bv_import_action action;
-} imp_run;
-
-typedef struct imp {
-	bv_manifest m;
-	int n[BV_N_SPLITS];       /* samples per split; 0: no labels */
-	int *labels[BV_N_SPLITS];
-	int k;                    /* classes */
-	int n_runs;               /* the teacher first when there is one */
-	imp_run *runs;
-	float *buf[2];            /* one epoch of one split each (the larger split's size) */
-	bv_db *db;
-	bv_import_summary sum;
-} imp;
-
-static const char *split_name(int s)
+const char *imp_split_name(int s)
 {
 	return bv_split_names[s];
 }
@@ -101,13 +73,15 @@ static int load_labels(imp *im, int s)
 		return rc;
 	char shape[96];
 	if (a.ndim != 1 || a.shape[0] < 1 || a.shape[0] > 100000000) {
-		rc = bv_error_set(BV_EFORMAT, "'%s': labels.%s holds %s, expected (N,) labels with N >= 1",
-				  a.where, split_name(s), bv_npy_shape_text(shape, sizeof shape, a.ndim, a.shape));
+		rc = bv_error_set(BV_EFORMAT,
+				  "'%s': labels.%s holds %s, expected (N,) labels with N >= 1",
+				  a.where, imp_split_name(s),
+				  bv_npy_shape_text(shape, sizeof shape, a.ndim, a.shape));
 		goto done;
 	}
 	if (a.kind == 'f') {
 		rc = bv_error_set(BV_EFORMAT, "'%s': labels.%s holds %s, expected integer labels",
-				  a.where, split_name(s), a.descr);
+				  a.where, imp_split_name(s), a.descr);
 		goto done;
 	}
 	const int n = (int)a.shape[0];
@@ -136,18 +110,6 @@ done:
 	return rc;
 }
 
-/*
- * The logits of one split of one run, an epoch at a time: one (E, N, K)
- * array (or (N, K) when E is 1), or one (N, K) array per epoch.
- */
-typedef struct src {
-	const imp *im;
-	const imp_run *r;
-	int split, epoch;         /* the next epoch to read (an index in mf->epochs) */
-	bv_npy a;
-	int open;
-} src;
-
 static int src_check_shape(src *s, int whole)
 {
 	const bv_npy *a = &s->a;
@@ -155,7 +117,7 @@ static int src_check_shape(src *s, int whole)
 	const int ok3 = a->ndim == 3 && a->shape[0] == E && a->shape[1] == N && a->shape[2] == K;
 	const int ok2 = a->ndim == 2 && a->shape[0] == N && a->shape[1] == K;
 	char shape[96], key[64];
-	snprintf(key, sizeof key, "%s.logits.%s", s->r->mf->where, split_name(s->split));
+	snprintf(key, sizeof key, "%s.logits.%s", s->r->mf->where, imp_split_name(s->split));
 	if (a->kind != 'f')
 		return bv_error_set(BV_EFORMAT, "'%s': %s holds %s, expected float logits", a->where,
 				    key, a->descr);
@@ -166,13 +128,14 @@ static int src_check_shape(src *s, int whole)
 		return bv_error_set(BV_EFORMAT,
 				    "'%s': %s holds %s, expected (%d, %d, %d): %d epochs, %d %s labels, "
 				    "%d classes",
-				    a->where, key, shape, E, N, K, E, N, split_name(s->split), K);
+				    a->where, key, shape, E, N, K, E, N, imp_split_name(s->split),
+				    K);
 	return bv_error_set(BV_EFORMAT,
 			    "'%s': %s holds %s, expected (%d, %d): %d %s labels, %d classes", a->where,
-			    key, shape, N, K, N, split_name(s->split), K);
+			    key, shape, N, K, N, imp_split_name(s->split), K);
 }
 
-static int src_open(src *s, const imp *im, const imp_run *r, int split)
+int imp_src_open(src *s, const imp *im, const imp_run *r, int split)
 {
 	memset(s, 0, sizeof *s);
 	s->im = im;
@@ -188,7 +151,7 @@ static int src_open(src *s, const imp *im, const imp_run *r, int split)
 	return src_check_shape(s, 1);
 }
 
-static void src_close(src *s)
+void imp_src_close(src *s)
 {
 	if (s->open)
 		bv_npy_close(&s->a);
@@ -197,13 +160,13 @@ static void src_close(src *s)
 
 /* The next epoch's (N, K) logits into out, checked finite; `first_bad` names
  * the first NaN or infinity by its index in the file. */
-static int src_next(src *s, float *out)
+int imp_src_next(src *s, float *out)
 {
 	const bv_mf_logits *lg = &s->r->mf->logits[s->split];
 	const size_t nk = (size_t)s->im->n[s->split] * (size_t)s->im->k;
 	int rc;
 	if (lg->n_paths > 1) {
-		src_close(s);
+		imp_src_close(s);
 		if ((rc = open_array(&s->a, s->im, lg->paths[s->epoch])) != 0)
 			return rc;
 		s->open = 1;
@@ -225,7 +188,7 @@ static int src_next(src *s, float *out)
 				 (long long)(at % K));
 		return bv_error_set(BV_EFORMAT, "'%s': logit %s is %s (%s.logits.%s)", s->a.where, idx,
 				    isnan(out[bad]) ? "NaN" : "infinite", s->r->mf->where,
-				    split_name(s->split));
+				    imp_split_name(s->split));
 	}
 	s->epoch++;
 	return 0;
@@ -247,16 +210,17 @@ static int check_logits(imp *im, imp_run *r)
 		if (!f->logits[s].n_paths)
 			continue;
 		if (!im->n[s])
-			return bv_error_set(BV_EFORMAT, "'%s': %s.logits.%s: the manifest has no %s labels",
-					    im->m.path, f->where, split_name(s), split_name(s));
+			return bv_error_set(
+				BV_EFORMAT, "'%s': %s.logits.%s: the manifest has no %s labels",
+				im->m.path, f->where, imp_split_name(s), imp_split_name(s));
 		src sr;
-		int rc = src_open(&sr, im, r, s);
+		int rc = imp_src_open(&sr, im, r, s);
 		for (int e = 0; rc == 0 && e < f->n_epochs; e++) {
-			if ((rc = src_next(&sr, im->buf[0])) == 0 && s == BV_SPLIT_TEST)
+			if ((rc = imp_src_next(&sr, im->buf[0])) == 0 && s == BV_SPLIT_TEST)
 				r->acc[e] = accuracy(im->buf[0], im->labels[s], im->n[s], im->k);
 			im->sum.bytes_read += (int64_t)im->n[s] * im->k * 4;
 		}
-		src_close(&sr);
+		imp_src_close(&sr);
 		if (rc)
 			return rc;
 	}
@@ -389,371 +353,6 @@ static int check_arrays(imp *im)
 	return 0;
 }
 
-/* ---- what the database holds ---------------------------------------------------- */
-
-#define CFG_SOURCE "source"
-#define CFG_IMPORT "import"
-
-static int check_collection(imp *im)
-{
-	bv_db *db = im->db;
-	char source[64], data[1600] = "", classes[32];
-	int rc = bv_db_config_get(db, CFG_SOURCE, source, sizeof source);
-	if (rc < 0)
-		return rc;
-	bv_run *runs = NULL;
-	int n_runs = 0;
-	if (rc == 0) {
-		/* a database import did not make: only an empty one will do */
-		if ((rc = bv_db_runs_list(db, &runs, &n_runs)) != 0)
-			return rc;
-		free(runs);
-		if (n_runs || bv_db_config_get(db, "data", data, sizeof data) > 0)
-			return bv_error_set(BV_EMISMATCH,
-					    "database '%s' holds a collection of bvtool collect; import "
-					    "into another --db",
-					    bv_db_path(db));
-		return 0;
-	}
-	if (strcmp(source, CFG_IMPORT) != 0)
-		return bv_error_set(BV_EMISMATCH, "database '%s' holds runs from '%.32s', not an import",
-				    bv_db_path(db), source);
-	snprintf(classes, sizeof classes, "%d", im->k);
-	char have_classes[32] = "";
-	if ((rc = bv_db_config_get(db, "data", data, sizeof data)) < 0 ||
-	    (rc = bv_db_config_get(db, "n_classes", have_classes, sizeof have_classes)) < 0)
-		return rc;
-	if (strcmp(data, im->m.dataset) != 0 || strcmp(have_classes, classes) != 0) {
-		char safe[80];
-		bv_db_safe_text(safe, sizeof safe, (const unsigned char *)data);
-		return bv_error_set(BV_EMISMATCH,
-				    "database '%s' holds an import of dataset '%s' with %s classes, not "
-				    "'%.64s' with %d (use another --db)",
-				    bv_db_path(db), safe, have_classes, im->m.dataset, im->k);
-	}
-	/* the same samples: labels the database already has must be these */
-	for (int s = 0; s < BV_N_SPLITS; s++) {
-		int have = 0;
-		if ((rc = bv_db_samples_get(db, split_name(s), NULL, 0, &have)) != 0)
-			return rc;
-		if (!have || !im->n[s])
-			continue;
-		int *lab = malloc(sizeof(int) * (size_t)have);
-		if (!lab)
-			return bv_error_set(BV_ENOMEM, "out of memory reading the labels");
-		if ((rc = bv_db_samples_get(db, split_name(s), lab, have, &have)) == 0) {
-			if (have != im->n[s])
-				rc = bv_error_set(BV_EMISMATCH,
-						  "database '%s' holds %d %s samples, the manifest %d",
-						  bv_db_path(db), have, split_name(s), im->n[s]);
-			for (int i = 0; rc == 0 && i < have; i++)
-				if (lab[i] != im->labels[s][i])
-					rc = bv_error_set(BV_EMISMATCH,
-							  "database '%s': %s sample %d has label %d, "
-							  "the manifest's '%s' %d",
-							  bv_db_path(db), split_name(s), i, lab[i],
-							  im->m.labels[s], im->labels[s][i]);
-		}
-		free(lab);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
-static int same_double(double a, double b)
-{
-	return (isnan(a) && isnan(b)) || a == b;
-}
-
-static int same_metrics(const bv_db_metrics *a, const bv_db_metrics *b)
-{
-	return a->epoch == b->epoch && same_double(a->lr, b->lr) &&
-	       same_double(a->train_loss, b->train_loss) && same_double(a->train_acc, b->train_acc) &&
-	       same_double(a->test_acc, b->test_acc) && same_double(a->wsl_weight, b->wsl_weight) &&
-	       same_double(a->filtered, b->filtered) && same_double(a->seconds, b->seconds);
-}
-
-/* 1 when the stored run `id` holds exactly what r would write, 0 when not. */
-static int same_run(imp *im, imp_run *r, int64_t id)
-{
-	bv_db *db = im->db;
-	const bv_mf_run *f = r->mf;
-	bv_run have;
-	int rc;
-	if ((rc = bv_db_run_get(db, &have, id)) != 0)
-		return rc;
-	const int planned = f->planned_epochs;
-	if (have.status != BV_RUN_DONE || !same_double(have.alpha, f->alpha) ||
-	    !same_double(have.gamma, f->gamma) || strcmp(have.model, f->model ? f->model : "") != 0 ||
-	    have.epochs != planned || !same_double(have.test_acc, r->final_acc) ||
-	    !same_double(have.seconds, f->seconds))
-		return 0;
-	bv_db_metrics *met = NULL;
-	int n_met = 0, same = 1;
-	if ((rc = bv_db_metrics_get(db, id, &met, &n_met)) != 0)
-		return rc;
-	same = n_met == r->n_rows;
-	for (int i = 0; same && i < n_met; i++)
-		same = same_metrics(&met[i], &r->rows[i]);
-	free(met);
-	if (!same)
-		return 0;
-	if (f->inbag) {
-		int *have_bag = malloc(sizeof(int) * (size_t)im->n[BV_SPLIT_TRAIN]);
-		if (!have_bag)
-			return bv_error_set(BV_ENOMEM, "out of memory reading in-bag counts");
-		rc = bv_db_inbag_get(db, f->seed, have_bag, im->n[BV_SPLIT_TRAIN]);
-		same = rc == 0 && memcmp(have_bag, r->inbag,
-					 sizeof(int) * (size_t)im->n[BV_SPLIT_TRAIN]) == 0;
-		free(have_bag);
-		if (rc && rc != BV_ESTATE && rc != BV_EMISMATCH && rc != BV_EFORMAT)
-			return rc;
-		bv_error_clear();
-		if (!same)
-			return 0;
-	}
-	/* the snapshots: the same epochs of each split, the same bytes */
-	for (int s = 0; same && s < BV_N_SPLITS; s++) {
-		int *ep = NULL, n_ep = 0;
-		if ((rc = bv_db_epochs(db, id, split_name(s), &ep, &n_ep)) != 0)
-			return rc;
-		const int want = f->logits[s].n_paths ? f->n_epochs : 0;
-		same = n_ep == want;
-		for (int e = 0; same && e < n_ep; e++)
-			same = ep[e] == f->epochs[e];
-		free(ep);
-		if (!same || !want)
-			continue;
-		src sr;
-		const int N = im->n[s], K = im->k;
-		rc = src_open(&sr, im, r, s);
-		for (int e = 0; rc == 0 && same && e < f->n_epochs; e++) {
-			/* a stored snapshot of another size (BV_EFORMAT) is a change */
-			rc = bv_db_logits_get(db, id, f->epochs[e], split_name(s), im->buf[1], N, K);
-			if (rc == BV_EFORMAT) {
-				bv_error_clear();
-				rc = 0;
-				same = 0;
-				break;
-			}
-			if (rc == 0 && (rc = src_next(&sr, im->buf[0])) == 0)
-				same = memcmp(im->buf[0], im->buf[1], sizeof(float) * (size_t)N * K) == 0;
-			im->sum.bytes_read += (int64_t)N * K * 4;
-		}
-		src_close(&sr);
-		if (rc)
-			return rc;
-	}
-	return same;
-}
-
-/* 1 when the database holds in-bag counts for r's seed other than r's. */
-static int inbag_differs(imp *im, const imp_run *r)
-{
-	if (!r->inbag)
-		return 0;
-	const int n = im->n[BV_SPLIT_TRAIN];
-	int *have = malloc(sizeof(int) * (size_t)n);
-	if (!have)
-		return bv_error_set(BV_ENOMEM, "out of memory reading in-bag counts");
-	int rc = bv_db_inbag_get(im->db, r->mf->seed, have, n);
-	if (rc == 0)
-		rc = memcmp(have, r->inbag, sizeof(int) * (size_t)n) != 0;
-	else if (rc == BV_ESTATE || rc == BV_EFORMAT || rc == BV_EMISMATCH)
-		rc = rc != BV_ESTATE; /* none stored: no conflict; another count: differs */
-	free(have);
-	if (rc >= 0)
-		bv_error_clear();
-	return rc;
-}
-
-static int check_runs(imp *im)
-{
-	for (int i = 0; i < im->n_runs; i++) {
-		imp_run *r = &im->runs[i];
-		const bv_mf_run *f = r->mf;
-		int rc = bv_db_run_find(im->db, &r->existing, f->method, f->temperature, f->seed);
-		if (rc < 0)
-			return rc;
-		r->action = BV_IMPORT_ADDED;
-		if (!r->existing) {
-			if ((rc = inbag_differs(im, r)) < 0)
-				return rc;
-			r->inbag_differs = rc;
-			continue;
-		}
-		if ((rc = same_run(im, r, r->existing)) < 0)
-			return rc;
-		if (rc == 1)
-			r->action = BV_IMPORT_UNCHANGED;
-		else
-			r->action = BV_IMPORT_REPLACED;
-	}
-	return 0;
-}
-
-/* ---- writing -------------------------------------------------------------------- */
-
-/* A config row, written only when it differs: an import that changes nothing
- * writes nothing. */
-static int config_put(bv_db *db, const char *key, const char *value)
-{
-	sqlite3_stmt *st;
-	int rc = bv_db_prepare(db, &st, "SELECT value = ?2 FROM config WHERE key = ?1");
-	if (rc)
-		return rc;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	const int same = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return bv_db_error(db);
-	return same ? 0 : bv_db_config_set(db, key, value);
-}
-
-/* 1 when config has the key, 0 when not, < 0 on error. */
-static int config_has(bv_db *db, const char *key)
-{
-	sqlite3_stmt *st;
-	int rc = bv_db_prepare(db, &st, "SELECT 1 FROM config WHERE key = ?1");
-	if (rc)
-		return rc;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : bv_db_error(db);
-}
-
-static int put_config(imp *im)
-{
-	bv_db *db = im->db;
-	char text[32];
-	int rc;
-	snprintf(text, sizeof text, "%d", im->k);
-	if ((rc = config_put(db, CFG_SOURCE, CFG_IMPORT)) != 0 ||
-	    (rc = config_put(db, "data", im->m.dataset)) != 0 ||
-	    (rc = config_put(db, "n_classes", text)) != 0 ||
-	    (im->m.extras && (rc = config_put(db, "import.extras", im->m.extras)) != 0))
-		return rc;
-	if (im->m.has_teacher && im->m.teacher.model &&
-	    (rc = config_put(db, "teacher", im->m.teacher.model)) != 0)
-		return rc;
-	/* the students' model, when the runs of the first import share one (report shows it) */
-	const char *student = NULL;
-	for (int i = 0; i < im->m.n_runs; i++) {
-		const char *mo = im->m.runs[i].model;
-		if (!mo || (student && strcmp(student, mo) != 0)) {
-			student = NULL;
-			break;
-		}
-		student = mo;
-	}
-	if (student && (rc = config_has(db, "student")) <= 0 &&
-	    (rc < 0 || (rc = bv_db_config_set(db, "student", student)) != 0))
-		return rc;
-	/* labels: stored once (check_collection compared those already there) */
-	for (int s = 0; s < BV_N_SPLITS; s++) {
-		int n = 0;
-		if (im->n[s] && ((rc = bv_db_samples_get(db, split_name(s), NULL, 0, &n)) != 0 ||
-				 (n == 0 && (rc = bv_db_samples_put(db, split_name(s), im->labels[s],
-								     im->n[s])) != 0)))
-			return rc;
-	}
-	return 0;
-}
-
-static int write_run(imp *im, imp_run *r)
-{
-	bv_db *db = im->db;
-	const bv_mf_run *f = r->mf;
-	src sr[BV_N_SPLITS] = {0};
-	int64_t id = 0;
-	int created = 0, rc;
-	char key[96];
-	if ((rc = bv_db_begin(db)) != 0)
-		return rc;
-	if (r->existing && (rc = bv_db_run_delete(db, r->existing)) != 0)
-		goto fail;
-	if ((rc = bv_db_run_ensure(db, &id, &created, f->method, f->temperature, f->seed, f->alpha,
-				   f->gamma, f->model, f->planned_epochs)) != 0)
-		goto fail;
-	if (!created) {
-		rc = bv_error_set(BV_ESTATE, "database '%s': %s appeared while importing (another "
-					     "import?); run the import again",
-				  bv_db_path(db), r->label);
-		goto fail;
-	}
-	for (int s = 0; s < BV_N_SPLITS; s++)
-		if (f->logits[s].n_paths && (rc = src_open(&sr[s], im, r, s)) != 0)
-			goto fail;
-	for (int i = 0; i < r->n_rows; i++) {
-		const float *z[BV_N_SPLITS] = {NULL, NULL};
-		if (r->rec[i] >= 0)
-			for (int s = 0; s < BV_N_SPLITS; s++) {
-				if (!f->logits[s].n_paths)
-					continue;
-				if ((rc = src_next(&sr[s], im->buf[s])) != 0)
-					goto fail;
-				z[s] = im->buf[s];
-				im->sum.bytes += (int64_t)im->n[s] * im->k * 4;
-				im->sum.bytes_read += (int64_t)im->n[s] * im->k * 4;
-			}
-		if ((rc = bv_db_snapshot_put(db, id, &r->rows[i], z[0], im->n[0], z[1], im->n[1],
-					     im->k)) != 0)
-			goto fail;
-	}
-	if (r->inbag && (rc = bv_db_inbag_put(db, f->seed, r->inbag, im->n[BV_SPLIT_TRAIN])) != 0)
-		goto fail;
-	snprintf(key, sizeof key, "import.run.%s", r->key);
-	if (f->extras && (rc = bv_db_config_set(db, key, f->extras)) != 0)
-		goto fail;
-	if ((rc = bv_db_run_finish(db, id, r->final_acc, NULL, f->seconds)) != 0 ||
-	    (rc = bv_db_commit(db)) != 0)
-		goto fail;
-	for (int s = 0; s < BV_N_SPLITS; s++)
-		src_close(&sr[s]);
-	return 0;
-fail:
-	for (int s = 0; s < BV_N_SPLITS; s++)
-		src_close(&sr[s]);
-	bv_db_rollback(db);
-	return rc;
-}
-
-static void report(imp *im, const bv_import_opts *o, const imp_run *r)
-{
-	if (!o || !o->on_run)
-		return;
-	bv_import_event ev = {r->label, r->action, r->mf->n_epochs, r->final_acc};
-	o->on_run(o->ctx, &ev);
-}
-
-static int write_all(imp *im, const bv_import_opts *o)
-{
-	int rc;
-	if ((rc = bv_db_begin(im->db)) != 0)
-		return rc;
-	if ((rc = put_config(im)) != 0 || (rc = bv_db_commit(im->db)) != 0) {
-		bv_db_rollback(im->db);
-		return rc;
-	}
-	for (int i = 0; i < im->n_runs; i++) {
-		imp_run *r = &im->runs[i];
-		if (r->action != BV_IMPORT_UNCHANGED && (rc = write_run(im, r)) != 0)
-			return bv_error_prefix(rc, "%s", r->label);
-		if (r->action == BV_IMPORT_ADDED)
-			im->sum.added++;
-		else if (r->action == BV_IMPORT_REPLACED)
-			im->sum.replaced++;
-		else
-			im->sum.unchanged++;
-		report(im, o, r);
-	}
-	return 0;
-}
-
 /* ---- the whole import ---------------------------------------------------------- */
 
 static void imp_free(imp *im)
@@ -860,8 +459,8 @@ int bv_import(const char *db_path, const char *dir, const bv_import_opts *o,
 	if (fresh)
 		remove_db_files(tmp);
 	if ((rc = bv_db_open(&im.db, fresh ? tmp : db_path, BV_DB_CREATE)) != 0 ||
-	    (fresh && (rc = bv_db_bulk(im.db, 1)) != 0) || (rc = check_collection(&im)) != 0 ||
-	    (rc = check_runs(&im)) != 0)
+	    (fresh && (rc = bv_db_bulk(im.db, 1)) != 0) || (rc = imp_check_collection(&im)) != 0 ||
+	    (rc = imp_check_runs(&im)) != 0)
 		goto done;
 	for (int i = 0; i < im.n_runs; i++) {
 		const imp_run *r = &im.runs[i];
@@ -880,7 +479,7 @@ int bv_import(const char *db_path, const char *dir, const bv_import_opts *o,
 			goto done;
 		}
 	}
-	if ((rc = write_all(&im, o)) != 0 || !fresh)
+	if ((rc = imp_write_all(&im, o)) != 0 || !fresh)
 		goto done;
 	rc = bv_db_bulk(im.db, 0);
 	bv_db_close(im.db);

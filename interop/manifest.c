@@ -1,16 +1,16 @@
 /*
- * interop/manifest.c: manifest.json (docs/import.md) read and written with
- * jansson. bv_manifest_parse checks every key the layout defines (type, range,
- * the lengths that must agree, one run per cell) and keeps the keys it does not
+ * interop/manifest.c: manifest.json (docs/import.md) read with jansson.
+ * bv_manifest_parse checks every key the layout defines (type, range, the
+ * lengths that must agree, one run per cell) and keeps the keys it does not
  * define as compact JSON text (extras), so that import can trust the struct it
- * gets; it opens none of the files the manifest names. bv_manifest_write is the
- * inverse, and reads its own text back before it writes a byte, so that it never
- * writes a manifest that would not parse to the struct it was given.
+ * gets; it opens none of the files the manifest names. Comparing and writing
+ * are in manifest_write.c; the tables of keys and the helpers both use are
+ * here (manifest_int.h).
  *
  * Every refusal is one line, "'<file>': <key path>: expected <what>, got
- * <value>", with the value shown short and printable (show_text).
+ * <value>", with the value shown short and printable (mf_show_text).
  */
-#include "manifest.h"
+#include "manifest_int.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -28,27 +28,21 @@ const char *const bv_split_names[BV_N_SPLITS] = {"test", "train"};
 /* A manifest is a few pages of text; a bigger file is not one, and jansson would
  * hold all of it, several times over, in memory. */
 #define MAX_BYTES ((size_t)64 << 20)
-/* characters of a value a message shows (then "...") */
-#define SHOW_CHARS 40
-/* a key path ("runs[12].metrics.test_acc[3]", a user's key cut to SHOW_CHARS) */
-#define KEY_MAX 256
-#define SHOW_MAX 256
 
 /* The keys each object of the layout defines, in the order they are written;
  * any other key is an extra. A teacher refuses the run keys that are not its. */
-static const char *const top_keys[] = {"format", "version", "dataset", "classes",
-				       "labels", "teacher", "runs",    NULL};
-static const char *const run_keys[] = {
+const char *const mf_top_keys[] = {"format", "version", "dataset", "classes",
+				   "labels", "teacher", "runs",    NULL};
+const char *const mf_run_keys[] = {
 	"method",	  "temperature", "alpha", "gamma",    "seed",	 "model",   "epochs",
 	"planned_epochs", "logits",	 "inbag", "test_acc", "metrics", "seconds", NULL};
-static const char *const teacher_keys[] = {"model",   "epoch",	 "logits", "test_acc",
-					   "metrics", "seconds", NULL};
-enum { N_METRICS = 7 };
-static const char *const metric_names[N_METRICS] = {
+const char *const mf_teacher_keys[] = {"model",   "epoch",   "logits", "test_acc",
+				       "metrics", "seconds", NULL};
+const char *const mf_metric_names[N_METRICS] = {
 	"lr", "train_loss", "train_acc", "test_acc", "wsl_weight", "filtered", "seconds"};
 #define METRICS_LIST "epoch, lr, train_loss, train_acc, test_acc, wsl_weight, filtered or seconds"
 
-static int listed(const char *const *list, const char *s)
+int mf_listed(const char *const *list, const char *s)
 {
 	for (; list && *list; list++)
 		if (strcmp(*list, s) == 0)
@@ -65,7 +59,7 @@ static int split_of(const char *name)
 	return -1;
 }
 
-/* The metrics' columns in metric_names' order. */
+/* The metrics' columns in mf_metric_names' order. */
 static double **metric_col(bv_mf_metrics *mt, int c)
 {
 	double **cols[N_METRICS] = {&mt->lr,	     &mt->train_loss, &mt->train_acc, &mt->test_acc,
@@ -73,7 +67,7 @@ static double **metric_col(bv_mf_metrics *mt, int c)
 	return cols[c];
 }
 
-static const double *metric_col_c(const bv_mf_metrics *mt, int c)
+const double *mf_metric_col_c(const bv_mf_metrics *mt, int c)
 {
 	return *metric_col((bv_mf_metrics *)mt, c);
 }
@@ -90,7 +84,7 @@ static int metric_is_fraction(int c)
  * *len; -1 (and *len 1) when it is not valid UTF-8: a stray or missing
  * continuation byte, an overlong form, a surrogate, beyond U+10FFFF (the
  * sequences jansson refuses too). */
-static long utf8_next(const unsigned char *s, size_t n, int *len)
+long mf_utf8_next(const unsigned char *s, size_t n, int *len)
 {
 	int k;
 	long c, min;
@@ -118,19 +112,6 @@ static long utf8_next(const unsigned char *s, size_t n, int *len)
 	return c;
 }
 
-static int utf8_valid(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n;) {
-		int len;
-		if (utf8_next(p + i, n - i, &len) < 0)
-			return 0;
-		i += (size_t)len;
-	}
-	return 1;
-}
-
 /* Characters a terminal shows as themselves: not the C0 and C1 controls, DEL,
  * the line and paragraph separators, the bidirectional overrides and isolates
  * (which reorder what follows them on the line), nor the byte order mark. */
@@ -143,14 +124,14 @@ static int printable(long c)
 /* s (n bytes) for a one-line message, into out: printable characters as they
  * are, any other character (or byte that is not UTF-8) as '?', cut after max
  * characters with "..." (max 0: no cut). */
-static const char *show_text(char *out, size_t size, const char *s, size_t n, int max)
+const char *mf_show_text(char *out, size_t size, const char *s, size_t n, int max)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t o = 0;
 	int chars = 0;
 	for (size_t i = 0; i < n; chars++) {
 		int len;
-		long c = utf8_next(p + i, n - i, &len);
+		long c = mf_utf8_next(p + i, n - i, &len);
 		if ((max && chars == max) || o + (size_t)len + 4 > size) {
 			memcpy(out + o, "...", 3);
 			o += 3;
@@ -175,7 +156,7 @@ static const char *got(char *out, size_t size, const json_t *v)
 	char s[SHOW_MAX];
 	switch (json_typeof(v)) {
 	case JSON_STRING:
-		show_text(s, sizeof s, json_string_value(v), json_string_length(v), SHOW_CHARS);
+		mf_show_text(s, sizeof s, json_string_value(v), json_string_length(v), SHOW_CHARS);
 		snprintf(out, size, "\"%s\"", s);
 		break;
 	case JSON_INTEGER:
@@ -211,14 +192,14 @@ static const char *got(char *out, size_t size, const json_t *v)
 /* "<parent>.<name>" (name alone at the top level) into out (KEY_MAX). The
  * parts are bounded (a user's key is shown cut), so a key path fits; were it
  * ever longer it would be cut, which a message can bear. */
-static const char *key(char *out, const char *parent, const char *name)
+const char *mf_key(char *out, const char *parent, const char *name)
 {
 	if (snprintf(out, KEY_MAX, "%s%s%s", parent, *parent ? "." : "", name) >= KEY_MAX)
 		out[KEY_MAX - 1] = '\0';
 	return out;
 }
 
-static const char *key_at(char *out, const char *parent, size_t i)
+const char *mf_key_at(char *out, const char *parent, size_t i)
 {
 	if (snprintf(out, KEY_MAX, "%s[%zu]", parent, i) >= KEY_MAX)
 		out[KEY_MAX - 1] = '\0';
@@ -309,7 +290,7 @@ static int read_extras(char **out, json_t *o, const char *const *known, const ch
 	json_t *x = NULL, *v;
 	const char *k;
 	json_object_foreach (o, k, v) {
-		if (listed(known, k) || listed(also, k))
+		if (mf_listed(known, k) || mf_listed(also, k))
 			continue;
 		if ((!x && !(x = json_object())) || json_object_set(x, k, v) != 0) {
 			json_decref(x);
@@ -343,7 +324,7 @@ static int read_epochs(int **out, int *n_out, const json_t *v, const char *path,
 	*n_out = (int)n;
 	for (size_t i = 0; i < n; i++) {
 		const json_t *x = json_array_get(v, i);
-		key_at(ki, k, i);
+		mf_key_at(ki, k, i);
 		if (!whole_int(x, 0, BV_DB_MAX_EPOCH, &e[i]))
 			return expected(path, ki, x, "a whole number 0..%d", BV_DB_MAX_EPOCH);
 		if (i > 0 && e[i] <= e[i - 1])
@@ -363,7 +344,7 @@ static int read_logits(bv_mf_logits lg[BV_N_SPLITS], json_t *v, const char *path
 	const char *name;
 	json_t *x;
 	int rc;
-	key(k, where, "logits");
+	mf_key(k, where, "logits");
 	if (!json_is_object(v))
 		return expected(path, k, v, "an object {\"test\": ..., \"train\": ...}");
 	json_object_foreach (v, name, x) {
@@ -371,14 +352,15 @@ static int read_logits(bv_mf_logits lg[BV_N_SPLITS], json_t *v, const char *path
 			return bv_error_set(
 				BV_EFORMAT, "'%s': %s: unknown split (expected test or train)",
 				path,
-				key(ks, k, show_text(s, sizeof s, name, strlen(name), SHOW_CHARS)));
+				mf_key(ks, k,
+				       mf_show_text(s, sizeof s, name, strlen(name), SHOW_CHARS)));
 	}
 	if (json_object_size(v) == 0)
 		return expected(path, k, v, "a test or train split");
 	for (int sp = 0; sp < BV_N_SPLITS; sp++) {
 		if (!(x = json_object_get(v, bv_split_names[sp])))
 			continue;
-		key(ks, k, bv_split_names[sp]);
+		mf_key(ks, k, bv_split_names[sp]);
 		size_t n;
 		if (path_value(x))
 			n = 1;
@@ -396,7 +378,7 @@ static int read_logits(bv_mf_logits lg[BV_N_SPLITS], json_t *v, const char *path
 		for (size_t i = 0; i < n; i++) {
 			const json_t *y = json_is_string(x) ? x : json_array_get(x, i);
 			if (!path_value(y))
-				return expected(path, key_at(ki, ks, i), y, "a path");
+				return expected(path, mf_key_at(ki, ks, i), y, "a path");
 			if ((rc = dup_string(&lg[sp].paths[i], y, path)) != 0)
 				return rc;
 		}
@@ -412,22 +394,23 @@ static int read_metrics(bv_mf_metrics *mt, json_t *v, const char *path, const ch
 	const char *name;
 	json_t *x;
 	int rc, n;
-	key(k, where, "metrics");
+	mf_key(k, where, "metrics");
 	if (!json_is_object(v))
 		return expected(path, k, v,
 				"an object of lists {\"epoch\": [...], \"test_acc\": [...], ...}");
 	json_object_foreach (v, name, x) {
 		int known = strcmp(name, "epoch") == 0;
 		for (int c = 0; c < N_METRICS && !known; c++)
-			known = strcmp(name, metric_names[c]) == 0;
+			known = strcmp(name, mf_metric_names[c]) == 0;
 		if (!known)
 			return bv_error_set(
 				BV_EFORMAT, "'%s': %s: unknown metric (expected %s)", path,
-				key(kc, k, show_text(s, sizeof s, name, strlen(name), SHOW_CHARS)),
+				mf_key(kc, k,
+				       mf_show_text(s, sizeof s, name, strlen(name), SHOW_CHARS)),
 				METRICS_LIST);
 	}
 	if ((rc = read_epochs(&mt->epoch, &n, json_object_get(v, "epoch"), path,
-			      key(kc, k, "epoch"))))
+			      mf_key(kc, k, "epoch"))))
 		return rc;
 	for (int c = 0; c < N_METRICS; c++) {
 		double *col = malloc((size_t)n * sizeof *col);
@@ -441,9 +424,9 @@ static int read_metrics(bv_mf_metrics *mt, json_t *v, const char *path, const ch
 	for (int c = 0; c < N_METRICS; c++) {
 		double *col = *metric_col(mt, c);
 		const int frac = metric_is_fraction(c);
-		if (!(x = json_object_get(v, metric_names[c])))
+		if (!(x = json_object_get(v, mf_metric_names[c])))
 			continue;
-		key(kc, k, metric_names[c]);
+		mf_key(kc, k, mf_metric_names[c]);
 		if (!json_is_array(x) || json_array_size(x) != (size_t)n)
 			return expected(
 				path, kc, x,
@@ -454,7 +437,7 @@ static int read_metrics(bv_mf_metrics *mt, json_t *v, const char *path, const ch
 			if (json_is_null(y))
 				continue;
 			if (!number(y, frac ? 0 : -HUGE_VAL, frac ? 1 : HUGE_VAL, &col[i]))
-				return expected(path, key_at(ki, kc, (size_t)i), y, "%s or null",
+				return expected(path, mf_key_at(ki, kc, (size_t)i), y, "%s or null",
 						frac ? "a fraction 0..1" : "a number");
 		}
 	}
@@ -475,15 +458,15 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 			   ", ", " or ");
 
 	if (teacher) {
-		for (const char *const *rk = run_keys; *rk; rk++) {
-			if (listed(teacher_keys, *rk) || !(v = json_object_get(o, *rk)))
+		for (const char *const *rk = mf_run_keys; *rk; rk++) {
+			if (mf_listed(mf_teacher_keys, *rk) || !(v = json_object_get(o, *rk)))
 				continue;
 			if (strcmp(*rk, "inbag") == 0)
 				return expected(
-					path, key(k, w, *rk), v,
+					path, mf_key(k, w, *rk), v,
 					"none (the teacher trains on the whole training set)");
 			return expected(
-				path, key(k, w, *rk), v,
+				path, mf_key(k, w, *rk), v,
 				"none (a run's key; the teacher's are model, epoch, logits, "
 				"test_acc, metrics and seconds)");
 		}
@@ -491,7 +474,7 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 		r->seed = 0;
 	} else {
 		v = json_object_get(o, "method");
-		key(k, w, "method");
+		mf_key(k, w, "method");
 		if (!json_is_string(v))
 			return expected(path, k, v, "a method (%s)", list);
 		const char *name = json_string_value(v);
@@ -500,7 +483,7 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 				BV_EFORMAT,
 				"'%s': %s: unknown method '%s' (expected %s; the database "
 				"has no other methods yet)",
-				path, k, show_text(s, sizeof s, name, strlen(name), SHOW_CHARS),
+				path, k, mf_show_text(s, sizeof s, name, strlen(name), SHOW_CHARS),
 				list);
 		if (r->method == BV_RUN_TEACHER)
 			return bv_error_set(BV_EFORMAT,
@@ -509,7 +492,7 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 					    path, k);
 
 		v = json_object_get(o, "temperature");
-		key(k, w, "temperature");
+		mf_key(k, w, "temperature");
 		if (bv_db_method_soft(r->method)) {
 			if (!number(v, 0, HUGE_VAL, &r->temperature) || !(r->temperature > 0))
 				return expected(path, k, v,
@@ -522,18 +505,18 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 					bv_db_method_name(r->method));
 		}
 		if ((v = json_object_get(o, "alpha")) && !number(v, -HUGE_VAL, HUGE_VAL, &r->alpha))
-			return expected(path, key(k, w, "alpha"), v, "a number");
+			return expected(path, mf_key(k, w, "alpha"), v, "a number");
 		if ((v = json_object_get(o, "gamma")) && !number(v, -HUGE_VAL, HUGE_VAL, &r->gamma))
-			return expected(path, key(k, w, "gamma"), v, "a number");
+			return expected(path, mf_key(k, w, "gamma"), v, "a number");
 		v = json_object_get(o, "seed");
 		if (!whole_int(v, 1, INT_MAX, &r->seed))
-			return expected(path, key(k, w, "seed"), v, "a whole number 1..%d",
+			return expected(path, mf_key(k, w, "seed"), v, "a whole number 1..%d",
 					INT_MAX);
 	}
 
 	if ((v = json_object_get(o, "model"))) {
 		if (!json_is_string(v))
-			return expected(path, key(k, w, "model"), v, "a string");
+			return expected(path, mf_key(k, w, "model"), v, "a string");
 		if ((rc = dup_string(&r->model, v, path)))
 			return rc;
 	}
@@ -542,7 +525,7 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 		int epoch = 0;
 		v = json_object_get(o, "epoch");
 		if (v && !whole_int(v, 0, BV_DB_MAX_EPOCH, &epoch))
-			return expected(path, key(k, w, "epoch"), v, "a whole number 0..%d",
+			return expected(path, mf_key(k, w, "epoch"), v, "a whole number 0..%d",
 					BV_DB_MAX_EPOCH);
 		if (!(r->epochs = malloc(sizeof *r->epochs)))
 			return no_memory(path);
@@ -551,13 +534,13 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 		r->planned_epochs = epoch;
 	} else {
 		if ((rc = read_epochs(&r->epochs, &r->n_epochs, json_object_get(o, "epochs"), path,
-				      key(k, w, "epochs"))))
+				      mf_key(k, w, "epochs"))))
 			return rc;
 		const int last = r->epochs[r->n_epochs - 1];
 		r->planned_epochs = last;
 		v = json_object_get(o, "planned_epochs");
 		if (v && !whole_int(v, last, BV_DB_MAX_EPOCH, &r->planned_epochs))
-			return expected(path, key(k, w, "planned_epochs"), v,
+			return expected(path, mf_key(k, w, "planned_epochs"), v,
 					"a whole number %d..%d (at least the last epoch)", last,
 					BV_DB_MAX_EPOCH);
 	}
@@ -568,13 +551,13 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 
 	if (!teacher && (v = json_object_get(o, "inbag"))) {
 		if (!path_value(v))
-			return expected(path, key(k, w, "inbag"), v, "a path");
+			return expected(path, mf_key(k, w, "inbag"), v, "a path");
 		if ((rc = dup_string(&r->inbag, v, path)))
 			return rc;
 	}
 
 	if ((v = json_object_get(o, "test_acc"))) {
-		key(k, w, "test_acc");
+		mf_key(k, w, "test_acc");
 		if (!(r->test_acc = malloc((size_t)r->n_epochs * sizeof *r->test_acc)))
 			return no_memory(path);
 		if (teacher) {
@@ -590,7 +573,7 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 			for (int i = 0; i < r->n_epochs; i++) {
 				const json_t *x = json_array_get(v, (size_t)i);
 				if (!number(x, 0, 100, &r->test_acc[i]))
-					return expected(path, key_at(ki, k, (size_t)i), x,
+					return expected(path, mf_key_at(ki, k, (size_t)i), x,
 							"a number 0..100 (percent)");
 			}
 		}
@@ -599,10 +582,10 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 	if ((v = json_object_get(o, "metrics")) && (rc = read_metrics(&r->metrics, v, path, w)))
 		return rc;
 	if ((v = json_object_get(o, "seconds")) && !number(v, 0, HUGE_VAL, &r->seconds))
-		return expected(path, key(k, w, "seconds"), v, "a number >= 0");
+		return expected(path, mf_key(k, w, "seconds"), v, "a number >= 0");
 
-	return read_extras(&r->extras, o, teacher ? teacher_keys : run_keys,
-			   teacher ? run_keys : NULL, path);
+	return read_extras(&r->extras, o, teacher ? mf_teacher_keys : mf_run_keys,
+			   teacher ? mf_run_keys : NULL, path);
 }
 
 /* One run per (method, temperature, seed): the runs sorted by their cell, then
@@ -705,15 +688,15 @@ static int read_top(bv_manifest *m, json_t *root, const char *path)
 			return bv_error_set(
 				BV_EFORMAT, "'%s': %s: unknown split (expected test or train)",
 				path,
-				key(k, "labels",
-				    show_text(s, sizeof s, name, strlen(name), SHOW_CHARS)));
+				mf_key(k, "labels",
+				       mf_show_text(s, sizeof s, name, strlen(name), SHOW_CHARS)));
 	}
 	for (int sp = 0; sp < BV_N_SPLITS; sp++) {
 		x = json_object_get(v, bv_split_names[sp]);
 		if (!x && sp == BV_SPLIT_TRAIN)
 			continue;
 		if (!path_value(x))
-			return expected(path, key(k, "labels", bv_split_names[sp]), x, "a path");
+			return expected(path, mf_key(k, "labels", bv_split_names[sp]), x, "a path");
 		if ((rc = dup_string(&m->labels[sp], x, path)))
 			return rc;
 	}
@@ -742,14 +725,14 @@ static int read_top(bv_manifest *m, json_t *root, const char *path)
 	}
 	if ((rc = check_cells(m, path)))
 		return rc;
-	return read_extras(&m->extras, root, top_keys, NULL, path);
+	return read_extras(&m->extras, root, mf_top_keys, NULL, path);
 }
 
 /* jansson's refusal: a line and a column, its text made printable */
 static int not_json(const char *path, const json_error_t *err)
 {
 	char s[SHOW_MAX];
-	show_text(s, sizeof s, err->text, strlen(err->text), 0);
+	mf_show_text(s, sizeof s, err->text, strlen(err->text), 0);
 	switch (json_error_code(err)) {
 	case json_error_out_of_memory:
 		return no_memory(path);
@@ -876,499 +859,9 @@ int bv_manifest_file(char *out, size_t size, const bv_manifest *m, const char *p
 		if (size)
 			out[0] = '\0';
 		return bv_error_set(BV_EINVAL, "'%s': path '%s' is too long (%zu bytes at most)",
-				    m->path, show_text(s, sizeof s, path, strlen(path), SHOW_CHARS),
+				    m->path,
+				    mf_show_text(s, sizeof s, path, strlen(path), SHOW_CHARS),
 				    size ? size - 1 : 0);
 	}
 	return 0;
-}
-
-/* ---- comparing ---------------------------------------------------------- */
-
-__attribute__((format(printf, 3, 4))) static int differ(char *out, size_t size, const char *fmt,
-							...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (size)
-		vsnprintf(out, size, fmt, ap);
-	va_end(ap);
-	return 1;
-}
-
-/* the same double, bit for bit but for NaN's payload (-0 is not 0) */
-static int same_real(double a, double b)
-{
-	return (isnan(a) && isnan(b)) || (a == b && signbit(a) == signbit(b));
-}
-
-static int diff_real(char *out, size_t size, const char *k, double a, double b)
-{
-	return same_real(a, b) ? 0 : differ(out, size, "%s: %.17g vs %.17g", k, a, b);
-}
-
-static int diff_int(char *out, size_t size, const char *k, long long a, long long b)
-{
-	return a == b ? 0 : differ(out, size, "%s: %lld vs %lld", k, a, b);
-}
-
-static int diff_str(char *out, size_t size, const char *k, const char *a, const char *b)
-{
-	char sa[SHOW_MAX], sb[SHOW_MAX];
-	if ((!a && !b) || (a && b && strcmp(a, b) == 0))
-		return 0;
-	return differ(out, size, "%s: %s vs %s", k,
-		      a ? show_text(sa, sizeof sa, a, strlen(a), SHOW_CHARS) : "(absent)",
-		      b ? show_text(sb, sizeof sb, b, strlen(b), SHOW_CHARS) : "(absent)");
-}
-
-/* extras as JSON values (NULL is no key): key order and spelling aside */
-static int diff_extras(char *out, size_t size, const char *k, const char *a, const char *b)
-{
-	json_t *ja = json_loads(a ? a : "{}", 0, NULL), *jb = json_loads(b ? b : "{}", 0, NULL);
-	const int same = ja && jb ? json_equal(ja, jb) : (!ja && !jb && strcmp(a, b) == 0);
-	json_decref(ja);
-	json_decref(jb);
-	return same ? 0 : diff_str(out, size, k, a, b);
-}
-
-/* n values of a and b (NULL: all NAN) */
-static int diff_reals(char *out, size_t size, const char *k, const double *a, const double *b,
-		      int n)
-{
-	char ki[KEY_MAX];
-	for (int i = 0; i < n; i++)
-		if (diff_real(out, size, key_at(ki, k, (size_t)i), a ? a[i] : NAN, b ? b[i] : NAN))
-			return 1;
-	return 0;
-}
-
-static int diff_run(char *out, size_t size, const char *w, const bv_mf_run *a, const bv_mf_run *b)
-{
-	char k[KEY_MAX], ks[KEY_MAX], ki[KEY_MAX];
-	if (diff_int(out, size, key(k, w, "method"), a->method, b->method) ||
-	    diff_real(out, size, key(k, w, "temperature"), a->temperature, b->temperature) ||
-	    diff_real(out, size, key(k, w, "alpha"), a->alpha, b->alpha) ||
-	    diff_real(out, size, key(k, w, "gamma"), a->gamma, b->gamma) ||
-	    diff_int(out, size, key(k, w, "seed"), a->seed, b->seed) ||
-	    diff_str(out, size, key(k, w, "model"), a->model, b->model) ||
-	    diff_int(out, size, key(k, w, "n_epochs"), a->n_epochs, b->n_epochs))
-		return 1;
-	for (int i = 0; i < a->n_epochs; i++)
-		if (diff_int(out, size, key_at(ki, key(k, w, "epochs"), (size_t)i),
-			     a->epochs ? a->epochs[i] : -1, b->epochs ? b->epochs[i] : -1))
-			return 1;
-	if (diff_int(out, size, key(k, w, "planned_epochs"), a->planned_epochs, b->planned_epochs))
-		return 1;
-	for (int sp = 0; sp < BV_N_SPLITS; sp++) {
-		const bv_mf_logits *la = &a->logits[sp], *lb = &b->logits[sp];
-		key(ks, key(k, w, "logits"), bv_split_names[sp]);
-		if (diff_int(out, size, ks, la->n_paths, lb->n_paths))
-			return 1;
-		for (int i = 0; i < la->n_paths; i++)
-			if (diff_str(out, size, key_at(ki, ks, (size_t)i),
-				     la->paths ? la->paths[i] : NULL,
-				     lb->paths ? lb->paths[i] : NULL))
-				return 1;
-	}
-	if (diff_str(out, size, key(k, w, "inbag"), a->inbag, b->inbag))
-		return 1;
-	key(k, w, "test_acc");
-	if (!a->test_acc != !b->test_acc)
-		return differ(out, size, "%s: %s vs %s", k, a->test_acc ? "present" : "absent",
-			      b->test_acc ? "present" : "absent");
-	if (a->test_acc && diff_reals(out, size, k, a->test_acc, b->test_acc, a->n_epochs))
-		return 1;
-	const bv_mf_metrics *ma = &a->metrics, *mb = &b->metrics;
-	key(k, w, "metrics");
-	if (diff_int(out, size, key(ks, k, "n"), ma->n, mb->n))
-		return 1;
-	for (int i = 0; i < ma->n; i++)
-		if (diff_int(out, size, key_at(ki, key(ks, k, "epoch"), (size_t)i),
-			     ma->epoch ? ma->epoch[i] : -1, mb->epoch ? mb->epoch[i] : -1))
-			return 1;
-	for (int c = 0; c < N_METRICS; c++)
-		if (diff_reals(out, size, key(ks, k, metric_names[c]), metric_col_c(ma, c),
-			       metric_col_c(mb, c), ma->n))
-			return 1;
-	return diff_real(out, size, key(k, w, "seconds"), a->seconds, b->seconds) ||
-	       diff_extras(out, size, key(k, w, "extras"), a->extras, b->extras);
-}
-
-int bv_manifest_compare(const bv_manifest *a, const bv_manifest *b, char *out, size_t size)
-{
-	char k[KEY_MAX];
-	if (size)
-		out[0] = '\0';
-	if (diff_str(out, size, "dataset", a->dataset, b->dataset) ||
-	    diff_int(out, size, "classes", a->classes, b->classes))
-		return 1;
-	for (int sp = 0; sp < BV_N_SPLITS; sp++)
-		if (diff_str(out, size, key(k, "labels", bv_split_names[sp]), a->labels[sp],
-			     b->labels[sp]))
-			return 1;
-	if (diff_int(out, size, "has_teacher", !!a->has_teacher, !!b->has_teacher) ||
-	    (a->has_teacher && diff_run(out, size, "teacher", &a->teacher, &b->teacher)) ||
-	    diff_int(out, size, "n_runs", a->n_runs, b->n_runs))
-		return 1;
-	for (int i = 0; i < a->n_runs; i++)
-		if (diff_run(out, size, key_at(k, "runs", (size_t)i), &a->runs[i], &b->runs[i]))
-			return 1;
-	return diff_extras(out, size, "extras", a->extras, b->extras);
-}
-
-/* ---- writing ------------------------------------------------------------ */
-
-static int write_nomem(const char *path)
-{
-	return bv_error_set(BV_ENOMEM, "out of memory writing '%s'", path);
-}
-
-/* o[name] = v (v NULL: out of memory) */
-static int put(json_t *o, const char *name, json_t *v, const char *path)
-{
-	return v && json_object_set_new(o, name, v) == 0 ? 0 : write_nomem(path);
-}
-
-static int put_int(json_t *o, const char *name, long long x, const char *path)
-{
-	return put(o, name, json_integer(x), path);
-}
-
-/* a finite double; NAN is an absent key */
-static int put_real(json_t *o, const char *name, double x, const char *path, const char *w)
-{
-	char k[KEY_MAX];
-	if (isnan(x))
-		return 0;
-	if (!isfinite(x))
-		return bv_error_set(BV_EINVAL, "cannot write '%s': %s: %g is not a JSON number",
-				    path, key(k, w, name), x);
-	return put(o, name, json_real(x), path);
-}
-
-static json_t *string_of(const char *s, const char *path, const char *k, int *rc)
-{
-	if (!utf8_valid(s)) {
-		*rc = bv_error_set(BV_EINVAL, "cannot write '%s': %s: not UTF-8 text", path, k);
-		return NULL;
-	}
-	json_t *v = json_string(s);
-	if (!v)
-		*rc = write_nomem(path);
-	return v;
-}
-
-/* a string; NULL is an absent key */
-static int put_str(json_t *o, const char *name, const char *s, const char *path, const char *w)
-{
-	char k[KEY_MAX];
-	int rc = 0;
-	if (!s)
-		return 0;
-	json_t *v = string_of(s, path, key(k, w, name), &rc);
-	return v ? put(o, name, v, path) : rc;
-}
-
-/* n doubles as a list, NAN as null */
-static int put_reals(json_t *o, const char *name, const double *x, int n, const char *path,
-		     const char *w)
-{
-	char k[KEY_MAX], ki[KEY_MAX];
-	json_t *a = json_array();
-	if (!a)
-		return write_nomem(path);
-	for (int i = 0; i < n; i++) {
-		if (!isnan(x[i]) && !isfinite(x[i])) {
-			json_decref(a);
-			return bv_error_set(BV_EINVAL,
-					    "cannot write '%s': %s: %g is not a JSON number", path,
-					    key_at(ki, key(k, w, name), (size_t)i), x[i]);
-		}
-		if (json_array_append_new(a, isnan(x[i]) ? json_null() : json_real(x[i])) != 0) {
-			json_decref(a);
-			return write_nomem(path);
-		}
-	}
-	return put(o, name, a, path);
-}
-
-static int put_ints(json_t *o, const char *name, const int *x, int n, const char *path)
-{
-	json_t *a = json_array();
-	if (!a)
-		return write_nomem(path);
-	for (int i = 0; i < n; i++)
-		if (json_array_append_new(a, json_integer(x[i])) != 0) {
-			json_decref(a);
-			return write_nomem(path);
-		}
-	return put(o, name, a, path);
-}
-
-/* extras' keys after the known ones; a key bvtool defines there is refused
- * (it would be read as that key, or refused) */
-static int put_extras(json_t *o, const char *extras, const char *const *known,
-		      const char *const *also, const char *path, const char *w)
-{
-	char k[KEY_MAX], s[SHOW_MAX];
-	json_error_t err;
-	const char *name;
-	json_t *v;
-	int rc = 0;
-	if (!extras)
-		return 0;
-	key(k, w, "extras");
-	json_t *x = json_loads(extras, JSON_REJECT_DUPLICATES, &err);
-	if (!json_is_object(x)) {
-		json_decref(x);
-		return bv_error_set(
-			BV_EINVAL, "cannot write '%s': %s: not the text of a JSON object", path, k);
-	}
-	json_object_foreach (x, name, v) {
-		if (listed(known, name) || listed(also, name) || json_object_get(o, name)) {
-			rc = bv_error_set(
-				BV_EINVAL,
-				"cannot write '%s': %s: '%s' is a key bvtool writes itself", path,
-				k, show_text(s, sizeof s, name, strlen(name), SHOW_CHARS));
-			break;
-		}
-		if (json_object_set(o, name, v) != 0) {
-			rc = write_nomem(path);
-			break;
-		}
-	}
-	json_decref(x);
-	return rc;
-}
-
-static int build_logits(json_t *o, const bv_mf_run *r, const char *path, const char *w)
-{
-	char k[KEY_MAX], ks[KEY_MAX], ki[KEY_MAX];
-	int rc = 0;
-	json_t *lo = json_object(), *v;
-	if (!lo)
-		return write_nomem(path);
-	key(k, w, "logits");
-	for (int sp = 0; sp < BV_N_SPLITS && !rc; sp++) {
-		const bv_mf_logits *lg = &r->logits[sp];
-		key(ks, k, bv_split_names[sp]);
-		if (lg->n_paths <= 0)
-			continue;
-		for (int i = 0; i < lg->n_paths && !rc; i++)
-			if (!lg->paths || !lg->paths[i])
-				rc = bv_error_set(BV_EINVAL, "cannot write '%s': %s: no path given",
-						  path, key_at(ki, ks, (size_t)i));
-		if (rc)
-			break;
-		/* one path: one (E, N, K) file (the teacher's (N, K) one) */
-		if (lg->n_paths == 1) {
-			rc = put_str(lo, bv_split_names[sp], lg->paths[0], path, k);
-			continue;
-		}
-		if (!(v = json_array())) {
-			rc = write_nomem(path);
-			break;
-		}
-		for (int i = 0; i < lg->n_paths && !rc; i++) {
-			json_t *p = string_of(lg->paths[i], path, key_at(ki, ks, (size_t)i), &rc);
-			if (p && json_array_append_new(v, p) != 0)
-				rc = write_nomem(path);
-		}
-		if (rc)
-			json_decref(v);
-		else
-			rc = put(lo, bv_split_names[sp], v, path);
-	}
-	if (rc) {
-		json_decref(lo);
-		return rc;
-	}
-	return put(o, "logits", lo, path);
-}
-
-static int build_metrics(json_t *o, const bv_mf_metrics *mt, const char *path, const char *w)
-{
-	char k[KEY_MAX];
-	int rc;
-	if (mt->n <= 0)
-		return 0;
-	key(k, w, "metrics");
-	if (!mt->epoch)
-		return bv_error_set(BV_EINVAL, "cannot write '%s': %s: %d epochs, none given", path,
-				    k, mt->n);
-	json_t *x = json_object();
-	if (!x)
-		return write_nomem(path);
-	rc = put_ints(x, "epoch", mt->epoch, mt->n, path);
-	for (int c = 0; c < N_METRICS && !rc; c++) {
-		const double *col = metric_col_c(mt, c);
-		int any = 0;
-		for (int i = 0; col && i < mt->n && !any; i++)
-			any = !isnan(col[i]);
-		if (any)
-			rc = put_reals(x, metric_names[c], col, mt->n, path, k);
-	}
-	if (rc) {
-		json_decref(x);
-		return rc;
-	}
-	return put(o, "metrics", x, path);
-}
-
-static int build_run(json_t **out, const bv_mf_run *r, int teacher, const char *path, const char *w)
-{
-	char k[KEY_MAX];
-	int rc = 0;
-	json_t *o = json_object();
-	if (!o)
-		return write_nomem(path);
-	if (r->n_epochs > 0 && !r->epochs)
-		rc = bv_error_set(BV_EINVAL, "cannot write '%s': %s: %d epochs, none given", path,
-				  key(k, w, "epochs"), r->n_epochs);
-	else if (teacher && r->n_epochs != 1)
-		rc = bv_error_set(BV_EINVAL, "cannot write '%s': %s: %d epochs, expected one", path,
-				  key(k, w, "epoch"), r->n_epochs);
-	if (!rc && !teacher) {
-		rc = put(o, "method", json_string(bv_db_method_name(r->method)), path);
-		if (!rc)
-			rc = put_real(o, "temperature", r->temperature, path, w);
-		if (!rc)
-			rc = put_real(o, "alpha", r->alpha, path, w);
-		if (!rc)
-			rc = put_real(o, "gamma", r->gamma, path, w);
-		if (!rc)
-			rc = put_int(o, "seed", r->seed, path);
-	}
-	if (!rc)
-		rc = put_str(o, "model", r->model, path, w);
-	if (!rc && teacher)
-		rc = put_int(o, "epoch", r->epochs[0], path);
-	if (!rc && !teacher) {
-		rc = put_ints(o, "epochs", r->epochs, r->n_epochs, path);
-		/* planned_epochs defaults to the last epoch: written when it is not that */
-		if (!rc && (r->n_epochs == 0 || r->planned_epochs != r->epochs[r->n_epochs - 1]))
-			rc = put_int(o, "planned_epochs", r->planned_epochs, path);
-	}
-	if (!rc)
-		rc = build_logits(o, r, path, w);
-	if (!rc)
-		rc = put_str(o, "inbag", r->inbag, path, w);
-	/* the teacher's test accuracy is one number, a run's one per epoch */
-	if (!rc && r->test_acc)
-		rc = teacher ? put_real(o, "test_acc", r->test_acc[0], path, w)
-			     : put_reals(o, "test_acc", r->test_acc, r->n_epochs, path, w);
-	if (!rc)
-		rc = build_metrics(o, &r->metrics, path, w);
-	if (!rc)
-		rc = put_real(o, "seconds", r->seconds, path, w);
-	if (!rc)
-		rc = put_extras(o, r->extras, teacher ? teacher_keys : run_keys,
-				teacher ? run_keys : NULL, path, w);
-	if (rc) {
-		json_decref(o);
-		return rc;
-	}
-	*out = o;
-	return 0;
-}
-
-static int build(json_t **out, const bv_manifest *m, const char *path)
-{
-	char k[KEY_MAX];
-	int rc = 0;
-	json_t *root = json_object(), *labels = json_object(), *runs = json_array(), *r;
-	if (!root || !labels || !runs) {
-		json_decref(root);
-		json_decref(labels);
-		json_decref(runs);
-		return write_nomem(path);
-	}
-	if ((rc = put(root, "format", json_string(BV_MANIFEST_FORMAT), path)) ||
-	    (rc = put_int(root, "version", BV_MANIFEST_VERSION, path)) ||
-	    (rc = put_str(root, "dataset", m->dataset, path, "")) ||
-	    (rc = put_int(root, "classes", m->classes, path)))
-		goto fail;
-	for (int sp = 0; sp < BV_N_SPLITS; sp++)
-		if ((rc = put_str(labels, bv_split_names[sp], m->labels[sp], path, "labels")))
-			goto fail;
-	rc = put(root, "labels", labels, path);
-	labels = NULL;
-	if (rc)
-		goto fail;
-	if (m->has_teacher) {
-		if ((rc = build_run(&r, &m->teacher, 1, path, "teacher")) ||
-		    (rc = put(root, "teacher", r, path)))
-			goto fail;
-	}
-	if (m->n_runs > 0 && !m->runs) {
-		rc = bv_error_set(BV_EINVAL, "cannot write '%s': runs: %d runs, none given", path,
-				  m->n_runs);
-		goto fail;
-	}
-	for (int i = 0; i < m->n_runs; i++) {
-		if ((rc = build_run(&r, &m->runs[i], 0, path, key_at(k, "runs", (size_t)i))))
-			goto fail;
-		if (json_array_append_new(runs, r) != 0) {
-			rc = write_nomem(path);
-			goto fail;
-		}
-	}
-	rc = put(root, "runs", runs, path);
-	runs = NULL;
-	if (rc || (rc = put_extras(root, m->extras, top_keys, NULL, path, "")))
-		goto fail;
-	*out = root;
-	return 0;
-fail:
-	json_decref(root);
-	json_decref(labels);
-	json_decref(runs);
-	return rc;
-}
-
-int bv_manifest_write(const bv_manifest *m, const char *path)
-{
-	json_t *root = NULL;
-	char *text = NULL, *full = NULL;
-	bv_manifest back;
-	int rc;
-	memset(&back, 0, sizeof back);
-	if ((rc = build(&root, m, path)))
-		return rc;
-	text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-	json_decref(root);
-	const size_t len = text ? strlen(text) : 0;
-	if (!text || !(full = malloc(len + 2))) {
-		rc = write_nomem(path);
-		goto done;
-	}
-	memcpy(full, text, len);
-	memcpy(full + len, "\n", 2);
-	/* read back what is about to be written: a manifest bvtool writes is one
-	 * it reads, as the struct it was given */
-	if ((rc = bv_manifest_parse(&back, full, len + 1, path, m->dir)) != 0) {
-		char msg[1400];
-		const char *e = bv_error_last();
-		const size_t pl = strlen(path);
-		/* "'<path>': <what>" -> "cannot write '<path>': <what>" */
-		if (e[0] == '\'' && strncmp(e + 1, path, pl) == 0 &&
-		    strncmp(e + 1 + pl, "': ", 3) == 0)
-			e += pl + 4;
-		snprintf(msg, sizeof msg, "%s", e);
-		rc = bv_error_set(rc == BV_ENOMEM ? rc : BV_EINVAL, "cannot write '%s': %s", path,
-				  msg);
-		goto done;
-	}
-	char why[600];
-	if (bv_manifest_compare(m, &back, why, sizeof why)) {
-		rc = bv_error_set(BV_EINVAL, "cannot write '%s': it would read back otherwise: %s",
-				  path, why);
-		goto done;
-	}
-	rc = bv_write_file_atomic(path, full, len + 1);
-done:
-	bv_manifest_free(&back);
-	free(text);
-	free(full);
-	return rc;
 }
