@@ -1,5 +1,5 @@
 /*
- * Tests for interop/npy.c: NumPy's .npy and .npz read, .npy written.
+ * Tests for interop/npy.c, npy_header.c and npy_write.c: NumPy's .npy and .npz read, .npy written.
  *
  *  1. Every array NumPy wrote into tests/fixtures/npy/ (gen.py) read back and
  *     checked value by value (float32 bits, int64s) against expected.txt, which

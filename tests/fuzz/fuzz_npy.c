@@ -1,5 +1,5 @@
 /*
- * fuzz_npy: the NumPy reader of interop/npy.c: bv_npy_parse_header on the
+ * fuzz_npy: the NumPy reader of interop/ (npy_header.c, npy.c): bv_npy_parse_header on the
  * input's bytes, then bv_npy_open on the input written as a file and reads of
  * the whole array in uneven chunks. An input that starts with "PK" is also
  * written as an .npz and opened as "in.npz:a" (the seeds' member) and as
