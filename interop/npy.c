@@ -355,35 +355,46 @@ static int read_end(bv_npy *a, npy_src *s, int64_t n)
 	return 0;
 }
 
-int bv_npy_read_f32(bv_npy *a, float *out, int64_t n)
+/* float16 or float64 elements of buf as float32 */
+static int convert_float(bv_npy *a, void *out, const unsigned char *buf, size_t m, int64_t base)
 {
-	int rc = read_check(a, n, 1);
-	if (rc || n == 0)
-		return rc;
+	float *o = out;
+	(void)base;
+	if (a->itemsize == 2) {
+		for (size_t i = 0; i < m; i++) {
+			uint16_t h;
+			memcpy(&h, buf + 2 * i, 2);
+			o[i] = half_to_float(h);
+		}
+	} else {
+		/* to nearest; past FLT_MAX, inf (IEC 60559, C11 Annex F) */
+		for (size_t i = 0; i < m; i++) {
+			double d;
+			memcpy(&d, buf + 8 * i, 8);
+			o[i] = (float)d;
+		}
+	}
+	return 0;
+}
+
+/* The next n elements into out (elements of out_size bytes): read straight
+ * into it when `direct` (the dtype is out's own), else through the bounded
+ * buffer and `convert`. A failed read leaves out zeroed and the array failed. */
+static int read_elements(bv_npy *a, void *out, size_t out_size, int64_t n, int direct,
+			 int (*convert)(bv_npy *, void *, const unsigned char *, size_t, int64_t))
+{
 	npy_src *s = a->priv;
-	if (a->itemsize == 4) {
-		rc = src_read(s, a->where, out, (size_t)n * 4);
+	int rc = 0;
+	if (direct) {
+		rc = src_read(s, a->where, out, (size_t)n * out_size);
 	} else {
 		const size_t per = BUF_BYTES / (size_t)a->itemsize;
 		for (int64_t done = 0; done < n && rc == 0;) {
 			const size_t m = (size_t)(n - done) < per ? (size_t)(n - done) : per;
 			if ((rc = src_read(s, a->where, s->buf, m * (size_t)a->itemsize)) != 0)
 				break;
-			float *o = out + done;
-			if (a->itemsize == 2) {
-				for (size_t i = 0; i < m; i++) {
-					uint16_t h;
-					memcpy(&h, s->buf + 2 * i, 2);
-					o[i] = half_to_float(h);
-				}
-			} else {
-				/* to nearest; past FLT_MAX, inf (IEC 60559, C11 Annex F) */
-				for (size_t i = 0; i < m; i++) {
-					double d;
-					memcpy(&d, s->buf + 8 * i, 8);
-					o[i] = (float)d;
-				}
-			}
+			rc = convert(a, (unsigned char *)out + (size_t)done * out_size, s->buf, m,
+				     a->pos + done);
 			done += (int64_t)m;
 		}
 	}
@@ -391,16 +402,25 @@ int bv_npy_read_f32(bv_npy *a, float *out, int64_t n)
 		rc = read_end(a, s, n);
 	if (rc) {
 		s->failed = 1;
-		memset(out, 0, (size_t)n * sizeof *out);
+		memset(out, 0, (size_t)n * out_size);
 		return rc;
 	}
 	a->pos += n;
 	return 0;
 }
 
-/* m elements of an integer dtype from buf into o; element index base + i in messages */
-static int convert_int(bv_npy *a, int64_t *o, const unsigned char *buf, size_t m, int64_t base)
+int bv_npy_read_f32(bv_npy *a, float *out, int64_t n)
 {
+	const int rc = read_check(a, n, 1);
+	if (rc || n == 0)
+		return rc;
+	return read_elements(a, out, sizeof *out, n, a->itemsize == 4, convert_float);
+}
+
+/* m elements of an integer dtype from buf into o; element index base + i in messages */
+static int convert_int(bv_npy *a, void *out, const unsigned char *buf, size_t m, int64_t base)
+{
+	int64_t *o = out;
 	const int size = a->itemsize;
 	if (a->kind == 'b') {
 		for (size_t i = 0; i < m; i++) {
@@ -457,29 +477,9 @@ static int convert_int(bv_npy *a, int64_t *o, const unsigned char *buf, size_t m
 
 int bv_npy_read_i64(bv_npy *a, int64_t *out, int64_t n)
 {
-	int rc = read_check(a, n, 0);
+	const int rc = read_check(a, n, 0);
 	if (rc || n == 0)
 		return rc;
-	npy_src *s = a->priv;
-	if (a->kind == 'i' && a->itemsize == 8) {
-		rc = src_read(s, a->where, out, (size_t)n * 8);
-	} else {
-		const size_t per = BUF_BYTES / (size_t)a->itemsize;
-		for (int64_t done = 0; done < n && rc == 0;) {
-			const size_t m = (size_t)(n - done) < per ? (size_t)(n - done) : per;
-			if ((rc = src_read(s, a->where, s->buf, m * (size_t)a->itemsize)) != 0)
-				break;
-			rc = convert_int(a, out + done, s->buf, m, a->pos + done);
-			done += (int64_t)m;
-		}
-	}
-	if (rc == 0)
-		rc = read_end(a, s, n);
-	if (rc) {
-		s->failed = 1;
-		memset(out, 0, (size_t)n * sizeof *out);
-		return rc;
-	}
-	a->pos += n;
-	return 0;
+	return read_elements(a, out, sizeof *out, n, a->kind == 'i' && a->itemsize == 8,
+			     convert_int);
 }
