@@ -281,6 +281,16 @@ static int put_config(imp *im)
 	if (student && (rc = config_has(db, "student")) <= 0 &&
 	    (rc < 0 || (rc = bv_db_config_set(db, "student", student)) != 0))
 		return rc;
+	/* and their planned epochs, when they share them */
+	int epochs = im->m.n_runs ? im->m.runs[0].planned_epochs : 0;
+	for (int i = 1; i < im->m.n_runs; i++)
+		if (im->m.runs[i].planned_epochs != epochs)
+			epochs = 0;
+	char text_epochs[32];
+	snprintf(text_epochs, sizeof text_epochs, "%d", epochs);
+	if (epochs > 0 && (rc = config_has(db, "epochs")) <= 0 &&
+	    (rc < 0 || (rc = bv_db_config_set(db, "epochs", text_epochs)) != 0))
+		return rc;
 	/* labels: stored once (imp_check_collection compared those already there) */
 	for (int s = 0; s < BV_N_SPLITS; s++) {
 		int n = 0;

@@ -33,6 +33,8 @@ assert "given test_acc kept (percent to fraction)" \
 	[ "$(q a.db "SELECT test_acc FROM runs WHERE method = 'kd' AND seed = 1")" = 0.625 ]
 assert "unknown keys kept in config" \
 	[ "$(q a.db "SELECT value FROM config WHERE key = 'import.extras'")" = '{"lab":{"notebook":"toy.ipynb"}}' ]
+assert "the students' model and planned epochs in config, for report" \
+	[ "$(q a.db "SELECT group_concat(key || '=' || value, ' ') FROM (SELECT * FROM config WHERE key IN ('student', 'epochs', 'teacher') ORDER BY key)")" = "epochs=3 student=net-s teacher=net-l" ]
 assert "a run's unknown keys kept" \
 	[ "$(q a.db "SELECT value FROM config WHERE key = 'import.run.ce-s1'")" = '{"lr_note":"cosine"}' ]
 # the float16 test logits of kd seed 1 epoch 2, read back from the database, equal NumPy's float32 of them
