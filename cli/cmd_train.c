@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bvmath.h"
 #include "train.h"
 
 typedef struct train_ctx {
@@ -173,7 +174,7 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 	}
 	if (out_path)
 		printf("wrote %s\n", out_path);
-	printf("test accuracy: %.2f%%\n", 100.0 * bv_accuracy(logits, data.test.y, data.test.n, data.n_classes));
+	printf("test accuracy: %.2f%%\n", 100.0 * bv_math_accuracy(logits, data.test.y, data.test.n, data.n_classes));
 	free(logits);
 	rc = BV_EXIT_OK;
 done:

@@ -194,14 +194,6 @@ int imp_src_next(src *s, float *out)
 	return 0;
 }
 
-static double accuracy(const float *z, const int *y, int n, int k)
-{
-	int correct = 0;
-	for (int i = 0; i < n; i++, z += k)
-		correct += bv_math_argmax(z, k) == y[i];
-	return (double)correct / n;
-}
-
 /* Every logit array of a run read once: shapes, finite values, accuracies. */
 static int check_logits(imp *im, imp_run *r)
 {
@@ -217,7 +209,7 @@ static int check_logits(imp *im, imp_run *r)
 		int rc = imp_src_open(&sr, im, r, s);
 		for (int e = 0; rc == 0 && e < f->n_epochs; e++) {
 			if ((rc = imp_src_next(&sr, im->buf[0])) == 0 && s == BV_SPLIT_TEST)
-				r->acc[e] = accuracy(im->buf[0], im->labels[s], im->n[s], im->k);
+				r->acc[e] = bv_math_accuracy(im->buf[0], im->labels[s], im->n[s], im->k);
 			im->sum.bytes_read += (int64_t)im->n[s] * im->k * 4;
 		}
 		imp_src_close(&sr);

@@ -37,6 +37,14 @@ double bv_math_log_softmax_at(const float *z, int K, int c, double T)
 	return z[c] / T - bv_math_logsumexp(z, K, T);
 }
 
+double bv_math_accuracy(const float *logits, const int *y, int n, int K)
+{
+	int correct = 0;
+	for (int i = 0; i < n; i++)
+		correct += bv_math_argmax(logits + (size_t)i * K, K) == y[i];
+	return n ? (double)correct / n : 0.0;
+}
+
 double bv_math_ce(const float *z, int K, int y)
 {
 	return -bv_math_log_softmax_at(z, K, y, 1.0);

@@ -60,6 +60,10 @@ static inline int bv_math_argmax(const float *z, int K)
 	return j;
 }
 
+/* The share of n samples (rows of K logits) whose first argmax is the label;
+ * 0 for n = 0. Training's, collect's and import's accuracy. */
+double bv_math_accuracy(const float *logits, const int *y, int n, int K);
+
 /* CE = -log q[y] = lse_1(z) - z_y: the cross-entropy at the label (T = 1). */
 double bv_math_ce(const float *z, int K, int y);
 

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bvmath.h"
+
 int bv_record_parse(bv_record_cfg *out, const char *s, int n_epochs, const char *what)
 {
 	int train = out->train;
@@ -165,8 +167,8 @@ int bv_teacher_record(bv_db *db, int64_t run_id, bv_model *teacher, const bv_dat
 		return bv_error_set(BV_ENOMEM, "out of memory for teacher logits");
 	if ((rc = bv_model_predict(teacher, test_logits, d->test.x, d->test.n, 500)) != 0)
 		goto done;
-	const double acc = bv_accuracy(test_logits, d->test.y, d->test.n, k);
-	bv_db_metrics met = {epoch, NAN, NAN, bv_accuracy(teacher_logits_train, d->train.y, d->train.n, k),
+	const double acc = bv_math_accuracy(test_logits, d->test.y, d->test.n, k);
+	bv_db_metrics met = {epoch, NAN, NAN, bv_math_accuracy(teacher_logits_train, d->train.y, d->train.n, k),
 			     acc, NAN, NAN, seconds};
 	if ((rc = bv_db_run_reset(db, run_id)) != 0 ||
 	    (rc = bv_db_snapshot_put(db, run_id, &met, test_logits, d->test.n, teacher_logits_train,

@@ -32,14 +32,6 @@ void bv_train_cfg_default(bv_train_cfg *cfg)
 	cfg->threads = 1;
 }
 
-double bv_accuracy(const float *logits, const int *y, int n, int k)
-{
-	int correct = 0;
-	for (int i = 0; i < n; i++) {
-		correct += bv_math_argmax(logits + (size_t)i * k, k) == y[i];
-	}
-	return n ? (double)correct / n : 0.0;
-}
 
 /* The seed of the epoch's shuffle: depends on the run seed and the epoch only,
  * never on the method, so paired runs see the same batches. */
@@ -171,7 +163,7 @@ int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const i
 			.lr = opt.lr,
 			.loss = sum_loss / (double)n_seen,
 			.train_acc = (double)n_correct / (double)n_seen,
-			.test_acc = bv_accuracy(test_logits, d->test.y, d->test.n, k),
+			.test_acc = bv_math_accuracy(test_logits, d->test.y, d->test.n, k),
 			.wsl_weight = cfg->loss.method == BV_METHOD_WSL ? sum_w / (double)n_seen : 0.0,
 			.filtered = (double)n_filtered / (double)n_seen,
 			.test_logits = test_logits,

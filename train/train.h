@@ -164,8 +164,6 @@ typedef int (*bv_epoch_fn)(void *ctx, const bv_epoch_stats *st, bv_model *m);
 int bv_train_run(bv_model *m, const bv_train_cfg *cfg, const bv_data *d, const int *idx,
 		 int n_idx, const float *teacher_logits, bv_epoch_fn on_epoch, void *ctx);
 
-/* Share of rows of logits (n, k) whose argmax is y. */
-double bv_accuracy(const float *logits, const int *y, int n, int k);
 
 /* ---- the collection grid (bvtool collect) -------------------------------- */
 
