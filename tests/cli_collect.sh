@@ -84,7 +84,10 @@ W="--train-subset 3000 --teacher mlp:16 --teacher-epochs 1 --student mlp:64 --ep
 "$bv" collect --db wk.db $W --seeds 2 --jobs 2 >wk.out 2>wk.err &
 pid=$!
 n=0
-while [ "$(q wk.db "SELECT count(*) FROM metrics" 2>/dev/null || echo 0)" -lt 6 ] && [ $n -lt 600 ]; do
+# two epochs recorded, and the keeper and both workers there (killing the
+# keeper instead, before the workers exist, is not this test)
+while { [ "$(q wk.db "SELECT count(*) FROM metrics" 2>/dev/null || echo 0)" -lt 6 ] ||
+	[ "$(pgrep -c -P "$pid" || true)" -lt 3 ]; } && [ $n -lt 600 ]; do
 	sleep 0.02
 	n=$((n + 1))
 done
