@@ -95,27 +95,6 @@ int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what);
  * shown or stored alike. */
 void bv_number_format(char *out, size_t size, double v);
 
-/* On x86-64 with GCC: compile the function for AVX-512, AVX2 and the baseline,
- * the loader picking the best for the machine. For loops worth vectorising;
- * with floating-point contraction off (ISO C mode) every clone rounds alike. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-/* (not under ThreadSanitizer, whose runtime is not up when the loader runs the
- * clones' resolvers) */
-#define BV_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BV_TARGET_CLONES
-#endif
-
-/* In place, x[i] = exp(x[i]) and x[i] = log(x[i]) for i < n, vectorised
- * (base/vmath.c), within a few ulps of libm. bv_vexp: any input (0 under
- * -708, +inf over 709.78, NaN stays NaN). bv_vlog: positive normal finite
- * inputs only (no check: 0, subnormals, negatives and infinities give
- * meaningless values). */
-void bv_vexp(double *x, size_t n);
-void bv_vlog(double *x, size_t n);
-/* The index of the first NaN or infinity of x[0..n), or n when all are finite. */
-size_t bv_first_nonfinite(const float *x, size_t n);
-
 #define BV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- the names of the methods ------------------------------------------ */

@@ -12,6 +12,7 @@
 #include "nn.h"
 
 #include "internal.h"
+#include "bvmath.h"
 
 #include <math.h>
 #include <stdlib.h>

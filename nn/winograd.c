@@ -26,6 +26,7 @@
 #include "nn.h"
 
 #include "base.h"
+#include "bvmath.h"
 
 #include <cblas.h>
 #include <string.h>

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "bvmath.h"
 #include "check.h"
 
 /* distance in units in the last place of want (of the least subnormal under it) */

@@ -8,7 +8,8 @@
  * whichever clone runs.
  *
  * They exist for `bvtool decompose`, whose time was a third scalar libm exp
- * and log (docs/benchmarks.md). Accuracy, checked against libm by
+ * and log (docs/benchmarks.md), and serve the SQL aggregates' log-softmax
+ * (bv_math_log_softmax_fast). Accuracy, checked against libm by
  * tests/test_base.c: a few ulps.
  *
  * exp: x = n ln2 + r, |r| <= ln2/2, n = round(x / ln2) by the 1.5*2^52
@@ -18,7 +19,7 @@
  * log: x = 2^e m, m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(u), u = (m-1)/(m+1),
  * |u| < 0.172, by its series to u^21 (the remainder < 3e-17 relative).
  */
-#include "base.h"
+#include "bvmath.h"
 
 #include <stdint.h>
 #include <math.h>
