@@ -22,6 +22,7 @@
 
 #include "db_int.h"
 #include "schema.h"
+#include "sqlfn.h"
 
 /* how long a connection waits for another process's lock */
 #define BUSY_TIMEOUT_MS 60000
@@ -268,7 +269,7 @@ static int configure(bv_db *db, int writer)
 	     sqlite3_exec(db->h, "PRAGMA page_size = 16384", NULL, NULL, NULL) != SQLITE_OK) ||
 	    sqlite3_exec(db->h, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", NULL, NULL,
 			 NULL) != SQLITE_OK ||
-	    db_schema_functions(db->h) != SQLITE_OK)
+	    bv_sqlfn_register(db->h) != SQLITE_OK)
 		return sql_failed(db->path, db->h, 1);
 	return 0;
 }

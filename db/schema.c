@@ -1,25 +1,20 @@
 /*
  * The schema of a bvtool database: the migrations that build it, one per
- * schema version, and the SQL functions every bvtool connection carries.
+ * schema version.
  *
  * migrations[v] upgrades a database from user_version v to v + 1; a new file
  * runs them all from 0. To change the schema, append one entry and raise
  * BV_DB_SCHEMA_VERSION in db.h (the static assertion below keeps the two in
  * step) and describe the change in docs/schema.md. db.c applies them in one
  * write transaction, so a reader sees either the old schema or the new one.
- *
- * The SQL functions decode the logits BLOBs (K little-endian float32):
- * bv_argmax(blob), bv_logit(blob, c) and bv_softmax(blob, c [, T]), whose
- * formulas are math/'s (bvmath.h), as training's and decompose's are. They
- * exist only on connections opened through bv_db_open, not in the sqlite3 shell.
+ * (The SQL functions every connection carries are sqlfn/'s, registered by
+ * open.c, and the same in the loadable extension build/bvtool_sql.so.)
  */
 #include "schema.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "bvmath.h"
 #include "db.h"
 
 /* The view that cuts a snapshot into one BLOB per sample (db.h): created by
@@ -377,132 +372,4 @@ done:
 	sqlite3_finalize(cols);
 	sqlite3_close(ref);
 	return rc;
-}
-
-/* ---- SQL functions ------------------------------------------------------ */
-
-/* The floats of a logits argument: 1 with *p, *k set; 0 when the argument is
- * NULL or empty (the result is NULL); -1 when it is not a float32 BLOB (an
- * error is set on ctx). */
-static int logits_arg(sqlite3_context *ctx, sqlite3_value *v, const unsigned char **p, int *k)
-{
-	int type = sqlite3_value_type(v);
-	if (type == SQLITE_NULL)
-		return 0;
-	if (type != SQLITE_BLOB) {
-		sqlite3_result_error(ctx, "bv_ logits functions take a BLOB of float32", -1);
-		return -1;
-	}
-	int bytes = sqlite3_value_bytes(v);
-	if (bytes % 4 != 0) {
-		sqlite3_result_error(ctx, "logits BLOB size is not a multiple of 4 bytes", -1);
-		return -1;
-	}
-	*p = sqlite3_value_blob(v);
-	*k = bytes / 4;
-	return *k > 0 && *p ? 1 : 0;
-}
-
-static float logit_at(const unsigned char *p, int c)
-{
-	float f;
-	memcpy(&f, p + 4 * (size_t)c, 4); /* little-endian host, checked by CMake */
-	return f;
-}
-
-/* bv_argmax(logits): the 0-based class of the largest logit (the first on a
- * tie, NaN ignored), NULL for NULL, an empty BLOB or all NaN. */
-static void fn_argmax(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	const unsigned char *p;
-	int k, best = -1;
-	float best_z = 0;
-	if (logits_arg(ctx, argv[0], &p, &k) <= 0)
-		return;
-	for (int c = 0; c < k; c++) {
-		float z = logit_at(p, c);
-		if (!isnan(z) && (best < 0 || z > best_z)) {
-			best = c;
-			best_z = z;
-		}
-	}
-	if (best >= 0)
-		sqlite3_result_int(ctx, best);
-}
-
-/* bv_logit(logits, c): logit c (0-based) as a REAL; NULL when c is out of range. */
-static void fn_logit(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	const unsigned char *p;
-	int k;
-	if (logits_arg(ctx, argv[0], &p, &k) <= 0 || sqlite3_value_type(argv[1]) == SQLITE_NULL)
-		return;
-	sqlite3_int64 c = sqlite3_value_int64(argv[1]);
-	if (c >= 0 && c < k)
-		sqlite3_result_double(ctx, logit_at(p, (int)c));
-}
-
-/* The K floats of a logits BLOB p, copied (a BLOB need not be aligned for
- * float): into stack when they fit in n_stack, else into memory from
- * sqlite3_malloc64 (the caller frees it when it is not stack); NULL when out
- * of memory, with the error set on ctx. */
-static float *logits_floats(sqlite3_context *ctx, const unsigned char *p, int k, float *stack,
-			    int n_stack)
-{
-	float *z = k <= n_stack ? stack : sqlite3_malloc64(sizeof(float) * (sqlite3_uint64)k);
-	if (!z) {
-		sqlite3_result_error_nomem(ctx);
-		return NULL;
-	}
-	memcpy(z, p, sizeof(float) * (size_t)k); /* little-endian host, checked by CMake */
-	return z;
-}
-
-/* bv_softmax(logits, c [, T]): p^T[c] = softmax(z / T)[c] = exp(log p^T[c])
- * (bv_math_log_softmax_at), T = 1 by default; NULL when c is out of range. */
-static void fn_softmax(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	const unsigned char *p;
-	int k;
-	double t = 1;
-	if (logits_arg(ctx, argv[0], &p, &k) <= 0 || sqlite3_value_type(argv[1]) == SQLITE_NULL)
-		return;
-	if (argc > 2) {
-		t = sqlite3_value_double(argv[2]);
-		if (!(t > 0)) {
-			sqlite3_result_error(ctx, "bv_softmax: the temperature must be positive", -1);
-			return;
-		}
-	}
-	sqlite3_int64 c = sqlite3_value_int64(argv[1]);
-	if (c < 0 || c >= k)
-		return;
-	float stack[1024], *z = logits_floats(ctx, p, k, stack, (int)BV_ARRAY_LEN(stack));
-	if (!z)
-		return;
-	sqlite3_result_double(ctx, exp(bv_math_log_softmax_at(z, k, (int)c, t)));
-	if (z != stack)
-		sqlite3_free(z);
-}
-
-int db_schema_functions(sqlite3 *h)
-{
-	static const struct {
-		const char *name;
-		int argc;
-		void (*fn)(sqlite3_context *, int, sqlite3_value **);
-	} fns[] = {
-		{"bv_argmax", 1, fn_argmax},
-		{"bv_logit", 2, fn_logit},
-		{"bv_softmax", 2, fn_softmax},
-		{"bv_softmax", 3, fn_softmax},
-	};
-	const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
-	for (size_t i = 0; i < BV_ARRAY_LEN(fns); i++) {
-		int rc = sqlite3_create_function_v2(h, fns[i].name, fns[i].argc, flags, NULL,
-						    fns[i].fn, NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			return rc;
-	}
-	return SQLITE_OK;
 }

@@ -23,8 +23,4 @@ int db_schema_migrate(sqlite3 *h, int from);
  * the schema could not be read (the message on h). */
 int db_schema_check(sqlite3 *h, char *what, size_t size);
 
-/* Register bv_argmax, bv_logit and bv_softmax on a connection. Returns a
- * SQLite result code. */
-int db_schema_functions(sqlite3 *h);
-
 #endif

@@ -20,6 +20,29 @@
 
 #include <stddef.h>
 
+/* ---- vectorised exp and log ------------------------------------------- */
+
+/* On x86-64 with GCC: compile the function for AVX-512, AVX2 and the baseline,
+ * the loader picking the best for the machine. For loops worth vectorising;
+ * with floating-point contraction off (ISO C mode) every clone rounds alike. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+/* (not under ThreadSanitizer, whose runtime is not up when the loader runs the
+ * clones' resolvers) */
+#define BV_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BV_TARGET_CLONES
+#endif
+
+/* In place, x[i] = exp(x[i]) and x[i] = log(x[i]) for i < n, vectorised
+ * (math/vmath.c), within a few ulps of libm. bv_vexp: any input (0 under
+ * -708, +inf over 709.78, NaN stays NaN). bv_vlog: positive normal finite
+ * inputs only (no check: 0, subnormals, negatives and infinities give
+ * meaningless values). */
+void bv_vexp(double *x, size_t n);
+void bv_vlog(double *x, size_t n);
+/* The index of the first NaN or infinity of x[0..n), or n when all are finite. */
+size_t bv_first_nonfinite(const float *x, size_t n);
+
 /* ---- softmax and losses ------------------------------------------------- */
 
 /* lse_T(z) = m + log sum_k exp(z_k / T - m), m = max_k z_k / T: the log of
@@ -28,6 +51,13 @@ double bv_math_logsumexp(const float *z, int K, double T);
 
 /* out[k] = log p^T[k] = z_k / T - lse_T(z) for k < K (out holds K doubles). */
 void bv_math_log_softmax(double *out, const float *z, int K, double T);
+
+/* out[k] = log q[k] = (z_k - m) - log sum_j exp(z_j - m), m = max_k z_k (T = 1),
+ * with its exps through bv_vexp: the formula of decompose's fast path, within
+ * a few ulps of bv_math_log_softmax and several times faster for small K
+ * (the SQL aggregates' per-row step). tmp holds K rounded up to a multiple
+ * of 8 doubles of scratch; finite logits. */
+void bv_math_log_softmax_fast(double *out, double *tmp, const float *z, int K);
 
 /* log p^T[c] = z_c / T - lse_T(z): one entry of bv_math_log_softmax, the same bits. */
 double bv_math_log_softmax_at(const float *z, int K, int c, double T);
@@ -75,6 +105,15 @@ double bv_math_soft_ce_logp(const double *log_pt, const double *log_ps, int K);
 /* H of bv_math_soft_ce_logp from the logits s and t at temperature T (the
  * same bits as through bv_math_log_softmax). */
 double bv_math_soft_ce(const float *s, const float *t, int K, double T);
+
+/* -sum_k p[k] log p[k] from a row of log-probabilities log_p: the entropy
+ * (a term of 0 where p[k] underflows to 0). */
+double bv_math_entropy_logp(const double *log_p, int K);
+
+/* KL(p || q) = sum_k p[k] (log p[k] - log q[k]) from two rows of
+ * log-probabilities: summed term by term, not as H(p, q) - H(p), so that a
+ * small divergence keeps its digits. */
+double bv_math_kl_logp(const double *log_p, const double *log_q, int K);
 
 /* w = 1 - exp(-CEs / (CEt + 1e-7)): the WSL weight from the untempered
  * cross-entropies of student and teacher at the label (a constant in

@@ -385,9 +385,14 @@ static void test_snapshots(bv_db *db, int64_t run, const int *test_labels, int n
 	sqlite3_finalize(st);
 	CHECK(n_bad == 0 && worst < 1e-12, "bv_argmax/bv_logit: %d wrong; bv_softmax max diff %.3g",
 	      n_bad, worst);
-	CHECK(q_int(h, "SELECT bv_argmax(NULL) IS NULL AND bv_logit(x'0000803f', 1) IS NULL "
-		       "AND bv_logit(x'0000803f', 0) = 1.0 AND bv_argmax(x'') IS NULL") == 1,
-	      "NULL, empty and out of range");
+	/* (every function in detail: tests/test_sqlfn.py, through the extension) */
+	CHECK(q_int(h, "SELECT bv_logit(x'0000803f', 1) IS NULL AND bv_logit(x'0000803f', 0) = 1.0") == 1,
+	      "out of range");
+	CHECK(sqlite3_exec(h, "SELECT bv_argmax(NULL)", NULL, NULL, NULL) == SQLITE_ERROR &&
+		      strstr(sqlite3_errmsg(h), "argument 1 is NULL, not a logits BLOB"),
+	      "NULL is an error: %s", sqlite3_errmsg(h));
+	CHECK(sqlite3_exec(h, "SELECT bv_argmax(x'')", NULL, NULL, NULL) == SQLITE_ERROR,
+	      "an empty BLOB is an error");
 	CHECK(sqlite3_exec(h, "SELECT bv_argmax(x'010203')", NULL, NULL, NULL) == SQLITE_ERROR,
 	      "a BLOB of 3 bytes is an error");
 	CHECK(sqlite3_exec(h, "SELECT bv_softmax(x'0000803f', 0, 0)", NULL, NULL, NULL) == SQLITE_ERROR,
