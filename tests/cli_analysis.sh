@@ -88,14 +88,24 @@ run "$bv" report --db a.db --format json
 assert "json parses" /usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["accuracy"] and d["correlation"]' "$out"
 expect 2 "bvtool report: --format: unknown format 'xml' (expected md, csv or json)" "$bv" report --db a.db --format xml
 
-# --- the SQL recipes of docs/schema.md that the plain sqlite3 shell can run
-awk '/^```sql$/ { on = 1; n++; f = sprintf("recipe%02d.sql", n); next } /^```/ { on = 0 } on { print > f }' "$doc"
+# --- the SQL recipes of docs/schema.md: `sql` blocks in the plain sqlite3 shell,
+# `sql ext` blocks with the bvtool_sql extension loaded (docs/sql.md)
+awk '/^```sql$/ { on = 1; n++; f = sprintf("recipe%02d.sql", n); next }
+     /^```sql ext$/ { on = 1; n++; f = sprintf("recipe%02d.ext.sql", n); next }
+     /^```/ { on = 0 } on { print > f }' "$doc"
 assert "docs/schema.md has recipes" [ -f recipe01.sql ]
+assert "docs/schema.md has recipes for the extension" [ -f recipe03.ext.sql ]
 for f in recipe*.sql; do
-	run sqlite3 -bail a.db ".read $f"
+	case $f in
+	*.ext.sql) run sqlite3 -bail -cmd ".load ${BV_SQLEXT%.so}" a.db ".read $f" ;;
+	*) run sqlite3 -bail a.db ".read $f" ;;
+	esac
 	assert "recipe $f runs on a decomposed database (status $status)" [ "$status" = 0 ]
 	assert "recipe $f returns rows" [ -s "$out" ]
+	cp "$out" "$f.out"
 done
+# (b) in plain SQL, decoding the float bits from hex(), and (b) with bv_argmax agree
+assert "recipe (b) in plain SQL equals (b) with bv_argmax" cmp -s recipe02.sql.out recipe03.ext.sql.out
 
 # --- bad input
 expect 2 "bvtool decompose: --temp: temperature 3 is not in 'a.db' (it has 1, 2, 4)" "$bv" decompose --db a.db --temp 3
