@@ -504,47 +504,44 @@ static int label_of(pv_cursor *cur, const pv_snap *snap, sqlite3_int64 i, int *r
 	const int s = snap->split_id;
 	if (s < 0)
 		return -1;
+	if (cur->labels[s] && i >= cur->n_labels[s] && snap->n > cur->n_labels[s]) {
+		/* loaded for an earlier filter's shorter snapshots */
+		sqlite3_free(cur->labels[s]);
+		cur->labels[s] = NULL;
+	}
 	if (!cur->labels[s]) {
+		/* labels for the samples the snapshots of this split hold, no more: a
+		 * samples row with a huge index costs nothing */
+		sqlite3_int64 n = 0;
+		for (int j = 0; j < cur->n_snaps; j++)
+			if (cur->snaps[j].split_id == s && cur->snaps[j].n > n)
+				n = cur->snaps[j].n;
+		int *lab = sqlite3_malloc64(sizeof(int) * (sqlite3_uint64)(n + 1));
 		sqlite3_stmt *st = NULL;
-		int n = 0, cap = 0;
-		int *lab = NULL;
-		*rc = sqlite3_prepare_v2(cursor_db(cur),
-					 "SELECT sample_idx, label FROM main.samples WHERE split = ?1",
-					 -1, &st, NULL);
+		*rc = lab ? SQLITE_OK : SQLITE_NOMEM;
+		for (sqlite3_int64 t = 0; t < n && lab; t++)
+			lab[t] = -1;
+		if (*rc == SQLITE_OK)
+			*rc = sqlite3_prepare_v2(cursor_db(cur),
+						 "SELECT sample_idx, label FROM main.samples "
+						 "WHERE split = ?1 AND sample_idx >= 0 AND sample_idx < ?2",
+						 -1, &st, NULL);
 		if (*rc == SQLITE_OK)
 			*rc = sqlite3_bind_text(st, 1, split_names[s], -1, SQLITE_STATIC);
+		if (*rc == SQLITE_OK)
+			*rc = sqlite3_bind_int64(st, 2, n);
 		while (*rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
 			sqlite3_int64 idx = sqlite3_column_int64(st, 0);
-			if (idx < 0 || idx >= 1 << 30)
-				continue;
-			if (idx >= cap) {
-				int ncap = cap ? cap : 1024;
-				while (ncap <= idx)
-					ncap *= 2;
-				int *nl = sqlite3_realloc64(lab, sizeof(int) * (sqlite3_uint64)ncap);
-				if (!nl) {
-					*rc = SQLITE_NOMEM;
-					break;
-				}
-				for (int t = cap; t < ncap; t++)
-					nl[t] = -1;
-				lab = nl;
-				cap = ncap;
-			}
-			lab[idx] = sqlite3_column_int(st, 1);
-			n = (int)idx + 1 > n ? (int)idx + 1 : n;
+			if (idx >= 0 && idx < n)
+				lab[idx] = sqlite3_column_int(st, 1);
 		}
 		sqlite3_finalize(st);
 		if (*rc != SQLITE_OK) {
 			sqlite3_free(lab);
 			return -1;
 		}
-		cur->labels[s] = lab ? lab : sqlite3_malloc(sizeof(int));
-		cur->n_labels[s] = n;
-		if (!cur->labels[s]) {
-			*rc = SQLITE_NOMEM;
-			return -1;
-		}
+		cur->labels[s] = lab;
+		cur->n_labels[s] = (int)n;
 	}
 	return i < cur->n_labels[s] ? cur->labels[s][i] : -1;
 }
