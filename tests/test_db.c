@@ -446,7 +446,7 @@ static int read_recipes(recipe *out, int cap, const char *doc)
 		return -1;
 	while (fgets(line, sizeof line, f)) {
 		line[strcspn(line, "\r\n")] = '\0';
-		int plain = strcmp(line, "```sql") == 0, bv = strcmp(line, "```sql bvtool") == 0;
+		int plain = strcmp(line, "```sql") == 0, bv = strcmp(line, "```sql ext") == 0;
 		if ((plain || bv) && n < cap) {
 			recipe *r = &out[n++];
 			bv_buf b;
@@ -552,7 +552,7 @@ static void test_recipes(const char *path, const int *labels, int n, int k)
 		int rows = 0;
 		double t0 = bv_now();
 		int rc = run_recipe(h, rs[i].sql, got, n, &rows);
-		printf("recipe %d%s (%.40s...): %d rows, %.3f s\n", i, rs[i].bvtool ? " [bvtool]" : "",
+		printf("recipe %d%s (%.40s...): %d rows, %.3f s\n", i, rs[i].bvtool ? " [ext]" : "",
 		       rs[i].desc, rows, bv_now() - t0);
 		/* this database has no decomposition: those recipes need only run (tests/cli_analysis.sh
 		 * runs them on a decomposed one and wants rows) */
