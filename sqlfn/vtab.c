@@ -257,7 +257,8 @@ static int filter_allows(const pv_filter *f, const pv_snap *s)
 	return 0;
 }
 
-/* The snapshots every filter allows, in the mode's order, their BLOBs open. */
+/* The snapshots every filter allows, in the mode's order (their BLOBs are
+ * opened a group at a time, by group_open). */
 static int snaps_load(pv_cursor *cur, const pv_filter *f, int n_f)
 {
 	sqlite3 *db = cursor_db(cur);
@@ -304,25 +305,8 @@ static int snaps_load(pv_cursor *cur, const pv_filter *f, int n_f)
 		}
 		cur->snaps[cur->n_snaps++] = s;
 	}
-	if (rc != SQLITE_DONE)
-		goto done;
-	rc = SQLITE_OK;
-	for (int j = 0; j < cur->n_snaps && rc == SQLITE_OK; j++) {
-		pv_snap *s = &cur->snaps[j];
-		rc = sqlite3_blob_open(db, "main", "snapshots", "logits", s->rowid, 0, &s->blob);
-		if (rc != SQLITE_OK) {
-			char msg[200];
-			snprintf(msg, sizeof msg, "cannot read the logits of snapshot %lld: %s",
-				 (long long)s->rowid, sqlite3_errmsg(db));
-			rc = vt_error(&cur->base, rc, msg);
-		} else if ((sqlite3_int64)sqlite3_blob_bytes(s->blob) != (sqlite3_int64)s->n * s->k * 4) {
-			char msg[200];
-			snprintf(msg, sizeof msg, "snapshot %lld holds %d bytes, not n x k x 4 = %lld",
-				 (long long)s->rowid, sqlite3_blob_bytes(s->blob),
-				 (long long)s->n * s->k * 4);
-			rc = vt_error(&cur->base, SQLITE_CORRUPT, msg);
-		}
-	}
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
 done:
 	sqlite3_finalize(st);
 	return rc;
@@ -372,6 +356,31 @@ static void group_start(pv_cursor *cur)
 	cur->i = cur->lo;
 }
 
+/* Opens the BLOBs of the group [g_lo, g_hi), each checked to hold n x k
+ * floats; the group before it was closed by settle. */
+static int group_open(pv_cursor *cur)
+{
+	sqlite3 *db = cursor_db(cur);
+	int rc = SQLITE_OK;
+	for (int j = cur->g_lo; j < cur->g_hi && rc == SQLITE_OK; j++) {
+		pv_snap *s = &cur->snaps[j];
+		rc = sqlite3_blob_open(db, "main", "snapshots", "logits", s->rowid, 0, &s->blob);
+		if (rc != SQLITE_OK) {
+			char msg[200];
+			snprintf(msg, sizeof msg, "cannot read the logits of snapshot %lld: %s",
+				 (long long)s->rowid, sqlite3_errmsg(db));
+			rc = vt_error(&cur->base, rc, msg);
+		} else if ((sqlite3_int64)sqlite3_blob_bytes(s->blob) != (sqlite3_int64)s->n * s->k * 4) {
+			char msg[200];
+			snprintf(msg, sizeof msg, "snapshot %lld holds %d bytes, not n x k x 4 = %lld",
+				 (long long)s->rowid, sqlite3_blob_bytes(s->blob),
+				 (long long)s->n * s->k * 4);
+			rc = vt_error(&cur->base, SQLITE_CORRUPT, msg);
+		}
+	}
+	return rc;
+}
+
 /* Moves from (j, i) to the next row that exists (i < n_j, i < hi), closing
  * the snapshots left behind. */
 static int settle(pv_cursor *cur)
@@ -400,8 +409,12 @@ static int settle(pv_cursor *cur)
 				cur->snaps[t].cap = cur->snaps[t].buf_n = 0;
 			}
 			cur->g_lo = cur->g_hi;
-			if (cur->g_lo < cur->n_snaps)
+			if (cur->g_lo < cur->n_snaps) {
 				group_start(cur);
+				int rc = group_open(cur);
+				if (rc != SQLITE_OK)
+					return rc;
+			}
 		}
 	}
 }
@@ -488,7 +501,8 @@ static int pv_filter_fn(sqlite3_vtab_cursor *c, int idx_num, const char *idx_str
 		return SQLITE_OK;
 	}
 	group_start(cur);
-	return settle(cur);
+	rc = group_open(cur);
+	return rc == SQLITE_OK ? settle(cur) : rc;
 }
 
 static int pv_eof(sqlite3_vtab_cursor *c)
