@@ -193,33 +193,33 @@ static void result_double(sqlite3_context *ctx, double d)
 		sqlite3_result_double(ctx, d);
 }
 
-static void bias_final(sqlite3_context *ctx)
+/* One term of the group's decomposition as the result: bias and loss need
+ * the group's label (NULL without one), the variance does not. */
+enum term { BIAS, VARIANCE, LOSS };
+
+static void term_final(sqlite3_context *ctx, enum term which)
 {
 	bv_math_decomp d;
 	double *l;
-	int y = group_label(ctx);
+	int y = which == VARIANCE ? 0 : group_label(ctx);
 	if (agg_final(ctx, &d, &l, y) == 0 && y >= 0)
-		result_double(ctx, d.bias);
+		result_double(ctx, which == BIAS ? d.bias : which == LOSS ? d.loss : d.variance);
 	sqlite3_free(l);
+}
+
+static void bias_final(sqlite3_context *ctx)
+{
+	term_final(ctx, BIAS);
 }
 
 static void loss_final(sqlite3_context *ctx)
 {
-	bv_math_decomp d;
-	double *l;
-	int y = group_label(ctx);
-	if (agg_final(ctx, &d, &l, y) == 0 && y >= 0)
-		result_double(ctx, d.loss);
-	sqlite3_free(l);
+	term_final(ctx, LOSS);
 }
 
 static void variance_final(sqlite3_context *ctx)
 {
-	bv_math_decomp d;
-	double *l;
-	if (agg_final(ctx, &d, &l, 0) == 0)
-		result_double(ctx, d.variance);
-	sqlite3_free(l);
+	term_final(ctx, VARIANCE);
 }
 
 /* log qbar = l - lse(l) = l + variance, as K float32 */
