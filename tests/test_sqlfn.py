@@ -22,7 +22,11 @@ float64 from the same float32 logits, the log-softmax in log space (z/T - logsum
   - the virtual table bv_predictions on a database built here with bvtool's schema (runs,
     samples, snapshots, the predictions view): every constraint it takes, its row order,
     GROUP BY sample_idx without a temporary B-tree, the label column, a snapshot of the
-    wrong size, and the same rows as the predictions view.
+    wrong size, a split name of 18 characters, and the same rows as the predictions view
+    (also where the constraints it takes meet TEXT, BLOB, COLLATE NOCASE or NULL).
+A few checks are on the edge of the spec and say so in their message: a whole REAL class
+out of range (1e16) is out of range, not "a fraction"; subnormals written as shortly as
+NumPy's repr.
 Prints each failure, then `test_sqlfn: N checks, M failed` and the largest difference per
 function; exits 1 when any check failed.
 """
@@ -778,6 +782,18 @@ def test_vtab(con, tmp):
 		v = pcon.execute(f'SELECT run_id, epoch, split, sample_idx, logits FROM predictions {where}').fetchall()
 		t = pcon.execute(f'SELECT run_id, epoch, split, sample_idx, logits FROM bv_predictions {where}').fetchall()
 		check(sorted(v) == sorted(t) and len(v) > 0, f'bv_predictions = predictions view {where}: {len(t)} vs {len(v)} rows')
+	# constraints the table takes (and tells SQLite to omit) keep SQL's meaning: an INTEGER is
+	# less than any TEXT or BLOB, a COLLATE applies, = NULL matches nothing
+	for where in ["sample_idx < 'abc'", "sample_idx <= x'00'", "sample_idx > 'abc'",
+		      "split = 'TEST' COLLATE NOCASE", "split IN ('Train') COLLATE NOCASE", "split = NULL"]:
+		v = pcon.execute(f'SELECT count(*) FROM predictions WHERE {where}').fetchone()[0]
+		t = pcon.execute(f'SELECT count(*) FROM bv_predictions WHERE {where}').fetchone()[0]
+		check(v == t, f'bv_predictions WHERE {where}: {t} rows, the predictions view {v}')
+	pcon.execute("INSERT INTO snapshots VALUES (1, 50, '', 2, 10, ?)", (bytes(80),))
+	t = pcon.execute('SELECT count(*) FROM bv_predictions WHERE split = NULL').fetchone()[0]
+	check(t == 0, f"bv_predictions WHERE split = NULL, a snapshot of split '': {t} rows, want 0")
+	pcon.execute('DELETE FROM snapshots WHERE epoch = 50')
+	pcon.commit()
 	# labels: samples.label, NULL when the samples row is missing (the view has no such row)
 	pcon.execute("DELETE FROM samples WHERE split = 'train' AND sample_idx IN (3, 16)")
 	pcon.commit()
