@@ -21,8 +21,9 @@ float64 from the same float32 logits, the log-softmax in log space (z/T - logsum
     one float32 ulp, NULL over zero rows;
   - the virtual table bv_predictions on a database built here with bvtool's schema (runs,
     samples, snapshots, the predictions view): every constraint it takes, its row order,
-    GROUP BY sample_idx without a temporary B-tree, the label column, a snapshot of the
-    wrong size, a split name of 18 characters, and the same rows as the predictions view
+    GROUP BY sample_idx without a temporary B-tree, every ORDER BY under every kind of
+    constraint, joins, snapshots larger than its read buffer and of different n, the label
+    column, a snapshot of the wrong size, a split name of 18 characters, and the same rows as the predictions view
     (also where the constraints it takes meet TEXT, BLOB, COLLATE NOCASE or NULL).
 A few checks are on the edge of the spec and say so in their message: a whole REAL class
 out of range (1e16) is out of range, not "a fraction"; subnormals written as shortly as
@@ -741,6 +742,41 @@ def test_vtab(con, tmp):
 	check(got == sorted([x for x in allrows if x[2] == 'test'], key=order_key), 'split = test ORDER BY epoch, sample_idx, run_id')
 	got = rows('ORDER BY sample_idx DESC, run_id DESC, epoch DESC, split DESC')
 	check(got == sorted(allrows, key=lambda x: (x[3], x[0], x[1], x[2]), reverse=True), 'ORDER BY ... DESC')
+	# every ORDER BY under every kind of constraint: the same rows, in the order asked for
+	# (whether bv_predictions or SQLite's sorter provides it)
+	colno = {'run_id': 0, 'epoch': 1, 'split': 2, 'sample_idx': 3, 'label': 5}
+	wheres = [('', ()), ('WHERE split = ?', ('test',)), ('WHERE epoch = ?', (10,)),
+		  ('WHERE split = ? AND epoch = ?', ('train', 5)), ('WHERE run_id = 2', ()),
+		  ('WHERE run_id IN (1, 3)', ()), ('WHERE sample_idx = 4', ()), ('WHERE sample_idx IN (4, 2)', ()),
+		  ("WHERE split IN ('test', 'train') AND epoch = 5", ()),
+		  ('WHERE run_id IN (3, 1) AND epoch IN (10, 5) AND split = ?', ('test',))]
+	orders = ['split', 'epoch', 'run_id', 'sample_idx', 'split, epoch', 'epoch, sample_idx',
+		  'split, sample_idx', 'run_id, sample_idx', 'sample_idx, run_id', 'split, epoch, sample_idx',
+		  'epoch, split', 'epoch, run_id', 'sample_idx, split', 'label, sample_idx', 'run_id, split']
+	for where, args in wheres:
+		base = sorted(rows(where, args))
+		check(len(base) > 0, f'{where} {args}: no rows')
+		for order in orders:
+			got = rows(f'{where} ORDER BY {order}', args)
+			keys = [tuple((-1 if x[colno[c]] is None else x[colno[c]]) for c in order.split(', ')) for x in got]
+			check(sorted(got) == base and keys == sorted(keys), f'{where} {args} ORDER BY {order}: rows differ or out of order')
+		grp = pcon.execute(f'SELECT sample_idx, count(*), group_concat(run_id) FROM bv_predictions {where} '
+				   'GROUP BY sample_idx', args).fetchall()
+		want = {}
+		for x in base:
+			want[x[3]] = want.get(x[3], 0) + 1
+		check(sorted((g[0], g[1]) for g in grp) == sorted(want.items()),
+		      f'{where} {args} GROUP BY sample_idx: groups {[(g[0], g[1]) for g in grp][:6]}...')
+	# as the inner loop of joins (one xFilter per outer row)
+	got = pcon.execute('SELECT count(*), sum(p.label = s.label) FROM samples s JOIN bv_predictions p '
+			   'ON p.split = s.split AND p.sample_idx = s.sample_idx').fetchone()
+	check(got == (len(allrows), len(allrows)), f'samples JOIN bv_predictions on split, sample_idx: {got}')
+	got = pcon.execute('SELECT count(*) FROM runs r JOIN bv_predictions p ON p.run_id = r.id '
+			   'WHERE r.seed IN (101, 104) AND p.epoch = 5').fetchone()[0]
+	check(got == 2 * sum(N.values()), f'runs JOIN bv_predictions on run_id: {got}')
+	got = rows('WHERE split = ? AND epoch = ? ORDER BY sample_idx LIMIT 5 OFFSET 3', ('test', 10))
+	want = sorted([x for x in allrows if x[2] == 'test' and x[1] == 10], key=order_key)[3:8]
+	check(got == want, 'ORDER BY sample_idx LIMIT 5 OFFSET 3')
 	# GROUP BY sample_idx: its aggregates equal NumPy's, and no temporary B-tree
 	gsql = ('SELECT sample_idx, count(*), bv_bias(logits, label), bv_variance(logits), bv_loss(logits, label), '
 		'bv_geomean(logits) FROM bv_predictions WHERE run_id IN (1, 2, 3, 4) AND epoch = ? AND split = ? '
@@ -836,6 +872,50 @@ def test_vtab(con, tmp):
 	os.remove(path)
 
 
+def test_vtab_chunks(tmp):
+	"""Snapshots larger than bv_predictions' read buffer (16 MiB over the snapshots read side
+	by side: 512 samples of K = 4096 for two, 1024 for one), and a shorter snapshot in the
+	same (split, epoch) group: every row's logits as written."""
+	rng = np.random.default_rng(11)
+	path = os.path.join(tmp, 'test_sqlfn_chunks.db')
+	if os.path.exists(path):
+		os.remove(path)
+	db = sqlite3.connect(path)
+	db.executescript(SCHEMA)
+	k, n = 4096, 1100
+	db.executemany('INSERT INTO samples VALUES (?, ?, ?)', [('test', i, i % k) for i in range(n)])
+	z = {}
+	for r, nr in ((1, n), (2, n), (3, 7)):
+		db.execute("INSERT INTO runs(id, method, seed, status) VALUES (?, 'ce', ?, 'done')", (r, r))
+		z[r] = rng.standard_normal((nr, k)).astype(F32)
+		db.execute("INSERT INTO snapshots VALUES (?, 1, 'test', ?, ?, ?)", (r, nr, k, z[r].tobytes()))
+	db.commit()
+	db.close()
+	con = sqlite3.connect(path)
+	con.enable_load_extension(True)
+	con.load_extension(os.path.join(BUILD, 'bvtool_sql'))
+	for where, pred in [("WHERE split = 'test' AND epoch = 1 ORDER BY sample_idx", lambda i: True),
+			    ('', lambda i: True), ('WHERE run_id = 2', lambda i: True),
+			    ("WHERE split = 'test' AND epoch = 1 AND sample_idx BETWEEN 300.5 AND 1000 "
+			     'ORDER BY sample_idx', lambda i: 300.5 <= i <= 1000)]:
+		got = con.execute(f'SELECT run_id, sample_idx, logits FROM bv_predictions {where}').fetchall()
+		want = [(r, i) for r in z for i in range(len(z[r])) if pred(i) and ('run_id = 2' not in where or r == 2)]
+		bad = sum(b != z[r][i].tobytes() for r, i, b in got)
+		check(sorted((r, i) for r, i, b in got) == sorted(want) and bad == 0,
+		      f'chunked reads {where}: {len(got)} rows (want {len(want)}), {bad} with wrong logits')
+		if 'ORDER BY' in where:
+			check([(i, r) for r, i, b in got] == sorted((i, r) for r, i, b in got), f'chunked reads {where}: order')
+	got = con.execute('SELECT sample_idx, count(*), bv_loss(logits, label) FROM bv_predictions '
+			  "WHERE run_id IN (1, 2, 3) AND epoch = 1 AND split = 'test' GROUP BY sample_idx").fetchall()
+	check([(g[0], g[1]) for g in got] == [(i, 3 if i < 7 else 2) for i in range(n)],
+	      'GROUP BY over snapshots of different n: groups or counts')
+	for i in (0, 6, 7, 555, n - 1):
+		close('bv_loss', got[i][2], ref_decomp([z[r][i] for r in z if i < len(z[r])], i % k)[2],
+		      f'chunked GROUP BY sample {i}')
+	con.close()
+	os.remove(path)
+
+
 BUILD = None
 
 
@@ -848,7 +928,8 @@ def main():
 	tmp = os.environ.get('TMPDIR', '/tmp')
 	for name, fn in [('scalars', lambda: test_scalars(con)), ('scalar errors', lambda: test_scalar_errors(con)),
 			 ('json', lambda: test_json(con, BUILD)), ('aggregates', lambda: test_aggregates(con)),
-			 ('bv_predictions', lambda: test_vtab(con, tmp))]:
+			 ('bv_predictions', lambda: test_vtab(con, tmp)),
+			 ('bv_predictions chunks', lambda: test_vtab_chunks(tmp))]:
 		try:
 			fn()
 		except Exception as e:  # a crash of one part is a failure, not the end
