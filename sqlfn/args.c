@@ -97,11 +97,13 @@ int sqlfn_class_get(int *c, sqlite3_context *ctx, const char *fn, int arg, sqlit
 		i = sqlite3_value_int64(v);
 	} else {
 		double d = type == SQLITE_FLOAT ? sqlite3_value_double(v) : NAN;
-		if (!(d == floor(d) && fabs(d) < 9e15)) {
+		if (!(d == floor(d))) { /* NaN, a fraction, TEXT or a BLOB */
 			sqlfn_error(ctx, fn, "argument %d is %s, not a class index (an integer)", arg,
 				    type == SQLITE_FLOAT ? "a REAL with a fraction" : type_name(type));
 			return -1;
 		}
+		if (d < 0 || d >= k) /* a whole number out of range, 1e300 and inf too */
+			return 0;
 		i = (sqlite3_int64)d;
 	}
 	if (i < 0 || i >= k)

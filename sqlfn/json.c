@@ -14,11 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The shortest "%.*g" of f that strtof reads back as f. */
+/* The shortest "%.*g" of f that strtof reads back as f (9 digits always do;
+ * subnormals may need fewer than 6). At most 15 characters: "-1.23456789e-38". */
 static int format_float(char *buf, size_t size, float f)
 {
 	int n = 0;
-	for (int digits = 6; digits <= 9; digits++) {
+	for (int digits = 1; digits <= 9; digits++) {
 		n = snprintf(buf, size, "%.*g", digits, (double)f);
 		if (strtof(buf, NULL) == f)
 			break;
@@ -33,8 +34,11 @@ static void fn_logits_json(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 		sqlfn_logits_release(&z);
 		return;
 	}
-	/* 16 bytes hold any "%.9g" float plus ", " */
-	char *out = sqlite3_malloc64(16 * (sqlite3_uint64)z.k + 3);
+	/* ELEM bytes hold any element and its ", " (15 + 2, and the terminating
+	 * NUL snprintf writes) */
+	enum { ELEM = 24 };
+	const size_t size = ELEM * (size_t)z.k + 3;
+	char *out = sqlite3_malloc64(size);
 	if (!out) {
 		sqlite3_result_error_nomem(ctx);
 		sqlfn_logits_release(&z);
@@ -48,9 +52,9 @@ static void fn_logits_json(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 			out[n++] = ' ';
 		}
 		if (isfinite(z.z[c]))
-			n += (size_t)format_float(out + n, 16, z.z[c]);
+			n += (size_t)format_float(out + n, size - n, z.z[c]);
 		else
-			n += (size_t)snprintf(out + n, 16, "null");
+			n += (size_t)snprintf(out + n, size - n, "null");
 	}
 	out[n++] = ']';
 	sqlite3_result_text(ctx, out, (int)n, sqlite3_free);

@@ -31,7 +31,7 @@ enum { COL_RUN, COL_EPOCH, COL_SPLIT, COL_SAMPLE, COL_LOGITS, COL_LABEL };
 
 typedef struct pv_snap {
 	sqlite3_int64 rowid, run_id, epoch;
-	char split[16];
+	char *split; /* from sqlite3_mprintf */
 	int split_id; /* 0 test, 1 train, -1 another name */
 	int n, k;
 	sqlite3_blob *blob;
@@ -99,6 +99,9 @@ static int pv_best_index(sqlite3_vtab *v, sqlite3_index_info *info)
 		if (!k->usable || k->iColumn < 0)
 			continue;
 		char code = 0;
+		/* split under another collation (COLLATE NOCASE): SQLite checks it */
+		if (k->iColumn == COL_SPLIT && sqlite3_stricmp(sqlite3_vtab_collation(info, c), "BINARY") != 0)
+			continue;
 		if (k->iColumn <= COL_SPLIT && k->op == SQLITE_INDEX_CONSTRAINT_EQ) {
 			int in = sqlite3_vtab_in(info, c, 1);
 			code = (char)((in ? "RES" : "res")[k->iColumn]);
@@ -172,6 +175,7 @@ static void snaps_clear(pv_cursor *cur)
 	for (int j = 0; j < cur->n_snaps; j++) {
 		sqlite3_blob_close(cur->snaps[j].blob);
 		sqlite3_free(cur->snaps[j].buf);
+		sqlite3_free(cur->snaps[j].split);
 	}
 	sqlite3_free(cur->snaps);
 	cur->snaps = NULL;
@@ -217,7 +221,11 @@ static int filter_values(pv_filter *f, int col, int in, sqlite3_value *arg)
 			*(void **)p = np;
 		}
 		if (col == COL_SPLIT) {
-			const unsigned char *t = sqlite3_value_type(v) == SQLITE_NULL ? NULL : sqlite3_value_text(v);
+			/* = NULL matches nothing, nor does a BLOB; a number compares as
+			 * its text (the column's TEXT affinity) */
+			if (sqlite3_value_type(v) == SQLITE_NULL || sqlite3_value_type(v) == SQLITE_BLOB)
+				continue;
+			const unsigned char *t = sqlite3_value_text(v);
 			f->texts[n] = sqlite3_mprintf("%s", t ? (const char *)t : "");
 			if (!f->texts[n])
 				return SQLITE_NOMEM;
@@ -280,15 +288,22 @@ static int snaps_load(pv_cursor *cur, const pv_filter *f, int n_f)
 		s.run_id = sqlite3_column_int64(st, 1);
 		s.epoch = sqlite3_column_int64(st, 2);
 		const unsigned char *split = sqlite3_column_text(st, 3);
-		snprintf(s.split, sizeof s.split, "%s", split ? (const char *)split : "");
+		s.split = sqlite3_mprintf("%s", split ? (const char *)split : "");
+		if (!s.split) {
+			rc = SQLITE_NOMEM;
+			goto done;
+		}
 		s.split_id = strcmp(s.split, "test") == 0 ? 0 : strcmp(s.split, "train") == 0 ? 1 : -1;
 		sqlite3_int64 n = sqlite3_column_int64(st, 4), k = sqlite3_column_int64(st, 5);
 		int ok = 1;
 		for (int t = 0; t < n_f && ok; t++)
 			ok = filter_allows(&f[t], &s);
-		if (!ok)
+		if (!ok) {
+			sqlite3_free(s.split);
 			continue;
+		}
 		if (n < 0 || k < 1 || n > 1 << 30 || k > 1 << 24) {
+			sqlite3_free(s.split);
 			rc = vt_error(&cur->base, SQLITE_CORRUPT, "a snapshot has an impossible n or k");
 			goto done;
 		}
@@ -298,6 +313,7 @@ static int snaps_load(pv_cursor *cur, const pv_filter *f, int n_f)
 			cap = cap ? 2 * cap : 16;
 			pv_snap *ns = sqlite3_realloc64(cur->snaps, sizeof *ns * (sqlite3_uint64)cap);
 			if (!ns) {
+				sqlite3_free(s.split);
 				rc = SQLITE_NOMEM;
 				goto done;
 			}
@@ -455,9 +471,14 @@ static int pv_filter_fn(sqlite3_vtab_cursor *c, int idx_num, const char *idx_str
 			n_f++;
 			continue;
 		}
+		/* sample_idx compared with: text that reads as a number, that number
+		 * (the column's INTEGER affinity); NULL: no row; other text or a BLOB,
+		 * which every integer sorts below: every row for < and <=, none for
+		 * =, > and >= */
 		int type = sqlite3_value_numeric_type(argv[a]);
 		if (type != SQLITE_INTEGER && type != SQLITE_FLOAT) {
-			cur->hi = 0; /* sample_idx compared with NULL or text: no row */
+			if (type == SQLITE_NULL || (code != '<' && code != 'l'))
+				cur->hi = 0;
 			continue;
 		}
 		double d = sqlite3_value_double(argv[a]);
