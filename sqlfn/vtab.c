@@ -21,6 +21,8 @@
  */
 #include "sqlfn_int.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,7 +237,8 @@ static int filter_values(pv_filter *f, int col, int in, sqlite3_value *arg)
 			/* an INTEGER column: '3' and 3.0 mean 3, as the comparison would */
 			int type = sqlite3_value_numeric_type(v);
 			double d = sqlite3_value_double(v);
-			if (type == SQLITE_INTEGER || (type == SQLITE_FLOAT && d == (double)(sqlite3_int64)d))
+			if (type == SQLITE_INTEGER ||
+			    (type == SQLITE_FLOAT && fabs(d) < 9e18 && d == (double)(sqlite3_int64)d))
 				f->ints[n++] = sqlite3_value_int64(v);
 			f->n = n;
 		}
@@ -284,6 +287,19 @@ static int snaps_load(pv_cursor *cur, const pv_filter *f, int n_f)
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		pv_snap s = {0};
+		/* the key as bvtool writes it: what else a hand-edited file holds there
+		 * (epoch 1.5, a split of 9 or NULL) could not be reported as read nor
+		 * kept in the order promised */
+		if (sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+		    sqlite3_column_type(st, 2) != SQLITE_INTEGER ||
+		    sqlite3_column_type(st, 3) != SQLITE_TEXT || sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
+		    sqlite3_column_type(st, 5) != SQLITE_INTEGER) {
+			char msg[160];
+			snprintf(msg, sizeof msg, "snapshot %lld: run_id, epoch, n and k must be integers and "
+						  "split text", (long long)sqlite3_column_int64(st, 0));
+			rc = vt_error(&cur->base, SQLITE_CORRUPT, msg);
+			goto done;
+		}
 		s.rowid = sqlite3_column_int64(st, 0);
 		s.run_id = sqlite3_column_int64(st, 1);
 		s.epoch = sqlite3_column_int64(st, 2);
@@ -567,8 +583,10 @@ static int label_of(pv_cursor *cur, const pv_snap *snap, sqlite3_int64 i, int *r
 			*rc = sqlite3_bind_int64(st, 2, n);
 		while (*rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
 			sqlite3_int64 idx = sqlite3_column_int64(st, 0);
-			if (idx >= 0 && idx < n)
-				lab[idx] = sqlite3_column_int(st, 1);
+			sqlite3_int64 y = sqlite3_column_int64(st, 1);
+			if (idx >= 0 && idx < n && sqlite3_column_type(st, 1) == SQLITE_INTEGER && y >= 0 &&
+			    y <= INT32_MAX)
+				lab[idx] = (int)y; /* another label is no label: NULL */
 		}
 		sqlite3_finalize(st);
 		if (*rc != SQLITE_OK) {
