@@ -228,6 +228,8 @@ static int filter_values(pv_filter *f, int col, int in, sqlite3_value *arg)
 			if (sqlite3_value_type(v) == SQLITE_NULL || sqlite3_value_type(v) == SQLITE_BLOB)
 				continue;
 			const unsigned char *t = sqlite3_value_text(v);
+			if (t && strlen((const char *)t) != (size_t)sqlite3_value_bytes(v))
+				continue; /* a NUL inside: no snapshot's split has one */
 			f->texts[n] = sqlite3_mprintf("%s", t ? (const char *)t : "");
 			if (!f->texts[n])
 				return SQLITE_NOMEM;
@@ -293,10 +295,11 @@ static int snaps_load(pv_cursor *cur, const pv_filter *f, int n_f)
 		if (sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
 		    sqlite3_column_type(st, 2) != SQLITE_INTEGER ||
 		    sqlite3_column_type(st, 3) != SQLITE_TEXT || sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
-		    sqlite3_column_type(st, 5) != SQLITE_INTEGER) {
+		    sqlite3_column_type(st, 5) != SQLITE_INTEGER ||
+		    strlen((const char *)sqlite3_column_text(st, 3)) != (size_t)sqlite3_column_bytes(st, 3)) {
 			char msg[160];
 			snprintf(msg, sizeof msg, "snapshot %lld: run_id, epoch, n and k must be integers and "
-						  "split text", (long long)sqlite3_column_int64(st, 0));
+						  "split text without NUL", (long long)sqlite3_column_int64(st, 0));
 			rc = vt_error(&cur->base, SQLITE_CORRUPT, msg);
 			goto done;
 		}
