@@ -6,9 +6,10 @@ bvtool_sql extension loaded:
     sql_recipes.py EXTENSION DB DOCS_SQL_MD
 
 - (1) decompose: at every (temperature, epoch, method) of sample_stats' test
-  rows, bias, variance and loss equal bvtool decompose's to 1e-12, row for row;
+  rows, bias, variance and loss equal bvtool decompose's to 1e-12, row for row,
+  from each client;
 - (2) regularization: the flags equal sample_stats.regularization exactly, and
-  the count row equals their sum;
+  the count row equals their sum, from each client;
 - (3) confusion, (4) teacher-wrong, (5) wsl-weight: against NumPy on the raw
   snapshot BLOBs (the snapshots table, not the extension);
 - the shell's output equals Python's (the shell prints 15 significant digits).
@@ -99,43 +100,48 @@ keys = con.execute(
     "ORDER BY 1, 2, 3").fetchall()
 check(len(keys) >= 3, f"sample_stats has {len(keys)} (temperature, epoch, method) keys")
 worst = {"bias": 0.0, "variance": 0.0, "loss": 0.0}
-worst_shell = 0.0
+worst_shell = {"bias": 0.0, "variance": 0.0, "loss": 0.0}
 n_rows = n_flags = 0
 for T, epoch, method in keys:
     params = {"method": method, "temp": T, "epoch": epoch}
-    got = con.execute(R["decompose"], params).fetchall()
     want = con.execute(
         "SELECT sample_idx, bias, variance, loss FROM sample_stats WHERE split = 'test' "
         "AND temperature = ? AND epoch = ? AND method = ? ORDER BY sample_idx",
         (T, epoch, method)).fetchall()
-    check(len(got) == len(want) and len(got) > 0,
-          f"decompose T={T} epoch {epoch} {method}: {len(got)} rows, sample_stats {len(want)}")
-    for g, w in zip(got, want):
-        check(g[0] == w[0], f"sample order {g[0]} vs {w[0]}")
-        for j, name in enumerate(("bias", "variance", "loss"), 1):
-            worst[name] = max(worst[name], abs(g[j] - w[j]))
-    n_rows += len(got)
-    if epoch == keys[-1][1]:  # the shell at the last epoch of each method
-        worst_shell = max(worst_shell, same_as_shell(got, shell(R["decompose"], params),
-                                                       f"decompose {method} T={T}"))
+    # the same recipe through Python's sqlite3 and through the sqlite3 shell,
+    # each held to sample_stats itself (the shell prints 15 significant digits)
+    for client, rows, w in (("python", con.execute(R["decompose"], params).fetchall(), worst),
+                            ("shell", shell(R["decompose"], params), worst_shell)):
+        check(len(rows) == len(want) and len(rows) > 0,
+              f"decompose ({client}) T={T} epoch {epoch} {method}: {len(rows)} rows, "
+              f"sample_stats {len(want)}")
+        for g, ref in zip(rows, want):
+            check(int(g[0]) == ref[0], f"({client}) sample order {g[0]} vs {ref[0]}")
+            for j, name in enumerate(("bias", "variance", "loss"), 1):
+                w[name] = max(w[name], abs(float(g[j]) - ref[j]))
+    n_rows += len(want)
     if method != "ce":
-        flags = con.execute(R["regularization"], params).fetchall()
         want_f = con.execute(
             "SELECT sample_idx, regularization FROM sample_stats WHERE split = 'test' "
             "AND temperature = ? AND epoch = ? AND method = ? ORDER BY sample_idx",
             (T, epoch, method)).fetchall()
+        count = ("count", sum(f[1] for f in want_f))
+        flags = con.execute(R["regularization"], params).fetchall()
         check(flags[:-1] == want_f,
-              f"regularization T={T} epoch {epoch} {method}: the flags differ from sample_stats")
-        check(flags[-1] == ("count", sum(f[1] for f in want_f)),
-              f"regularization count {flags[-1]} vs {sum(f[1] for f in want_f)}")
+              f"regularization (python) T={T} epoch {epoch} {method}: the flags differ from sample_stats")
+        check(flags[-1] == count, f"regularization count (python) {flags[-1]} vs {count}")
+        sflags = shell(R["regularization"], params)
+        check([(int(a), int(b)) for a, b in sflags[:-1]] == want_f,
+              f"regularization (shell) T={T} epoch {epoch} {method}: the flags differ from sample_stats")
+        check(sflags[-1:] == [["count", str(count[1])]], f"regularization count (shell) {sflags[-1:]} vs {count}")
         n_flags += len(want_f)
-        if epoch == keys[-1][1]:
-            same_as_shell(flags, shell(R["regularization"], params), f"regularization {method}")
-for name, w in worst.items():
-    check(w <= 1e-12, f"decompose recipe: {name} differs from sample_stats by {w:.3g} (> 1e-12)")
-print(f"decompose recipe: {n_rows} rows over {len(keys)} keys, max |diff| bias {worst['bias']:.3g} "
-      f"variance {worst['variance']:.3g} loss {worst['loss']:.3g}; shell vs Python {worst_shell:.3g}; "
-      f"{n_flags} regularization flags identical")
+for client, w in (("python", worst), ("shell", worst_shell)):
+    for name, d in w.items():
+        check(d <= 1e-12, f"decompose recipe ({client}): {name} differs from sample_stats by {d:.3g} (> 1e-12)")
+print(f"decompose recipe: {n_rows} rows over {len(keys)} keys, max |diff| from sample_stats: "
+      f"Python bias {worst['bias']:.3g} variance {worst['variance']:.3g} loss {worst['loss']:.3g}; "
+      f"shell bias {worst_shell['bias']:.3g} variance {worst_shell['variance']:.3g} "
+      f"loss {worst_shell['loss']:.3g}; {n_flags} regularization flags identical, both clients")
 
 # --- NumPy's view of the raw snapshots
 labels = np.array([r[0] for r in con.execute(
