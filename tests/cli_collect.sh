@@ -13,11 +13,7 @@ mkdir -p "$t"
 cd "$t"
 G="--train-subset 2000 --teacher mlp:64 --teacher-epochs 2 --student mlp:16 --epochs 3"
 
-# a dump of every snapshot, by cell, to compare databases byte for byte
-dump() {
-	sqlite3 "$1" "SELECT r.method, IFNULL(r.temperature, ''), r.seed, s.epoch, s.split, hex(s.logits)
-	              FROM snapshots s JOIN runs r ON r.id = s.run_id ORDER BY 1, 2, 3, 4, 5" | cksum
-}
+dump() { snapshots_sum "$1"; }
 q() { sqlite3 "$1" "$2"; }
 sum() { cksum <"$1"; }
 

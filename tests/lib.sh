@@ -99,3 +99,12 @@ db.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
 db.commit()
 PY
 }
+
+# snapshots_sum DB: a checksum of every snapshot keyed by its cell (method,
+# temperature, seed, epoch, split), whatever the run ids: two databases with
+# the same sum hold the same snapshots byte for byte (collect --jobs, shards
+# and merge, MPI, Slurm).
+snapshots_sum() {
+	sqlite3 "$1" "SELECT r.method, IFNULL(r.temperature, ''), r.seed, s.epoch, s.split, hex(s.logits)
+	              FROM snapshots s JOIN runs r ON r.id = s.run_id ORDER BY 1, 2, 3, 4, 5" | cksum
+}
