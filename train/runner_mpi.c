@@ -706,6 +706,14 @@ static int teacher_in(job *j, const char *shard_dir, int *from_rank0)
 	return rc;
 }
 
+/* Close this rank's shard (a plan that bv_plan_init never saw holds nothing). */
+static void release(job *j)
+{
+	if (j->planned)
+		bv_plan_release(&j->plan);
+	j->planned = 0;
+}
+
 /* ---- the two roles ------------------------------------------------------------- */
 
 /* Wait for rank 0's next message, past the stops that came late (a cell that
@@ -754,8 +762,7 @@ static int rank_other(job *j, const char *shard_dir, int rc, const unsigned char
 		e.test_acc = j->cell_acc;
 		send_wire(&e, 0, TAG_UP);
 	}
-	bv_plan_release(&j->plan);
-	j->planned = 0;
+	release(j);
 	w = (wire){.kind = UP_BYE};
 	send_wire(&w, 0, TAG_UP);
 	recv_order(j, &w);
@@ -894,8 +901,7 @@ static int rank_zero(job *j, const char *shard_dir, int rc, unsigned char *done)
 	drain(j);
 	bv_collect_event ev = {.kind = BV_EV_IDLE, .slot = -1};
 	emit(j, &ev);
-	bv_plan_release(&j->plan);
-	j->planned = 0;
+	release(j);
 	rc = rank0_result(j, shard_dir);
 	wire w = {.kind = DOWN_RESULT, .code = rc};
 	if (rc)
@@ -970,8 +976,7 @@ int bv_mpi_collect(const bv_collect_cfg *cfg, const char *shard_dir, int *out_ra
 	rc = j->rank == 0 ? rank_zero(j, shard_dir, rc, done) : rank_other(j, shard_dir, rc, done);
 end:
 	if (j) {
-		if (j->planned)
-			bv_plan_release(&j->plan);
+		release(j);
 		free(j->cells);
 		free(j->todo);
 		free(j->q);
