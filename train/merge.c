@@ -114,15 +114,22 @@ static int same_cell(const done_cell *c, bv_run_method method, double temp, int 
 	       ((isnan(c->temp) && isnan(temp)) || c->temp == temp);
 }
 
-static void cell_label(char *out, size_t size, const bv_run *r)
+/* The cell of a run (as run id), in nn's terms: the names are the same. */
+static bv_cell run_cell(const bv_run *r, int64_t id)
 {
-	char t[40];
-	if (isnan(r->temperature)) {
-		snprintf(out, size, "%s seed %d", bv_db_method_name(r->method), r->seed);
-	} else {
-		bv_number_format(t, sizeof t, r->temperature);
-		snprintf(out, size, "%s T=%s seed %d", bv_db_method_name(r->method), t, r->seed);
-	}
+	bv_cell c = {id, BV_METHOD_CE, r->temperature, r->seed};
+	bv_method_parse(&c.method, bv_db_method_name(r->method), "method");
+	return c;
+}
+
+/* A cell done in both a and b, with other snapshots in each. */
+static int conflict(const char *a, const char *b, const bv_run *r)
+{
+	char label[64];
+	const bv_cell c = run_cell(r, r->id);
+	bv_cell_label(label, sizeof label, &c);
+	return bv_error_set(BV_EMISMATCH, "'%s' and '%s' both hold %s, with different snapshots", a,
+			    b, label);
 }
 
 /* Is run `id` of db the same as run `other_id` of the input `where`? */
@@ -155,14 +162,8 @@ static int list_cells(merge_ctx *m, bv_db *db, int where)
 			int same = 0;
 			if ((rc = same_as(m, db, r->id, m->cells[k].where, m->cells[k].id, &same)) != 0)
 				break;
-			if (!same) {
-				char label[64];
-				cell_label(label, sizeof label, r);
-				rc = bv_error_set(BV_EMISMATCH,
-						  "'%s' and '%s' both hold %s, with different snapshots",
-						  input_name(m, m->cells[k].where), input_name(m, where),
-						  label);
-			}
+			if (!same)
+				rc = conflict(input_name(m, m->cells[k].where), input_name(m, where), r);
 			continue;
 		}
 		if (m->n_cells == m->cap) {
@@ -302,10 +303,7 @@ static int copy_checkpoint(merge_ctx *m, bv_db *db, const target_paths *tp, cons
 	if (r->method == BV_RUN_TEACHER) {
 		snprintf(rel, sizeof rel, "%s.ckpt/teacher.ckpt", tp->base);
 	} else {
-		bv_method meth;
-		if (bv_method_parse(&meth, bv_db_method_name(r->method), "method") != 0)
-			return BV_EINVAL;
-		bv_cell c = {id, meth, r->temperature, r->seed};
+		const bv_cell c = run_cell(r, id);
 		bv_ckpt_name(rel, sizeof rel, tp->base, &c);
 	}
 	snprintf(to, sizeof to, "%s/%s", tp->dir, rel);
@@ -377,11 +375,7 @@ static int merge_shard(merge_ctx *m, bv_db *db, const target_paths *tp, int si,
 			if ((rc = bv_db_merge_same(db, id, r->id, &ok)) != 0)
 				break;
 			if (!ok) {
-				char label[64];
-				cell_label(label, sizeof label, r);
-				rc = bv_error_set(BV_EMISMATCH,
-						  "'%s' and '%s' both hold %s, with different snapshots",
-						  m->target, name, label);
+				rc = conflict(m->target, name, r);
 				break;
 			}
 			if (is_teacher)
