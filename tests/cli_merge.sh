@@ -109,6 +109,14 @@ q bad.db "UPDATE snapshots SET logits = zeroblob(length(logits)) WHERE rowid = (
 expect 4 "bvtool merge: 'm1.db' and 'bad.db' both hold kd T=2 seed 1, with different snapshots" "$bv" merge --db m1.db bad.db
 expect 4 "bvtool merge: 's1.db' and 'bad.db' both hold kd T=2 seed 1, with different snapshots" "$bv" merge --db new.db s1.db bad.db
 assert "a refused merge creates no target" [ ! -e new.db ]
+cp s1.db ib.db
+q ib.db "UPDATE inbag SET count = count + 1 WHERE seed = 2 AND sample_idx = 7"
+expect 4 "bvtool merge: 'ib.db' has other in-bag counts for seed 2 than 'm1.db'" "$bv" merge --db m1.db ib.db
+expect 4 "bvtool merge: 'ib.db' has other in-bag counts for seed 2 than 's0.db'" "$bv" merge --db new.db s0.db ib.db
+cp s1.db lab.db
+q lab.db "UPDATE samples SET label = (label + 1) % 10 WHERE split = 'test' AND sample_idx = 3"
+expect 4 "bvtool merge: 'lab.db' has other test labels than 's0.db'" "$bv" merge --db new.db s0.db lab.db
+assert "a refused merge creates no target" [ ! -e new.db ]
 echo "not a database" >text.db
 expect 4 "bvtool merge: 'text.db' is not a SQLite database" "$bv" merge --db m1.db s0.db text.db
 sqlite3 other.db "CREATE TABLE t(x)"
