@@ -423,6 +423,17 @@ static int copy_checkpoint(merge_ctx *m, bv_db *db, const target_paths *tp, cons
 	if (!r->checkpoint[0])
 		return 0;
 	bv_path_split(sdir, sizeof sdir, sbase, sizeof sbase, shard);
+	/* only a file of the shard's own checkpoint directory: a path of the
+	 * shard's choosing ("../../x") would be linked into the target's */
+	const size_t lb = strlen(sbase);
+	const char *file = r->checkpoint + lb + 6;
+	if (strncmp(r->checkpoint, sbase, lb) != 0 || strncmp(r->checkpoint + lb, ".ckpt/", 6) != 0 ||
+	    !*file || strchr(file, '/') || strcmp(file, ".") == 0 || strcmp(file, "..") == 0) {
+		say(m, "note: '%s' names a checkpoint outside '%s.ckpt/' for run %lld; it is "
+		       "recorded without one",
+		    shard, sbase, (long long)id);
+		return bv_db_run_set_checkpoint(db, id, NULL);
+	}
 	snprintf(from, sizeof from, "%s/%s", sdir, r->checkpoint);
 	if (r->method == BV_RUN_TEACHER) {
 		snprintf(rel, sizeof rel, "%s.ckpt/teacher.ckpt", tp->base);
