@@ -11,7 +11,7 @@
 # first's byte for byte.
 #   bench/mpi_bench.sh [BUILD_DIR]      (default: the repository's build/)
 # Prints a Markdown table on stdout; progress and raw timings go to stderr. About
-# 8 minutes on 2 cores. Needs mpirun (openmpi-bin), sqlite3 and the time utility.
+# 5 minutes on 2 cores. Needs mpirun (openmpi-bin), sqlite3 and the time utility.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
