@@ -85,5 +85,6 @@ int cmd_report(const cli_cmd *cmd, int argc, char **argv);
 int cmd_plot(const cli_cmd *cmd, int argc, char **argv);
 int cmd_import(const cli_cmd *cmd, int argc, char **argv);
 int cmd_export(const cli_cmd *cmd, int argc, char **argv);
+int cmd_merge(const cli_cmd *cmd, int argc, char **argv);
 
 #endif

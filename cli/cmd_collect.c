@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "collect.h"
+#include "mpi.h"
 #include "progress.h"
 
 static volatile sig_atomic_t interrupted;
@@ -32,7 +33,8 @@ static void on_signal(int sig)
 /* The options that the engine takes parsed. */
 typedef struct list_opts {
 	const char *methods, *temps, *record_epochs, *schedule, *augment, *teacher_bn;
-	int jobs;
+	const char *shard, *shard_dir, *journal;
+	int jobs, mpi;
 } list_opts;
 
 /* Parse the list options into cfg, in the order their errors are reported. */
@@ -49,7 +51,39 @@ static int parse_lists(bv_collect_cfg *cfg, const list_opts *l)
 		return bv_error_set(BV_EINVAL, "--teacher-bn: expected eval or train, got '%s'",
 				    l->teacher_bn);
 	cfg->teacher_bn_train = strcmp(l->teacher_bn, "train") == 0;
+	bv_journal j;
+	if ((rc = bv_db_journal_parse(&j, l->journal, "--journal")) != 0)
+		return rc;
+	bv_db_set_journal(j);
+	if (l->mpi && (l->shard || cfg->teacher_only))
+		return bv_error_set(BV_EINVAL, "--mpi: the ranks share the grid out themselves; "
+					       "drop %s",
+				    l->shard ? "--shard" : "--teacher-only");
+	if (l->shard && cfg->teacher_only)
+		return bv_error_set(BV_EINVAL, "--shard: a --teacher-only collect runs no cell; drop one "
+					       "of them");
+	if (l->shard && strcmp(l->shard, "auto") == 0) {
+		char used[256];
+		if ((rc = bv_shard_auto(&cfg->shard_index, &cfg->shard_count, used, sizeof used)) != 0)
+			return rc;
+		printf("shard %d/%d (--shard auto: %s)\n", cfg->shard_index, cfg->shard_count, used);
+	} else if (l->shard && (rc = bv_shard_parse(&cfg->shard_index, &cfg->shard_count, l->shard)) != 0) {
+		return rc;
+	}
 	return 0;
+}
+
+/* collect --mpi: every rank runs this; rank 0 shows the events, one line each. */
+static int collect_mpi(const bv_collect_cfg *cfg, const char *shard_dir)
+{
+	cli_progress p;
+	int rank = 0;
+	cli_progress_init(&p, 0);
+	int rc = bv_mpi_collect(cfg, shard_dir, &rank, cli_progress_event, &p);
+	if (rc == 0 && rank == 0)
+		cli_progress_say(&p, "collected the grid in %.0fs: %s\n", bv_now() - p.t0, cfg->db_path);
+	cli_progress_release(&p);
+	return rc;
 }
 
 /* Plan, teacher, cells, with the display on stdout. */
@@ -68,11 +102,20 @@ static int collect(const bv_collect_cfg *cfg, int jobs)
 	if ((rc = bv_plan_init(&plan, cfg, runner)) != 0 ||
 	    (rc = bv_plan_teacher(&plan, cli_progress_event, &p)) != 0)
 		goto done;
+	if (cfg->teacher_only) {
+		cli_progress_say(&p, "teacher ready in '%s': shards take --teacher-ckpt %s/%s.ckpt/teacher.ckpt\n",
+				 cfg->db_path, plan.db_dir, plan.db_base);
+		goto done;
+	}
 	if (plan.n_cells == 0) {
 		cli_progress_say(&p, "all %d cells are done (%s)\n", plan.n_total, cfg->db_path);
 		goto done;
 	}
-	cli_progress_say(&p, "%d of %d cells to train (%d jobs)%s\n", plan.n_cells, plan.n_total, jobs,
+	char of_shard[48] = "";
+	if (cfg->shard_count > 0)
+		snprintf(of_shard, sizeof of_shard, " of shard %d/%d", cfg->shard_index, cfg->shard_count);
+	cli_progress_say(&p, "%d of %d cells%s to train (%d jobs)%s\n", plan.n_cells, plan.n_total,
+			 of_shard, jobs,
 			 plan.n_stale ? "; interrupted cells are redone from scratch" : "");
 	if (plan.n_failed)
 		cli_progress_say(&p, "%d cell%s that failed before %s tried again\n", plan.n_failed,
@@ -100,6 +143,7 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 	list_opts l = {
 		.methods = "ce,kd,wsl", .temps = "1,2,4,8", .record_epochs = "all",
 		.schedule = "cosine", .augment = "none", .teacher_bn = "eval", .jobs = 1,
+		.shard_dir = "shards", .journal = "auto",
 	};
 	const cli_opt opts[] = {
 		{"--db", OPT_STR, &c.db_path, "FILE", "the SQLite database to create or extend"},
@@ -129,6 +173,11 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 		{"--teacher-bn", OPT_STR, &l.teacher_bn, "M", "the teacher's batch norm for the students: eval or train"},
 		{"--jobs", OPT_INT, &l.jobs, "J", "cells trained at once (processes)", 1, 256},
 		{"--threads", OPT_INT, &c.threads, "N", "BLAS threads per job", 1, 256},
+		{"--teacher-only", OPT_FLAG, &c.teacher_only, NULL, "write the plan and train the teacher, no cell (the first job of a cluster run)"},
+		{"--shard", OPT_STR, &l.shard, "I/N", "run only shard I (0-based) of N of the grid; auto: from SLURM_ARRAY_TASK_ID or the MPI rank"},
+		{"--mpi", OPT_FLAG, &l.mpi, NULL, "under mpirun: the ranks share the grid, rank 0 merges into --db"},
+		{"--shard-dir", OPT_STR, &l.shard_dir, "DIR", "--mpi: where each rank writes its shard database"},
+		{"--journal", OPT_STR, &l.journal, "J", "auto, wal or delete (network file systems; docs/cluster.md)"},
 		{0},
 	};
 	cli_cmd local = *cmd;
@@ -144,6 +193,6 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	rc = collect(&c, l.jobs);
+	rc = l.mpi ? collect_mpi(&c, l.shard_dir) : collect(&c, l.jobs);
 	return rc ? cli_fail(rc) : BV_EXIT_OK;
 }

@@ -95,6 +95,47 @@ enum {
  * refuses with BV_EFORMAT asking to run a writing command first).
  */
 int bv_db_open(bv_db **out, const char *path, int flags);
+
+/* ---- merging shards (merge.c; bvtool merge is train/merge.c) ------------- */
+
+typedef struct bv_db_setting {
+	char key[64];
+	char value[1600];
+} bv_db_setting;
+/* Every config row, by key (caller frees *out). */
+int bv_db_config_all(bv_db *db, bv_db_setting **out, int *n);
+/* Attach the database at path as the schema "shard" (outside a transaction;
+ * the caller opened it with bv_db_open first, which checked it), and detach it. */
+int bv_db_attach(bv_db *db, const char *path);
+int bv_db_detach(bv_db *db);
+/* *out_same = 1 when run main_id of main and run shard_id of the shard hold
+ * the same snapshots: the same (epoch, split, n, k, logits), byte for byte. */
+int bv_db_merge_same(bv_db *db, int64_t main_id, int64_t shard_id, int *out_same);
+/* The shard's samples and in-bag counts: copied where main has none of the
+ * split or seed; where it has, they must be equal (BV_EMISMATCH naming the
+ * split or the seed). */
+int bv_db_merge_plan(bv_db *db);
+/* Copy the shard's run shard_id (its row but the checkpoint, its snapshots and
+ * metrics) into main: over run main_id (its snapshots and metrics deleted) when
+ * main_id > 0, else as a new run; *out_id its id in main; the snapshots' bytes
+ * are added to *bytes. Inside the caller's transaction. */
+int bv_db_merge_run(bv_db *db, int64_t shard_id, int64_t main_id, int64_t *out_id,
+		    long long *bytes);
+/* A run's checkpoint path (relative to the database's directory; NULL for none). */
+int bv_db_run_set_checkpoint(bv_db *db, int64_t id, const char *checkpoint);
+
+/* The journal mode every writing connection of this process sets (collect and
+ * merge --journal; inherited by forked workers): auto is WAL, except on a
+ * network file system (bv_db_fs_is_network of the database's directory),
+ * where WAL cannot work (its index is one host's shared memory) and the
+ * rollback journal (delete) is used. */
+typedef enum bv_journal { BV_JOURNAL_AUTO, BV_JOURNAL_WAL, BV_JOURNAL_DELETE } bv_journal;
+void bv_db_set_journal(bv_journal mode);
+/* "auto", "wal" or "delete" (BV_EINVAL naming flag). */
+int bv_db_journal_parse(bv_journal *out, const char *s, const char *flag);
+/* 1 when statfs's f_type is a file system shared between hosts (NFS, SMB/CIFS,
+ * Lustre, GPFS, CephFS, BeeGFS, PanFS, AFS, 9P, FUSE). */
+int bv_db_fs_is_network(long f_type);
 void bv_db_close(bv_db *db); /* NULL is a no-op */
 /* For filling a new file no other connection has open (import writes a new
  * database under a temporary name, renamed into place when complete): on, a

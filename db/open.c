@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "db_int.h"
@@ -243,14 +244,77 @@ static int check_schema(sqlite3 *h, const char *path)
 	return rc == SQLITE_OK ? 0 : sql_failed(path, h, 1);
 }
 
-/* Switch to WAL (a no-op when the file is in WAL mode already). The switch
- * takes an exclusive lock without calling the busy handler, so another
+/* ---- the journal mode ------------------------------------------------------ */
+
+static bv_journal journal_mode = BV_JOURNAL_AUTO;
+
+void bv_db_set_journal(bv_journal mode)
+{
+	journal_mode = mode;
+}
+
+int bv_db_journal_parse(bv_journal *out, const char *s, const char *flag)
+{
+	static const char *const names[] = {"auto", "wal", "delete"};
+	for (int i = 0; i < (int)BV_ARRAY_LEN(names); i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (bv_journal)i;
+			return 0;
+		}
+	return bv_error_set(BV_EINVAL, "%s: expected auto, wal or delete, got '%s'", flag, s);
+}
+
+int bv_db_fs_is_network(long f_type)
+{
+	/* statfs(2)'s magic numbers (linux/magic.h and the file systems' own
+	 * headers) of file systems shared between hosts, where SQLite's WAL, whose
+	 * index is shared memory of one host, cannot work */
+	static const unsigned long network[] = {
+		0x6969,     /* NFS */
+		0x517B,     /* SMB */
+		0xFF534D42, /* CIFS */
+		0xFE534D42, /* SMB2 */
+		0x0BD00BD0, /* Lustre */
+		0x47504653, /* GPFS (IBM Storage Scale) */
+		0x00C36400, /* CephFS */
+		0x19830326, /* BeeGFS */
+		0xAAD7AAEA, /* PanFS */
+		0x5346414F, /* AFS */
+		0x01021997, /* 9P */
+		0x65735546, /* FUSE: sshfs and the like (a local FUSE loses only WAL) */
+	};
+	for (size_t i = 0; i < BV_ARRAY_LEN(network); i++)
+		if ((unsigned long)(unsigned int)f_type == network[i])
+			return 1;
+	return 0;
+}
+
+/* The mode a writer of the file at path uses: --journal's, or for auto WAL
+ * unless the file's directory is on a network file system. */
+static const char *journal_of(const char *path)
+{
+	struct statfs fs;
+	char dir[4096];
+	if (journal_mode == BV_JOURNAL_WAL)
+		return "WAL";
+	if (journal_mode == BV_JOURNAL_DELETE)
+		return "DELETE";
+	const char *slash = strrchr(path, '/');
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path == 0 ? 1 : slash - path) : 1,
+		 slash ? path : ".");
+	return statfs(dir, &fs) == 0 && bv_db_fs_is_network((long)fs.f_type) ? "DELETE" : "WAL";
+}
+
+/* Switch to the journal mode (a no-op when the file is in it already). The
+ * switch takes an exclusive lock without calling the busy handler, so another
  * process creating the same file at the same moment makes it fail with
  * SQLITE_BUSY: retry for as long as the busy timeout would wait. */
-static int set_wal(bv_db *db)
+static int set_journal(bv_db *db)
 {
+	char sql[64];
+	snprintf(sql, sizeof sql, "PRAGMA journal_mode = %s", journal_of(db->path));
 	for (int ms = 0;; ms += 10) {
-		int rc = sqlite3_exec(db->h, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+		int rc = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			return 0;
 		if ((rc & 0xff) != SQLITE_BUSY || ms >= BUSY_TIMEOUT_MS)
@@ -417,7 +481,7 @@ static int open_checked(bv_db *db, const char *path, int flags)
 	 * it is never a SQLite file without bvtool's id */
 	if (!current && (rc = migrate(db)) != 0)
 		return rc;
-	return set_wal(db);
+	return set_journal(db);
 }
 
 int bv_db_open(bv_db **out, const char *path, int flags)
@@ -445,7 +509,7 @@ int bv_db_bulk(bv_db *db, int on)
 {
 	if (!on)
 		return sqlite3_exec(db->h, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) == SQLITE_OK
-			       ? set_wal(db)
+			       ? set_journal(db)
 			       : db_err(db);
 	/* a rollback journal does not journal the pages a transaction appends:
 	 * every byte of a snapshot is written once, not to the WAL and again at

@@ -41,9 +41,35 @@ int bv_grid_parse_temps(bv_grid *g, const char *s);
 /* "kd T=4 seed 2", "ce seed 1": a cell as messages and displays name it. */
 void bv_cell_label(char *out, size_t size, const bv_cell *c);
 
+/* ---- shards: a grid spread over machines (shard.c) ------------------------ */
+
+typedef struct bv_collect_cfg bv_collect_cfg;
+
+/* Every cell of cfg's grid in grid order (seed, then method, then temperature;
+ * run_id 0): the order of the run rows. *out is malloc'ed. */
+int bv_grid_cells(const bv_collect_cfg *cfg, bv_cell **out, int *n);
+/* The relative cost of a cell: 1 for a student's training; a soft cell whose
+ * teacher runs on every batch (augmentation, teacher batch norm on batch
+ * statistics) adds a third of the teacher's parameters over the student's.
+ * The key of shard balancing and of "costliest first". */
+double bv_cell_cost(const bv_collect_cfg *cfg, const bv_cell *c);
+/* shard_of[i] in [0, n_shards) for cells[i] (n of them, in grid order): the
+ * costliest first, each to the least loaded shard, ties to the first in grid
+ * order and to the lowest shard. Deterministic: it depends on the grid only. */
+int bv_shard_assign(int *shard_of, const bv_collect_cfg *cfg, const bv_cell *cells, int n,
+		    int n_shards);
+/* "I/N" (0 <= I < N) into index and count (BV_EINVAL naming --shard). */
+int bv_shard_parse(int *index, int *count, const char *s);
+/* --shard auto: I/N from a Slurm job array (SLURM_ARRAY_TASK_ID minus
+ * SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT), else from the rank
+ * variables of Open MPI (OMPI_COMM_WORLD_RANK/_SIZE), PMI (PMI_RANK/PMI_SIZE)
+ * or srun (SLURM_PROCID/SLURM_NTASKS), in that order; `used` says which, as
+ * "NAME=V, NAME=V". BV_EINVAL when none is set or a value is bad. */
+int bv_shard_auto(int *index, int *count, char *used, size_t size);
+
 /* ---- what a collection is made with --------------------------------------- */
 
-typedef struct bv_collect_cfg {
+struct bv_collect_cfg {
 	const char *db_path;       /* the database; checkpoints go to "<db>.ckpt/" beside it */
 	const char *data_spec;     /* bv_data_load's NAME[:DIR] */
 	int subset;                /* train on the first N training samples; 0 = all */
@@ -61,10 +87,12 @@ typedef struct bv_collect_cfg {
 	int teacher_bn_train;      /* for the students, the teacher's batch norm on batch statistics */
 	bv_record_cfg rec;         /* the epochs (and splits) recorded */
 	int threads;               /* BLAS threads of the teacher step and of each cell */
+	int shard_index, shard_count; /* collect only the cells of shard I of N (count 0: all) */
+	int teacher_only;          /* the plan and the teacher, no cell */
 	/* Set (by a signal handler) to stop soon: no new cell starts, the running
 	 * ones are stopped, and bv_plan_teacher / bv_plan_run return BV_EINTR. May be NULL. */
 	const volatile sig_atomic_t *stop;
-} bv_collect_cfg;
+};
 
 /* The students' training configuration of cfg (bv_train_cfg_default, then the
  * settings above; seed and method are set per cell by bv_cell_train). */
@@ -102,6 +130,9 @@ void bv_fingerprint_make(bv_fingerprint *out, const bv_collect_cfg *cfg, const b
  * Otherwise store the settings that are missing (and the mark of exact numbers)
  * in one transaction. */
 int bv_fingerprint_check(bv_db *db, const bv_fingerprint *fp);
+/* The option a fingerprint's config key comes from ("lr" -> "--lr"), NULL for
+ * a key that is not a setting. */
+const char *bv_fingerprint_flag(const char *key);
 
 /* ---- events: what the engine reports -------------------------------------- */
 
@@ -192,6 +223,42 @@ void bv_plan_release(bv_plan *plan);
 /* A cell's checkpoint, relative to db_dir: "<db_base>.ckpt/run-<id>-<method>
  * [-T<temp>]-s<seed>.ckpt", unique by the run's id (the rest is for people). */
 void bv_plan_ckpt_name(char *out, size_t size, const bv_plan *plan, const bv_cell *c);
+void bv_ckpt_name(char *out, size_t size, const char *db_base, const bv_cell *c);
+/* "dir/name.db" into its directory ("." for a bare name, "/" at the root) and file name. */
+void bv_path_split(char *dir, size_t dsize, char *base, size_t bsize, const char *path);
+/* flock the database file: one collect (or merge) per database. Forked workers
+ * inherit the descriptor, so the lock lasts until the last of them is gone.
+ * BV_ESTATE "another bvtool collect or merge is writing 'x'; ..." when held. */
+int bv_collect_lock(int *out_fd, const char *path);
+
+/* ---- merge: shard databases into one (merge.c) ----------------------------- */
+
+typedef struct bv_merge_stats {
+	int shards;       /* shard databases merged */
+	int added;        /* cells copied into the target */
+	int same;         /* cells the target held already, identical */
+	int not_done;     /* cells of shards that are not done there (not copied) */
+	long long bytes;  /* snapshot bytes copied */
+	double seconds;   /* wall time of the copying (second pass) */
+} bv_merge_stats;
+
+/*
+ * bvtool merge: the shards (paths, n >= 1) into target (created when missing).
+ * First every shard is checked, before the target is touched: a bvtool
+ * database of this schema, the fingerprint identical to the target's (or the
+ * first shard's) but for bvtool_version and shard (else BV_EMISMATCH naming
+ * the flag that differs), and a cell (method, temperature, seed) done in two
+ * of them (or in a shard and the target) must hold the same snapshots (else
+ * BV_EMISMATCH naming both). Then, one transaction per shard: the samples and
+ * in-bag counts (checked equal where present), every `done` run copied with
+ * its snapshots, metrics and checkpoint (the run id remapped; the teacher
+ * once; an identical cell already there skipped), a cell not done in the shard
+ * recorded as pending when the target lacks it. An interrupted merge keeps
+ * the shards it committed; the same command again finishes. say (may be NULL)
+ * gets one line per shard and notes. st may be NULL.
+ */
+int bv_merge(const char *target, const char *const *shards, int n, bv_merge_stats *st,
+	     void (*say)(void *ctx, const char *line), void *ctx);
 
 /*
  * The work of one cell, in whatever process a runner gives it, on a connection

@@ -10,29 +10,64 @@
 
 #include <string.h>
 
+/* Each setting's config key and the option it comes from, for messages. */
+static const struct {
+	const char *key, *flag;
+} flags[] = {
+	{"data", "--data"},
+	{"train_samples", "--train-subset"},
+	{"teacher", "--teacher"},
+	{"teacher_epochs", "--teacher-epochs"},
+	{"teacher_lr", "--teacher-lr"},
+	{"teacher_seed", "--teacher-seed"},
+	{"student", "--student"},
+	{"epochs", "--epochs"},
+	{"lr", "--lr"},
+	{"momentum", "--momentum"},
+	{"nesterov", "--nesterov"},
+	{"wd", "--wd"},
+	{"schedule", "--schedule"},
+	{"batch", "--batch"},
+	{"alpha", "--alpha"},
+	{"gamma", "--gamma"},
+	{"record_epochs", "--record-epochs"},
+	{"record_train", "--record-train"},
+	{"n_classes", "--data"},
+	{"augment", "--augment"},
+	{"teacher_bn", "--teacher-bn"},
+};
+
+const char *bv_fingerprint_flag(const char *key)
+{
+	for (size_t i = 0; i < BV_ARRAY_LEN(flags); i++)
+		if (strcmp(flags[i].key, key) == 0)
+			return flags[i].flag;
+	return NULL;
+}
+
 /* A text setting. */
-static void add_text(bv_fingerprint *fp, const char *key, const char *flag, const char *value)
+static void add_text(bv_fingerprint *fp, const char *key, const char *value)
 {
 	bv_setting *s = &fp->s[fp->n++];
 	s->key = key;
-	s->flag = flag;
+	s->flag = bv_fingerprint_flag(key);
 	snprintf(s->value, sizeof s->value, "%s", value);
 	s->legacy[0] = '\0';
 }
 
-static void add_int(bv_fingerprint *fp, const char *key, const char *flag, int v)
+static void add_int(bv_fingerprint *fp, const char *key, int v)
 {
 	char text[32];
 	snprintf(text, sizeof text, "%d", v);
-	add_text(fp, key, flag, text);
+	add_text(fp, key, text);
 }
 
 /* A number: exact, and the %g text an older bvtool stored. */
-static void add_number(bv_fingerprint *fp, const char *key, const char *flag, double v)
+static void add_number(bv_fingerprint *fp, const char *key, double v)
 {
 	bv_setting *s = &fp->s[fp->n++];
 	s->key = key;
-	s->flag = flag;
+	s->flag = bv_fingerprint_flag(key);
 	bv_number_format(s->value, sizeof s->value, v);
 	snprintf(s->legacy, sizeof s->legacy, "%g", v);
 }
@@ -42,29 +77,29 @@ void bv_fingerprint_make(bv_fingerprint *out, const bv_collect_cfg *cfg, const b
 	char text[1600];
 	out->n = 0;
 	snprintf(text, sizeof text, "%s:%s", d->name, d->dir);
-	add_text(out, "data", "--data", text);
-	add_int(out, "train_samples", "--train-subset", d->train.n);
-	add_text(out, "teacher", "--teacher", cfg->teacher_spec);
-	add_int(out, "teacher_epochs", "--teacher-epochs", cfg->teacher_epochs);
-	add_number(out, "teacher_lr", "--teacher-lr", cfg->teacher_lr);
-	add_int(out, "teacher_seed", "--teacher-seed", cfg->teacher_seed);
-	add_text(out, "student", "--student", cfg->student_spec);
-	add_int(out, "epochs", "--epochs", cfg->epochs);
-	add_number(out, "lr", "--lr", cfg->lr);
-	add_number(out, "momentum", "--momentum", cfg->momentum);
-	add_text(out, "nesterov", "--nesterov", cfg->nesterov ? "on" : "off");
-	add_number(out, "wd", "--wd", cfg->wd);
+	add_text(out, "data", text);
+	add_int(out, "train_samples", d->train.n);
+	add_text(out, "teacher", cfg->teacher_spec);
+	add_int(out, "teacher_epochs", cfg->teacher_epochs);
+	add_number(out, "teacher_lr", cfg->teacher_lr);
+	add_int(out, "teacher_seed", cfg->teacher_seed);
+	add_text(out, "student", cfg->student_spec);
+	add_int(out, "epochs", cfg->epochs);
+	add_number(out, "lr", cfg->lr);
+	add_number(out, "momentum", cfg->momentum);
+	add_text(out, "nesterov", cfg->nesterov ? "on" : "off");
+	add_number(out, "wd", cfg->wd);
 	bv_schedule_format(text, 128, &cfg->schedule);
-	add_text(out, "schedule", "--schedule", text);
-	add_int(out, "batch", "--batch", cfg->batch);
-	add_number(out, "alpha", "--alpha", cfg->alpha);
-	add_number(out, "gamma", "--gamma", cfg->gamma);
+	add_text(out, "schedule", text);
+	add_int(out, "batch", cfg->batch);
+	add_number(out, "alpha", cfg->alpha);
+	add_number(out, "gamma", cfg->gamma);
 	bv_record_format(text, 1100, &cfg->rec);
-	add_text(out, "record_epochs", "--record-epochs", text);
-	add_text(out, "record_train", "--record-train", cfg->rec.train ? "on" : "off");
-	add_int(out, "n_classes", "--data", d->n_classes);
-	add_text(out, "augment", "--augment", bv_augment_name(cfg->augment));
-	add_text(out, "teacher_bn", "--teacher-bn", cfg->teacher_bn_train ? "train" : "eval");
+	add_text(out, "record_epochs", text);
+	add_text(out, "record_train", cfg->rec.train ? "on" : "off");
+	add_int(out, "n_classes", d->n_classes);
+	add_text(out, "augment", bv_augment_name(cfg->augment));
+	add_text(out, "teacher_bn", cfg->teacher_bn_train ? "train" : "eval");
 }
 
 int bv_fingerprint_check(bv_db *db, const bv_fingerprint *fp)

@@ -99,7 +99,7 @@ void bv_collect_student_cfg(bv_train_cfg *out, const bv_collect_cfg *cfg)
 
 /* ---- paths and the lock ------------------------------------------------------ */
 
-void bv_plan_ckpt_name(char *out, size_t size, const bv_plan *plan, const bv_cell *c)
+void bv_ckpt_name(char *out, size_t size, const char *db_base, const bv_cell *c)
 {
 	char temp[40] = "";
 	if (!isnan(c->temp)) {
@@ -107,8 +107,13 @@ void bv_plan_ckpt_name(char *out, size_t size, const bv_plan *plan, const bv_cel
 		temp[1] = 'T';
 		bv_number_format(temp + 2, sizeof temp - 2, c->temp);
 	}
-	snprintf(out, size, "%s.ckpt/run-%lld-%s%s-s%d.ckpt", plan->db_base, (long long)c->run_id,
+	snprintf(out, size, "%s.ckpt/run-%lld-%s%s-s%d.ckpt", db_base, (long long)c->run_id,
 		 bv_method_name(c->method), temp, c->seed);
+}
+
+void bv_plan_ckpt_name(char *out, size_t size, const bv_plan *plan, const bv_cell *c)
+{
+	bv_ckpt_name(out, size, plan->db_base, c);
 }
 
 /* A collect killed while it wrote a checkpoint leaves the temporary file of
@@ -131,8 +136,7 @@ static void remove_stale_temps(const char *ckdir)
 	closedir(dir);
 }
 
-/* "dir/name.db" into its directory ("." for a bare name, "/" at the root) and file name. */
-static void split_path(char *dir, size_t dsize, char *base, size_t bsize, const char *path)
+void bv_path_split(char *dir, size_t dsize, char *base, size_t bsize, const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	if (slash) {
@@ -154,9 +158,7 @@ static int check_db_path(const char *path)
 	return 0;
 }
 
-/* flock the database file: one collect per database. The workers inherit the
- * descriptor, so the lock lasts until the last of them is gone. */
-static int lock_db(int *out_fd, const char *path)
+int bv_collect_lock(int *out_fd, const char *path)
 {
 	int fd, rc;
 	size_t size;
@@ -164,7 +166,8 @@ static int lock_db(int *out_fd, const char *path)
 		return rc;
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		close(fd);
-		return bv_error_set(BV_ESTATE, "another bvtool collect is writing '%s'; wait for it to finish",
+		return bv_error_set(BV_ESTATE,
+				    "another bvtool collect or merge is writing '%s'; wait for it to finish",
 				    path);
 	}
 	*out_fd = fd;
@@ -181,24 +184,29 @@ static int run_method(bv_run_method *out, bv_method m)
 }
 
 /* In one transaction: each seed's in-bag counts (drawn when missing) and a run
- * row per cell; the cells not done go to plan->cells. */
+ * row per cell of the grid, or of the shard (--shard I/N), or none
+ * (--teacher-only); the cells not done go to plan->cells. */
 static int ensure_rows(bv_plan *plan)
 {
 	const bv_collect_cfg *o = &plan->cfg;
-	const bv_grid *g = &o->grid;
 	const int n = plan->data.train.n;
-	const int per_seed = g->n_methods * g->n_temps + 1;
 	int *counts = malloc(sizeof(int) * (size_t)n);
-	int rc;
-	plan->cells = calloc((size_t)o->seeds * (size_t)per_seed, sizeof *plan->cells);
-	if (!plan->cells || !counts) {
-		free(counts);
+	int *shard_of = NULL, n_grid = 0, rc;
+	bv_cell *grid = NULL;
+	if (!counts)
 		return bv_error_set(BV_ENOMEM, "out of memory for the grid");
+	if ((rc = bv_grid_cells(o, &grid, &n_grid)) != 0)
+		goto done;
+	if (!(shard_of = calloc((size_t)(n_grid ? n_grid : 1), sizeof *shard_of)) ||
+	    !(plan->cells = calloc((size_t)(n_grid ? n_grid : 1), sizeof *plan->cells))) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory for the grid");
+		goto done;
 	}
-	if ((rc = bv_db_begin(plan->db)) != 0) {
-		free(counts);
-		return rc;
-	}
+	if (o->shard_count > 0 &&
+	    (rc = bv_shard_assign(shard_of, o, grid, n_grid, o->shard_count)) != 0)
+		goto done;
+	if ((rc = bv_db_begin(plan->db)) != 0)
+		goto done;
 	for (int seed = 1; seed <= o->seeds && rc == 0; seed++) {
 		if (bv_db_inbag_get(plan->db, seed, counts, n) == BV_ESTATE) {
 			int *idx = malloc(sizeof(int) * (size_t)n);
@@ -208,37 +216,54 @@ static int ensure_rows(bv_plan *plan)
 			}
 			bv_bootstrap_draw(idx, counts, n, (unsigned long)seed);
 			free(idx);
-			if ((rc = bv_db_inbag_put(plan->db, seed, counts, n)) != 0)
-				break;
-		}
-		for (int mi = 0; mi < g->n_methods && rc == 0; mi++) {
-			const bv_method m = g->methods[mi];
-			const int nt = m == BV_METHOD_CE ? 1 : g->n_temps;
-			for (int ti = 0; ti < nt && rc == 0; ti++) {
-				bv_cell c = {0, m, m == BV_METHOD_CE ? NAN : g->temps[ti], seed};
-				bv_run run;
-				bv_run_method rm;
-				if ((rc = run_method(&rm, m)) != 0 ||
-				    (rc = bv_db_run_ensure(plan->db, &c.run_id, NULL, rm, c.temp,
-							   seed, o->alpha, o->gamma,
-							   o->student_spec, o->epochs)) != 0 ||
-				    (rc = bv_db_run_get(plan->db, &run, c.run_id)) != 0)
-					break;
-				plan->n_total++;
-				if (run.status == BV_RUN_DONE)
-					continue;
-				plan->n_stale += run.status == BV_RUN_RUNNING;
-				plan->n_failed += run.status == BV_RUN_FAILED;
-				plan->cells[plan->n_cells++] = c;
-			}
+			rc = bv_db_inbag_put(plan->db, seed, counts, n);
 		}
 	}
-	free(counts);
-	if (rc) {
+	for (int i = 0; i < n_grid && rc == 0 && !o->teacher_only; i++) {
+		bv_cell c = grid[i];
+		bv_run run;
+		bv_run_method rm;
+		if (o->shard_count > 0 && shard_of[i] != o->shard_index)
+			continue;
+		if ((rc = run_method(&rm, c.method)) != 0 ||
+		    (rc = bv_db_run_ensure(plan->db, &c.run_id, NULL, rm, c.temp, c.seed, o->alpha,
+					   o->gamma, o->student_spec, o->epochs)) != 0 ||
+		    (rc = bv_db_run_get(plan->db, &run, c.run_id)) != 0)
+			break;
+		plan->n_total++;
+		if (run.status == BV_RUN_DONE)
+			continue;
+		plan->n_stale += run.status == BV_RUN_RUNNING;
+		plan->n_failed += run.status == BV_RUN_FAILED;
+		plan->cells[plan->n_cells++] = c;
+	}
+	if (rc)
 		bv_db_rollback(plan->db);
+	else
+		rc = bv_db_commit(plan->db);
+done:
+	free(counts);
+	free(grid);
+	free(shard_of);
+	return rc;
+}
+
+/* A shard's database says which shard it is ("I/N", for merge's note of the
+ * shards not given); one database holds one shard. */
+static int check_shard(bv_db *db, const bv_collect_cfg *o)
+{
+	char have[64], want[64];
+	int rc;
+	if (o->shard_count <= 0)
+		return 0;
+	snprintf(want, sizeof want, "%d/%d", o->shard_index, o->shard_count);
+	if ((rc = bv_db_config_get(db, "shard", have, sizeof have)) < 0)
 		return rc;
-	}
-	return bv_db_commit(plan->db);
+	if (rc > 0 && strcmp(have, want) != 0)
+		return bv_error_set(BV_EMISMATCH,
+				    "database '%s' holds shard %s, not %s (use another --db)",
+				    bv_db_path(db), have, want);
+	return rc > 0 ? 0 : bv_db_config_set(db, "shard", want);
 }
 
 /* ---- the plan --------------------------------------------------------------- */
@@ -256,7 +281,7 @@ int bv_plan_init(bv_plan *plan, const bv_collect_cfg *cfg, bv_runner *runner)
 	plan->cfg = *cfg;
 	bv_collect_student_cfg(&plan->student, cfg);
 	bv_nn_set_threads(o->threads);
-	split_path(plan->db_dir, sizeof plan->db_dir, plan->db_base, sizeof plan->db_base,
+	bv_path_split(plan->db_dir, sizeof plan->db_dir, plan->db_base, sizeof plan->db_base,
 		   o->db_path);
 
 	/* validate the specs before touching anything */
@@ -274,7 +299,7 @@ int bv_plan_init(bv_plan *plan, const bv_collect_cfg *cfg, bv_runner *runner)
 	plan->runner = runner;
 	if ((rc = bv_db_open(&plan->db, o->db_path, BV_DB_CREATE)) != 0)
 		return rc;
-	if ((rc = lock_db(&plan->lock_fd, o->db_path)) != 0)
+	if ((rc = bv_collect_lock(&plan->lock_fd, o->db_path)) != 0)
 		return rc;
 	if ((rc = bv_data_load(&plan->data, o->data_spec)) != 0)
 		return rc;
@@ -293,7 +318,8 @@ int bv_plan_init(bv_plan *plan, const bv_collect_cfg *cfg, bv_runner *runner)
 	bv_fingerprint_make(&fp, o, &plan->data);
 	if ((rc = bv_fingerprint_check(plan->db, &fp)) != 0)
 		return rc;
-	if ((rc = bv_db_config_set(plan->db, "bvtool_version", BV_VERSION)) != 0)
+	if ((rc = bv_db_config_set(plan->db, "bvtool_version", BV_VERSION)) != 0 ||
+	    (rc = check_shard(plan->db, o)) != 0)
 		return rc;
 	const bv_data *d = &plan->data;
 	if ((rc = bv_db_samples_put(plan->db, "test", d->test.y, d->test.n)) != 0 ||
