@@ -16,6 +16,7 @@ doc=$here/../docs/cluster.md
 t=$BV_TMP/cli_slurm.$$
 rm -rf "$t"
 mkdir -p "$t/submit" "$t/work" "$t/bin"
+# 2 seeds x (ce + kd, wsl at 2 temperatures) = 10 cells, and the teacher
 G="--train-subset 2000 --teacher mlp:64 --teacher-epochs 2 --student mlp:16 --epochs 2 --seeds 2 --temps 2,4"
 limit=${BV_SLURM_SECONDS:-300}
 
@@ -87,8 +88,8 @@ for i in 0 1 2 3; do
 	[ -f "$w/shards/shard-$i.db" ] || continue
 	c=$(sqlite3 "$w/shards/shard-$i.db" "SELECT count(*) FROM runs WHERE method != 'teacher' AND status = 'done'")
 	n=$((n + c))
-	assert "task $i says which shard it is and from what variables" \
-		grep -q SLURM_ARRAY_TASK "slurm-${shards}_$i.out"
+	assert "task $i says it is shard $i/4, from SLURM_ARRAY_TASK_ID=$i" \
+		grep -q "^shard $i/4 (--shard auto: SLURM_ARRAY_TASK_ID=$i, SLURM_ARRAY_TASK_MIN=0, SLURM_ARRAY_TASK_COUNT=4)$" "slurm-${shards}_$i.out"
 done
 assert "the shards hold the 10 cells once each ($n)" [ "$n" = 10 ]
 assert "the merged snapshots are byte-identical to one machine's --jobs 1" \
