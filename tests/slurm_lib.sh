@@ -20,13 +20,15 @@
 
 slurm_dir=""
 slurm_home=""
+# the daemons are in /usr/sbin, which a non-login shell's PATH may lack
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin; export PATH ;; esac
 
 slurm_msg() { echo "slurm_lib: $*" >&2; }
 
 # why this machine cannot run a Slurm test, or nothing when it can
 slurm_why_not() {
 	if [ "$(id -u)" != 0 ]; then
-		echo "not root (slurmd runs jobs as root here)"
+		echo "not root (the test runs munged, slurmctld and slurmd as root)"
 		return
 	fi
 	for sl_c in munged mungekey slurmctld slurmd sbatch squeue scontrol scancel sinfo; do
