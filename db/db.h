@@ -111,10 +111,16 @@ int bv_db_detach(bv_db *db);
 /* *out_same = 1 when run main_id of main and run shard_id of the shard hold
  * the same snapshots: the same (epoch, split, n, k, logits), byte for byte. */
 int bv_db_merge_same(bv_db *db, int64_t main_id, int64_t shard_id, int *out_same);
-/* The shard's samples and in-bag counts: copied where main has none of the
- * split or seed; where it has, they must be equal (BV_EMISMATCH naming the
- * split or the seed). */
+/* The shard's samples and in-bag counts of the splits and seeds main has none
+ * of, copied (the caller compares those both hold). */
 int bv_db_merge_plan(bv_db *db);
+/* For a merge, which appends far more pages than it changes: on, the rollback
+ * journal (when no other connection holds the file: else the WAL stays) with
+ * a full sync at each commit; off, back to the journal mode of
+ * bv_db_set_journal. */
+int bv_db_copy_mode(bv_db *db, int on);
+/* The seeds that have in-bag counts, ascending (caller frees *out). */
+int bv_db_inbag_seeds(bv_db *db, int **out, int *n);
 /* Copy the shard's run shard_id (its row but the checkpoint, its snapshots and
  * metrics) into main: over run main_id (its snapshots and metrics deleted) when
  * main_id > 0, else as a new run; *out_id its id in main; the snapshots' bytes

@@ -97,79 +97,41 @@ int bv_db_merge_same(bv_db *db, int64_t main_id, int64_t shard_id, int *out_same
 	return rc;
 }
 
-/* The first split or seed where main and the shard disagree, as an error. */
-static int plan_differs(bv_db *db, const char *what, int64_t which)
-{
-	char name[300];
-	sqlite3_stmt *st = NULL;
-	if (bv_db_prepare(db, &st, "SELECT file FROM pragma_database_list WHERE name = 'shard'") == 0 &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		bv_db_safe_text(name, sizeof name, sqlite3_column_text(st, 0));
-	else
-		snprintf(name, sizeof name, "the shard");
-	sqlite3_finalize(st);
-	if (strcmp(what, "train") == 0 || strcmp(what, "test") == 0)
-		return bv_error_set(BV_EMISMATCH, "'%s' has other %s labels than '%s'", name, what,
-				    db->path);
-	return bv_error_set(BV_EMISMATCH, "'%s' has other in-bag counts for seed %lld than '%s'",
-			    name, (long long)which, db->path);
-}
-
 int bv_db_merge_plan(bv_db *db)
 {
-	static const char *const splits[] = {"test", "train"};
-	int64_t v[3];
-	int rc;
-	for (size_t i = 0; i < BV_ARRAY_LEN(splits); i++) {
-		sqlite3_stmt *st = NULL;
-		/* main's count, the shard's, and the shard's rows main lacks or labels otherwise */
-		if ((rc = bv_db_prepare(db, &st,
-					"SELECT (SELECT count(*) FROM main.samples WHERE split = ?1),"
-					" (SELECT count(*) FROM shard.samples WHERE split = ?1),"
-					" (SELECT count(*) FROM shard.samples b LEFT JOIN main.samples a"
-					"   ON a.split = b.split AND a.sample_idx = b.sample_idx"
-					"  WHERE b.split = ?1 AND a.label IS NOT b.label)")) != 0)
-			return rc;
-		rc = bind_failed(db, sqlite3_bind_text(st, 1, splits[i], -1, SQLITE_STATIC));
-		if (rc == 0 && (rc = step(db, st)) == 1) {
-			for (int j = 0; j < 3; j++)
-				v[j] = sqlite3_column_int64(st, j);
-			rc = 0;
-		}
-		sqlite3_finalize(st);
-		if (rc)
-			return rc;
-		if (v[0] > 0 && (v[0] != v[1] || v[2] != 0))
-			return plan_differs(db, splits[i], 0);
-		if (v[0] == 0 && v[1] > 0) {
-			if ((rc = bv_db_prepare(db, &st, "INSERT INTO main.samples(split, sample_idx, label)"
-							 " SELECT split, sample_idx, label FROM shard.samples"
-							 " WHERE split = ?1 ORDER BY sample_idx")) != 0)
-				return rc;
-			rc = bind_failed(db, sqlite3_bind_text(st, 1, splits[i], -1, SQLITE_STATIC));
-			if (rc == 0)
-				rc = run(db, st);
-			sqlite3_finalize(st);
-			if (rc)
-				return rc;
-		}
-	}
-	/* a seed both hold must be the same counts, row for row */
-	if ((rc = ints(db,
-		       "SELECT b.seed FROM (SELECT seed, count(*) c FROM shard.inbag GROUP BY seed) b"
-		       " JOIN (SELECT seed, count(*) c FROM main.inbag GROUP BY seed) a USING(seed)"
-		       " WHERE a.c != b.c"
-		       " UNION ALL SELECT b.seed FROM shard.inbag b JOIN main.inbag a"
-		       "  ON a.seed = b.seed AND a.sample_idx = b.sample_idx WHERE a.count != b.count"
-		       " LIMIT 1",
-		       0, 0, v, 1)) != 0)
+	/* the caller has compared what both hold (train/merge.c); main takes the rest */
+	int rc = db_exec(db, "INSERT INTO main.samples(split, sample_idx, label)"
+			     " SELECT split, sample_idx, label FROM shard.samples b"
+			     " WHERE b.split NOT IN (SELECT DISTINCT split FROM main.samples)"
+			     " ORDER BY split, sample_idx");
+	return rc ? rc
+		  : db_exec(db, "INSERT INTO main.inbag(seed, sample_idx, count)"
+				" SELECT seed, sample_idx, count FROM shard.inbag b"
+				" WHERE b.seed NOT IN (SELECT DISTINCT seed FROM main.inbag)"
+				" ORDER BY seed, sample_idx");
+}
+
+int bv_db_inbag_seeds(bv_db *db, int **out, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	int *seeds = NULL, rc, count = 0, cap = 0;
+	*out = NULL;
+	*n = 0;
+	if ((rc = bv_db_prepare(db, &st, "SELECT DISTINCT seed FROM inbag ORDER BY seed")) != 0)
 		return rc;
-	if (v[0] != 0)
-		return plan_differs(db, "inbag", v[0]);
-	return db_exec(db, "INSERT INTO main.inbag(seed, sample_idx, count)"
-			   " SELECT seed, sample_idx, count FROM shard.inbag b"
-			   " WHERE b.seed NOT IN (SELECT DISTINCT seed FROM main.inbag)"
-			   " ORDER BY seed, sample_idx");
+	while ((rc = step(db, st)) == 1) {
+		if ((rc = db_grow((void **)&seeds, &cap, count, sizeof *seeds)) != 0)
+			break;
+		seeds[count++] = sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc) {
+		free(seeds);
+		return rc;
+	}
+	*out = seeds;
+	*n = count;
+	return 0;
 }
 
 /* Run sql with ?1 = a, ?2 = b; no rows. */

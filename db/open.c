@@ -520,6 +520,24 @@ int bv_db_bulk(bv_db *db, int on)
 	return 0;
 }
 
+int bv_db_copy_mode(bv_db *db, int on)
+{
+	if (!on)
+		return sqlite3_exec(db->h, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) == SQLITE_OK
+			       ? set_journal(db)
+			       : db_err(db);
+	/* a rollback journal journals only the pages a transaction changes, not
+	 * those it appends, and needs no checkpoint: a snapshot's bytes are
+	 * written once, not to the WAL and again into the file; FULL syncs each
+	 * commit safely in that mode. Refused (another connection holds the WAL
+	 * open), the WAL stays: slower, not wrong. */
+	if (sqlite3_exec(db->h, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL) != SQLITE_OK)
+		return 0;
+	return sqlite3_exec(db->h, "PRAGMA synchronous = FULL", NULL, NULL, NULL) == SQLITE_OK
+		       ? 0
+		       : db_err(db);
+}
+
 void bv_db_close(bv_db *db)
 {
 	if (!db)

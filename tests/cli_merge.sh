@@ -91,6 +91,16 @@ run "$bv" merge --db nd.db.merged s0.db nd.db
 assert "a cell not done is not copied, and said so" grep -q "^note: 1 cell of 'nd.db' is not done; collect that shard again, then merge again$" "$out"
 assert "... but recorded as pending in the target" [ "$(q nd.db.merged "SELECT status FROM runs WHERE method = 'wsl' AND temperature = 4 AND seed = 1")" = pending ]
 
+# --- a shard's checkpoint path is its own directory's, or none
+cp s0.db evil.db
+mkdir -p evil.db.ckpt
+echo secret >secret.txt
+q evil.db "UPDATE runs SET checkpoint = '../secret.txt' WHERE method = 'ce'"
+run "$bv" merge --db ev.db evil.db
+assert "a checkpoint path outside the shard's directory is not followed" grep -q "^note: 'evil.db' names a checkpoint outside 'evil.db.ckpt/' for run [0-9]*; it is recorded without one$" "$out"
+assert "... and nothing of it is copied" [ -z "$(grep -rl secret ev.db.ckpt 2>/dev/null)" ]
+assert "... the run is recorded without a checkpoint" [ "$(q ev.db "SELECT count(*) FROM runs WHERE method = 'ce' AND checkpoint IS NULL")" = 1 ]
+
 # --- more shards than SQLite attaches at once (10): twelve, two of them empty
 for i in $(seq 0 11); do
 	"$bv" collect --shard $i/12 --teacher-ckpt $TC --db w$i.db $G >/dev/null 2>&1 || bad "shard $i/12"
@@ -108,6 +118,14 @@ cp s1.db bad.db
 q bad.db "UPDATE snapshots SET logits = zeroblob(length(logits)) WHERE rowid = (SELECT min(s.rowid) FROM snapshots s JOIN runs r ON r.id = s.run_id WHERE r.method = 'kd')"
 expect 4 "bvtool merge: 'm1.db' and 'bad.db' both hold kd T=2 seed 1, with different snapshots" "$bv" merge --db m1.db bad.db
 expect 4 "bvtool merge: 's1.db' and 'bad.db' both hold kd T=2 seed 1, with different snapshots" "$bv" merge --db new.db s1.db bad.db
+assert "a refused merge creates no target" [ ! -e new.db ]
+cp s1.db ib.db
+q ib.db "UPDATE inbag SET count = count + 1 WHERE seed = 2 AND sample_idx = 7"
+expect 4 "bvtool merge: 'ib.db' has other in-bag counts for seed 2 than 'm1.db'" "$bv" merge --db m1.db ib.db
+expect 4 "bvtool merge: 'ib.db' has other in-bag counts for seed 2 than 's0.db'" "$bv" merge --db new.db s0.db ib.db
+cp s1.db lab.db
+q lab.db "UPDATE samples SET label = (label + 1) % 10 WHERE split = 'test' AND sample_idx = 3"
+expect 4 "bvtool merge: 'lab.db' has other test labels than 's0.db'" "$bv" merge --db new.db s0.db lab.db
 assert "a refused merge creates no target" [ ! -e new.db ]
 echo "not a database" >text.db
 expect 4 "bvtool merge: 'text.db' is not a SQLite database" "$bv" merge --db m1.db s0.db text.db

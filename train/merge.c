@@ -34,6 +34,16 @@ typedef struct done_cell {
 	int64_t id;
 } done_cell;
 
+/* A split's labels or a seed's in-bag counts as the target has them, or will
+ * once the shard `where` that brought them is in (-1: the target had them). */
+struct plan_part {
+	int *v;
+	int n;
+	int where;
+};
+
+typedef struct plan_part plan_part;
+
 typedef struct merge_ctx {
 	const char *target;
 	const char *const *shards;
@@ -47,7 +57,16 @@ typedef struct merge_ctx {
 	int n_cells, cap;
 	int shard_count;     /* N of the shards' "I/N", 0 when none had one */
 	unsigned char *seen; /* (shard_count) the shard indices given */
+	/* the plan as the target holds it (or will, once the shard is in): each
+	 * split's labels and each seed's in-bag counts, read once, NULL until then */
+	struct plan_part labels[2]; /* test, train */
+	struct plan_part *inbag;    /* (n_inbag) by seed, of labels[1].n counts */
+	int n_inbag;
+	unsigned char *plan_new; /* (n) shard i has a split or seed the target has not */
+	bv_db *target_db;     /* the first pass's read-only look at the target, or NULL */
 } merge_ctx;
+
+static const char *const splits[2] = {"test", "train"};
 
 static void say(merge_ctx *m, const char *fmt, ...)
 {
@@ -205,6 +224,111 @@ static int note_shard(merge_ctx *m, bv_db *db, const char *name)
 	return 0;
 }
 
+/* A split's labels in db into a new array; *out NULL when it has none. */
+static int read_labels(bv_db *db, const char *split, int **out, int *n)
+{
+	int rc = bv_db_samples_get(db, split, NULL, 0, n);
+	*out = NULL;
+	if (rc || *n == 0)
+		return rc;
+	if (!(*out = malloc(sizeof(int) * (size_t)*n)))
+		return bv_error_set(BV_ENOMEM, "out of memory for the labels");
+	if ((rc = bv_db_samples_get(db, split, *out, *n, n)) != 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* A seed's in-bag counts (n) in db into a new array; *out NULL when it has none. */
+static int read_inbag(bv_db *db, int seed, int n, int **out)
+{
+	if (!(*out = malloc(sizeof(int) * (size_t)(n ? n : 1))))
+		return bv_error_set(BV_ENOMEM, "out of memory for the in-bag counts");
+	const int rc = bv_db_inbag_get(db, seed, *out, n);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc == BV_ESTATE ? 0 : rc;
+}
+
+/* Hold shard `where`'s part (mine, n) against what the target has of it: read
+ * from the target the first time (have, n_have; NULL when it has none, and
+ * then the shard's, which the target is about to get), kept for the next
+ * shards. 0 when they agree; else 1, with mine freed either way unless kept. */
+static int hold(merge_ctx *m, int where, plan_part *p, int *have, int n_have, int *mine, int n)
+{
+	int differ = 0;
+	if (!p->v) {
+		*p = have ? (plan_part){have, n_have, -1} : (plan_part){mine, n, where};
+		m->plan_new[where] |= !have;
+	}
+	if (p->v != mine)
+		differ = p->n != n || memcmp(p->v, mine, sizeof(int) * (size_t)n) != 0;
+	if (p->v != mine)
+		free(mine);
+	return differ;
+}
+
+/* The shard's samples and in-bag counts against the target's: read in C, a
+ * scan each, rather than joined in SQL (a lookup per row, which took a third
+ * of a merge's time). sdb is the shard, db the target (NULL when there is
+ * none yet). Notes in plan_new[where] whether the shard brings a split or
+ * seed the target lacks. */
+static int check_plan(merge_ctx *m, bv_db *sdb, bv_db *db, int where)
+{
+	const char *name = input_name(m, where);
+	int *seeds = NULL, n_seeds = 0, rc = 0;
+	m->plan_new[where] = 0;
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		int *mine = NULL, *have = NULL, n = 0, n_have = 0;
+		if ((rc = read_labels(sdb, splits[i], &mine, &n)) != 0 || !mine)
+			continue;
+		if (!m->labels[i].v && db && (rc = read_labels(db, splits[i], &have, &n_have)) != 0) {
+			free(mine);
+			break;
+		}
+		if (hold(m, where, &m->labels[i], have, n_have, mine, n))
+			rc = bv_error_set(BV_EMISMATCH, "'%s' has other %s labels than '%s'", name,
+					  splits[i], input_name(m, m->labels[i].where));
+	}
+	const int n = m->labels[1].n;
+	if (rc == 0 && n > 0)
+		rc = bv_db_inbag_seeds(sdb, &seeds, &n_seeds);
+	for (int i = 0; i < n_seeds && rc == 0; i++) {
+		const int seed = seeds[i];
+		int *mine = NULL, *have = NULL;
+		if (seed < 0 || seed > 10000000) {
+			rc = bv_error_set(BV_EFORMAT, "'%s' has in-bag counts for seed %d (the database "
+						      "is damaged)",
+					  name, seed);
+			break;
+		}
+		if (seed >= m->n_inbag) {
+			plan_part *g = realloc(m->inbag, sizeof *g * (size_t)(seed + 1));
+			if (!g) {
+				rc = bv_error_set(BV_ENOMEM, "out of memory for the in-bag counts");
+				break;
+			}
+			memset(g + m->n_inbag, 0, sizeof *g * (size_t)(seed + 1 - m->n_inbag));
+			m->inbag = g;
+			m->n_inbag = seed + 1;
+		}
+		if ((rc = read_inbag(sdb, seed, n, &mine)) != 0 || !mine)
+			continue;
+		if (!m->inbag[seed].v && db && (rc = read_inbag(db, seed, n, &have)) != 0) {
+			free(mine);
+			break;
+		}
+		if (hold(m, where, &m->inbag[seed], have, have ? n : 0, mine, n))
+			rc = bv_error_set(BV_EMISMATCH, "'%s' has other in-bag counts for seed %d than '%s'",
+					  name, seed, input_name(m, m->inbag[seed].where));
+	}
+	free(seeds);
+	return rc;
+}
+
 /* One input of the first pass (where: -1 the target, else a shard). */
 static int check_input(merge_ctx *m, int where)
 {
@@ -236,8 +360,8 @@ static int check_input(merge_ctx *m, int where)
 	}
 	if ((rc = list_cells(m, db, where)) != 0)
 		goto done;
-	if (where >= 0)
-		rc = note_shard(m, db, name);
+	if (where >= 0 && (rc = note_shard(m, db, name)) == 0)
+		rc = check_plan(m, db, m->target_db, where);
 done:
 	free(kv);
 	bv_db_close(db);
@@ -299,6 +423,17 @@ static int copy_checkpoint(merge_ctx *m, bv_db *db, const target_paths *tp, cons
 	if (!r->checkpoint[0])
 		return 0;
 	bv_path_split(sdir, sizeof sdir, sbase, sizeof sbase, shard);
+	/* only a file of the shard's own checkpoint directory: a path of the
+	 * shard's choosing ("../../x") would be linked into the target's */
+	const size_t lb = strlen(sbase);
+	const char *file = r->checkpoint + lb + 6;
+	if (strncmp(r->checkpoint, sbase, lb) != 0 || strncmp(r->checkpoint + lb, ".ckpt/", 6) != 0 ||
+	    !*file || strchr(file, '/') || strcmp(file, ".") == 0 || strcmp(file, "..") == 0) {
+		say(m, "note: '%s' names a checkpoint outside '%s.ckpt/' for run %lld; it is "
+		       "recorded without one",
+		    shard, sbase, (long long)id);
+		return bv_db_run_set_checkpoint(db, id, NULL);
+	}
 	snprintf(from, sizeof from, "%s/%s", sdir, r->checkpoint);
 	if (r->method == BV_RUN_TEACHER) {
 		snprintf(rel, sizeof rel, "%s.ckpt/teacher.ckpt", tp->base);
@@ -342,6 +477,7 @@ static int merge_shard(merge_ctx *m, bv_db *db, const target_paths *tp, int si,
 	if ((rc = bv_db_open(&sdb, name, BV_DB_READONLY)) != 0 ||
 	    (rc = bv_db_runs_list(sdb, &runs, &n)) != 0) {
 		bv_db_close(sdb);
+		free(runs);
 		return rc;
 	}
 	bv_db_close(sdb);
@@ -351,7 +487,7 @@ static int merge_shard(merge_ctx *m, bv_db *db, const target_paths *tp, int si,
 	}
 	if ((rc = bv_db_begin(db)) != 0)
 		goto detach;
-	if ((rc = copy_settings(m, db)) != 0 || (rc = bv_db_merge_plan(db)) != 0)
+	if ((rc = copy_settings(m, db)) != 0 || (m->plan_new[si] && (rc = bv_db_merge_plan(db)) != 0))
 		goto rollback;
 	for (int i = 0; i < n && rc == 0; i++) {
 		const bv_run *r = &runs[i];
@@ -430,12 +566,19 @@ int bv_merge(const char *target, const char *const *shards, int n, bv_merge_stat
 	if ((rc = check_paths(&m)) != 0)
 		goto done;
 	/* the first pass: read everything, write nothing */
+	if (!(m.plan_new = calloc((size_t)n, 1))) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory");
+		goto done;
+	}
 	const int target_exists = stat(target, &tst) == 0 && tst.st_size > 0;
-	if (target_exists && (rc = check_input(&m, -1)) != 0)
+	if (target_exists && ((rc = check_input(&m, -1)) != 0 ||
+			      (rc = bv_db_open(&m.target_db, target, BV_DB_READONLY)) != 0))
 		goto done;
 	for (int i = 0; i < n; i++)
 		if ((rc = check_input(&m, i)) != 0)
 			goto done;
+	bv_db_close(m.target_db);
+	m.target_db = NULL;
 
 	/* the second pass */
 	bv_path_split(tp.dir, sizeof tp.dir, tp.base, sizeof tp.base, target);
@@ -449,8 +592,12 @@ int bv_merge(const char *target, const char *const *shards, int n, bv_merge_stat
 		goto done;
 	}
 	const double t0 = bv_now();
+	if ((rc = bv_db_copy_mode(db, 1)) != 0)
+		goto done;
 	for (int i = 0; i < n && rc == 0; i++)
 		rc = merge_shard(&m, db, &tp, i, &st);
+	const int rc2 = bv_db_copy_mode(db, 0);
+	rc = rc ? rc : rc2;
 	st.seconds = bv_now() - t0;
 	if (rc == 0 && m.shard_count) {
 		char missing[512] = "";
@@ -470,12 +617,19 @@ int bv_merge(const char *target, const char *const *shards, int n, bv_merge_stat
 			    n_missing == 1 ? "it is" : "they are");
 	}
 done:
+	bv_db_close(m.target_db);
 	bv_db_close(db);
+	free(m.plan_new);
 	if (lock_fd >= 0)
 		close(lock_fd);
 	free(m.ref);
 	free(m.cells);
 	free(m.seen);
+	for (int i = 0; i < 2; i++)
+		free(m.labels[i].v);
+	for (int i = 0; i < m.n_inbag; i++)
+		free(m.inbag[i].v);
+	free(m.inbag);
 	if (out)
 		*out = st;
 	return rc;
