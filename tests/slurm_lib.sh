@@ -172,6 +172,8 @@ EOF
 	sl_m=$slurm_dir/munge
 	mungekey --create --keyfile="$sl_m/munge.key" >/dev/null 2>&1 ||
 		{ slurm_msg "mungekey could not create '$sl_m/munge.key'"; return 1; }
+	# --force: munged refuses key and log paths below a directory others may
+	# write to (a build tree in a group-writable folder); these are the test's own
 	munged --force --socket="$sl_m/munge.socket" --key-file="$sl_m/munge.key" \
 		--pid-file="$slurm_dir/run/munged.pid" --log-file="$slurm_dir/log/munged.log" \
 		--seed-file="$sl_m/munged.seed" 2>>"$slurm_dir/log/munged.log" ||
@@ -184,8 +186,8 @@ EOF
 		{ slurm_msg "slurmd did not start"; slurm_logs; return 1; }
 	slurm_wait_for 30 "slurmctld answering 'scontrol ping'" scontrol ping ||
 		{ slurm_logs; return 1; }
-	slurm_wait_for 30 "node '$sl_host' idle in sinfo (it says '$(sinfo -h -N -o %t 2>&1)')" slurm_node_idle ||
-		{ slurm_logs; return 1; }
+	slurm_wait_for 30 "node '$sl_host' idle in sinfo" slurm_node_idle ||
+		{ slurm_msg "sinfo says: $(sinfo -h -N -o '%t %E' 2>&1)"; slurm_logs; return 1; }
 }
 
 # slurm_jobs: one line per job or array task the cluster knows: id, name, state
