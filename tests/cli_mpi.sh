@@ -4,10 +4,12 @@
 # the snapshots of a one-machine collect byte for byte, each rank's shard only
 # the cells it ran; a rank killed with SIGKILL mid-run, then the same command
 # again, gives the same bytes; a rerun when all is done trains nothing; a
-# singleton world (no mpirun) works and stops cleanly on SIGINT; an error on
-# the ranks ends them all with one message. Exits 77 (skipped) when bvtool was
-# built without Open MPI (BV_MPI_BUILT, from CMake, is not ON) or mpirun is
-# missing. Needs BVTOOL, BV_TMP, sqlite3, mpirun (openmpi-bin), Fashion-MNIST.
+# singleton world (no mpirun) works; SIGTERM to the ranks and SIGINT to a
+# singleton stop them cleanly, and the same command again finishes; an error on
+# the ranks ends them all, each with the same message. Exits 77 (skipped) when
+# bvtool was built without Open MPI (BV_MPI_BUILT, from CMake, is not ON) or
+# mpirun is missing. Needs BVTOOL, BV_TMP, sqlite3, mpirun (openmpi-bin) and
+# Fashion-MNIST. About 30 s.
 set -eu
 . "$(dirname "$0")/lib.sh"
 bv=$BVTOOL
@@ -91,6 +93,27 @@ run mpi -n 3 "$bv" collect --mpi --shard-dir KS --db k.db $K
 assert "the same mpirun again exits 0 (status $status: $(tail -n 2 "$err"))" [ "$status" = 0 ]
 assert "... trains only what was not done" [ "$(grep -c '^done: ' "$out")" = $((20 - killed_at)) ]
 assert "... and the merged snapshots equal a one-machine collect's" [ "$(snapshots_sum k.db)" = "$(snapshots_sum kref.db)" ]
+
+# --- SIGTERM to every rank (what Slurm's scancel sends; a Ctrl-C to mpirun instead
+# ends the job Open MPI's way, SIGKILL a second after SIGTERM): each stops its cell
+# after the epoch it is in, exit 130, and the same command again finishes
+mpirun --oversubscribe --allow-run-as-root -n 3 "$bv" collect --mpi --shard-dir TS --db term.db $K \
+	>term.out 2>term.err &
+mp=$!
+n=0
+while [ "$(grep -c '^done: ' term.out 2>/dev/null || true)" -lt 3 ] && [ $n -lt 600 ]; do
+	sleep 0.1
+	n=$((n + 1))
+done
+kill -TERM $(pgrep -P $mp) 2>/dev/null || true
+st=0
+wait $mp || st=$?
+assert "SIGTERM to the ranks: exit 130 (status $st)" [ "$st" = 130 ]
+assert "... every rank says it was interrupted" [ "$(grep -c "^bvtool collect: interrupted: [0-9]* of 20 cells done; run the same command again to resume$" term.err)" = 3 ]
+assert "... no merge" [ ! -e term.db ]
+run mpi -n 3 "$bv" collect --mpi --shard-dir TS --db term.db $K
+assert "the same mpirun again exits 0 (status $status)" [ "$status" = 0 ]
+assert "... with the same bytes" [ "$(snapshots_sum term.db)" = "$(snapshots_sum kref.db)" ]
 
 # --- SIGINT to a singleton: the running cell stops after its epoch, exit 130; rerun finishes
 "$bv" collect --mpi --shard-dir IS --db i.db $K >int.out 2>int.err &
