@@ -763,6 +763,8 @@ static int rank_other(job *j, const char *shard_dir, int rc, const unsigned char
 		send_wire(&e, 0, TAG_UP);
 	}
 	release(j);
+	/* after the bye rank 0 reads no more: a late stop is not said */
+	j->said_interrupt = 1;
 	w = (wire){.kind = UP_BYE};
 	send_wire(&w, 0, TAG_UP);
 	recv_order(j, &w);
