@@ -796,7 +796,11 @@ static void rank0_cells(job *j)
 {
 	int i, code, tick = 0;
 	char msg[640];
-	while ((i = take(j)) >= 0) {
+	for (;;) {
+		if (stop_flag(j))
+			set_stopping(j, 1);
+		if ((i = take(j)) < 0)
+			break;
 		bv_collect_event ev = {.kind = BV_EV_CELL_START, .slot = 0, .cell = &j->cells[i],
 				       .n_epochs = j->cfg->epochs};
 		emit(j, &ev);
