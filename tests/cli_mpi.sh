@@ -3,7 +3,8 @@
 # --oversubscribe, and --allow-run-as-root for root): the merged database holds
 # the snapshots of a one-machine collect byte for byte, each rank's shard only
 # the cells it ran; a rank killed with SIGKILL mid-run, then the same command
-# again, gives the same bytes; a rerun when all is done trains nothing; a
+# again, gives the same bytes; a rerun when all is done trains nothing; shard
+# directories on each rank's own storage, merged the same; a
 # singleton world (no mpirun) works; SIGTERM to the ranks and SIGINT to a
 # singleton stop them cleanly, and the same command again finishes; an error on
 # the ranks ends them all, each with the same message. Exits 77 (skipped) when
@@ -52,6 +53,20 @@ assert "the rerun exits 0 (status $status)" [ "$status" = 0 ]
 assert "... trains nothing" sh -c "! grep -q 'epoch' '$out'"
 assert "... leaves the shards as they were" [ "$(for r in 0 1 2; do snapshots_sum S/shard-$r.db; done)" = "$before" ]
 assert "... and m.db's snapshots too" [ "$(snapshots_sum m.db)" = "$ref" ]
+
+# --- node-local shard directories: each rank in a directory of its own (as if on its
+# own node), so rank 0 reads no other rank's shard: those come to it over MPI
+mkdir -p node0 node1 node2
+run mpi -n 3 sh -c 'cd node$OMPI_COMM_WORLD_RANK && exec "$0" "$@"' \
+	"$bv" collect --mpi --shard-dir S --db ../local.db $G
+assert "node-local --shard-dir: exit 0 (status $status: $(tail -n 2 "$err"))" [ "$status" = 0 ]
+assert "... the same snapshots" [ "$(snapshots_sum local.db)" = "$ref" ]
+assert "... rank 0's node holds its shard only" [ "$(ls node0/S)" = "$(printf 'shard-0.db\nshard-0.db.ckpt')" ]
+missing=0
+for c in $(q local.db "SELECT checkpoint FROM runs WHERE status = 'done'"); do
+	[ -f "$c" ] || missing=$((missing + 1))
+done
+assert "... and every run's checkpoint is beside local.db ($missing missing)" [ "$missing" = 0 ]
 
 # --- a singleton world: bvtool collect --mpi without mpirun
 run timeout 120 "$bv" collect --mpi --shard-dir S1 --db one.db $G

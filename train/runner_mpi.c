@@ -17,9 +17,12 @@
  *      talks MPI meanwhile, while the main thread trains rank 0's cells from
  *      the same queue and emits every event, its own at once and the others'
  *      from a queue the scheduler fills;
- *   4. every rank closes its shard (UP_BYE); rank 0 merges shard_dir's shards
- *      into --db and sends everyone the result (DOWN_RESULT), so that every
- *      rank returns the same code and message.
+ *   4. every rank closes its shard (UP_BYE, with the nonce it wrote beside the
+ *      shard); a rank whose nonce rank 0 cannot read at that path (shard_dir
+ *      is node-local storage) sends its shard's files (DOWN_SHIP, UP_FILE),
+ *      which rank 0 writes to shard_dir/received/; rank 0 merges the shards it
+ *      sees and those into --db and sends everyone the result (DOWN_RESULT),
+ *      so that every rank returns the same code and message.
  *
  * Cells run in this process: an MPI process must not fork. Open MPI's blocking
  * calls spin at 100% CPU, and ranks share cores with training, so every wait
@@ -38,6 +41,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -57,13 +62,16 @@ typedef enum wire_kind {
 	UP_FAILED,      /* cell, code, text */
 	UP_STOPPED,     /* cell: ended by a stop; its row stays as the next collect redoes it */
 	UP_INTERRUPTED, /* r's stop flag is set (SIGINT, SIGTERM) */
-	UP_BYE,         /* r has closed its shard */
+	UP_BYE,         /* text: r has closed its shard, and wrote this nonce beside it */
+	UP_FILE,        /* text, size: a file of r's shard follows in pieces (TAG_BYTES);
+			 * size -1: no more files */
 	/* rank 0 -> rank r */
 	DOWN_TEACHER,   /* code (0, or the error every rank returns), size: the checkpoint's
 			 * bytes follow (TAG_BYTES) when size > 0; none when no cell is to run */
 	DOWN_CELL,      /* cell: train it */
 	DOWN_FINISH,    /* no cell for r: close the shard */
 	DOWN_STOP,      /* stop the running cell */
+	DOWN_SHIP,      /* code 1: send the shard's files (rank 0 cannot read them), 0: no need */
 	DOWN_RESULT,    /* code, text: what bv_mpi_collect returns */
 } wire_kind;
 
@@ -105,6 +113,8 @@ typedef struct job {
 	int n_q, cap_q;
 	int sched_done;        /* every other rank said bye (under lock) */
 	int *busy;             /* (size) the cell each rank runs, or -1 (the scheduler's) */
+	char (*nonce)[64];     /* (size) each rank's nonce, from its bye */
+	char my_nonce[64];     /* this rank's, written beside its shard */
 	int done, failures, first_code; /* of the events emitted */
 	char first_msg[720];   /* "<cell>: <message>" */
 	/* the running cell of this rank */
@@ -151,14 +161,19 @@ static void recv_raw(void *buf, int n, int from, int tag)
 	wait_req(&req);
 }
 
-/* A message into a wire's text, cut to fit. */
-static void set_text(wire *w, const char *s)
+/* A string into a buffer of size bytes, cut to fit. */
+static void copy_text(char *out, size_t size, const char *s)
 {
 	size_t n = strlen(s);
-	if (n >= sizeof w->text)
-		n = sizeof w->text - 1;
-	memcpy(w->text, s, n);
-	w->text[n] = '\0';
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
+static void set_text(wire *w, const char *s)
+{
+	copy_text(w->text, sizeof w->text, s);
 }
 
 static int stop_flag(const job *j)
@@ -198,6 +213,28 @@ static int cell_index(const job *j, bv_run_method m, double temp, int seed)
 	return -1;
 }
 
+/* A nonce beside this rank's shard (in its checkpoint directory): rank 0 reads
+ * the same text at that path only when it sees this rank's files. */
+static int write_nonce(job *j)
+{
+	char path[4096];
+	unsigned char r[16] = {0};
+	FILE *f = fopen("/dev/urandom", "rb");
+	struct timespec ts;
+	size_t got = f ? fread(r, 1, sizeof r, f) : 0;
+	if (f)
+		fclose(f);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (got < sizeof r)
+		snprintf(j->my_nonce, sizeof j->my_nonce, "%d-%ld-%ld-%ld", j->rank, (long)getpid(),
+			 (long)ts.tv_sec, ts.tv_nsec);
+	else
+		for (size_t k = 0; k < sizeof r; k++)
+			snprintf(j->my_nonce + 2 * k, 3, "%02x", r[k]);
+	snprintf(path, sizeof path, "%s/%s.ckpt/nonce", j->plan.db_dir, j->plan.db_base);
+	return bv_write_file_atomic(path, j->my_nonce, strlen(j->my_nonce));
+}
+
 /* This rank's shard: the plan, the grid's run ids in it, and which are done. */
 static int open_shard(job *j, const char *path, unsigned char *done)
 {
@@ -217,7 +254,7 @@ static int open_shard(job *j, const char *path, unsigned char *done)
 			return rc;
 		done[i] = run.status == BV_RUN_DONE;
 	}
-	return 0;
+	return write_nonce(j);
 }
 
 /* The cells done in another database (--db, or a shard of an earlier job),
@@ -494,6 +531,8 @@ static void handle_up(job *j, const wire *w, int r, int *byes)
 	case UP_BYE:
 		*busy = -1;
 		(*byes)++;
+		if (j->nonce)
+			copy_text(j->nonce[r], sizeof j->nonce[r], w->text);
 		break;
 	default:
 		break;
@@ -614,6 +653,7 @@ static bv_collect_event_kind run_cell(job *j, int i, int *code, char *msg, size_
 /* The checkpoint goes in pieces: no count over INT_MAX, and a rank that cannot
  * hold it still takes every piece off the wire. */
 #define CHUNK (4 << 20)
+static unsigned char chunk_buf[CHUNK]; /* a piece on its way, on the thread that talks MPI */
 
 /* Rank 0: the teacher step when cells will run (or --teacher-only), then to every
  * rank the header (code: the job's first error, which ends it) and the
@@ -672,7 +712,6 @@ static int teacher_in(job *j, const char *shard_dir, int *from_rank0)
 	wire w;
 	char path[4096];
 	unsigned char *bytes = NULL;
-	static unsigned char sink[CHUNK];
 	int rc = 0;
 	*from_rank0 = 0;
 	/* rank 0 may train the teacher for a long time: recv_raw waits in naps */
@@ -688,7 +727,7 @@ static int teacher_in(job *j, const char *shard_dir, int *from_rank0)
 		rc = bv_error_set(BV_ENOMEM, "out of memory for the teacher's checkpoint");
 	for (long long off = 0; off < w.size; off += CHUNK) {
 		const int n = (int)(w.size - off < CHUNK ? w.size - off : CHUNK);
-		recv_raw(bytes ? bytes + off : sink, n, 0, TAG_BYTES);
+		recv_raw(bytes ? bytes + off : chunk_buf, n, 0, TAG_BYTES);
 	}
 	if (rc)
 		return rc;
@@ -702,6 +741,171 @@ static int teacher_in(job *j, const char *shard_dir, int *from_rank0)
 		j->plan.cfg.teacher_ckpt = path;
 		rc = bv_plan_teacher(&j->plan, NULL, NULL);
 		j->plan.cfg.teacher_ckpt = NULL; /* path is this function's */
+	}
+	return rc;
+}
+
+/* ---- a shard rank 0 cannot see: its files over MPI ------------------------------ */
+
+/* Rank r: one file (name: relative to shard_dir) in pieces; a read error
+ * still sends every promised byte (zeros) and is returned. */
+static int ship_file(const char *shard_dir, const char *name)
+{
+	char path[4096];
+	struct stat st;
+	int fd, rc = 0;
+	snprintf(path, sizeof path, "%s/%s", shard_dir, name);
+	if ((fd = open(path, O_RDONLY)) < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return 0; /* gone (a -wal a close removed): nothing to send */
+	}
+	wire w = {.kind = UP_FILE, .size = (long long)st.st_size};
+	set_text(&w, name);
+	send_wire(&w, 0, TAG_UP);
+	for (long long off = 0; off < w.size; off += CHUNK) {
+		const int n = (int)(w.size - off < CHUNK ? w.size - off : CHUNK);
+		int have = 0;
+		while (rc == 0 && have < n) {
+			ssize_t got = read(fd, chunk_buf + have, (size_t)(n - have));
+			if (got <= 0)
+				rc = bv_error_set(BV_EIO, "cannot read '%s': %s", path,
+						  got < 0 ? strerror(errno) : "it shrank");
+			else
+				have += (int)got;
+		}
+		if (have < n)
+			memset(chunk_buf + have, 0, (size_t)(n - have));
+		send_raw(chunk_buf, n, 0, TAG_BYTES);
+	}
+	close(fd);
+	return rc;
+}
+
+/* Rank r: its shard database and the checkpoints beside it, then the end
+ * (size -1, with the first error). */
+static void ship_shard(job *j, const char *shard_dir)
+{
+	char base[64], name[512];
+	int rc = 0;
+	snprintf(base, sizeof base, "shard-%d.db", j->rank);
+	rc = ship_file(shard_dir, base);
+	snprintf(name, sizeof name, "%s-wal", base);
+	if (rc == 0)
+		rc = ship_file(shard_dir, name);
+	snprintf(name, sizeof name, "%s/%s.ckpt", shard_dir, base);
+	DIR *dir = rc == 0 ? opendir(name) : NULL;
+	struct dirent *e;
+	while (dir && rc == 0 && (e = readdir(dir)) != NULL) {
+		const size_t len = strlen(e->d_name);
+		if (len < 6 || strcmp(e->d_name + len - 5, ".ckpt") != 0)
+			continue;
+		snprintf(name, sizeof name, "%s.ckpt/%s", base, e->d_name);
+		rc = ship_file(shard_dir, name);
+	}
+	if (dir)
+		closedir(dir);
+	wire w = {.kind = UP_FILE, .size = -1, .code = rc};
+	if (rc)
+		set_text(&w, bv_error_last());
+	send_wire(&w, 0, TAG_UP);
+}
+
+/* "shard-<r>.db", "shard-<r>.db-wal" or "shard-<r>.db.ckpt/<file>.ckpt": what rank
+ * r may send (the name becomes a path under shard_dir/received). */
+static int ship_name_ok(const char *name, int r)
+{
+	char base[64];
+	const int lb = snprintf(base, sizeof base, "shard-%d.db", r);
+	if (strncmp(name, base, (size_t)lb) != 0)
+		return 0;
+	const char *rest = name + lb;
+	if (!*rest || strcmp(rest, "-wal") == 0)
+		return 1;
+	if (strncmp(rest, ".ckpt/", 6) != 0)
+		return 0;
+	rest += 6;
+	const size_t len = strlen(rest);
+	return len >= 6 && !strchr(rest, '/') && rest[0] != '.' &&
+	       strcmp(rest + len - 5, ".ckpt") == 0;
+}
+
+/* Rank 0: rank r's files into shard_dir/received/, each written whole under a
+ * temporary name and renamed. Every piece is taken off the wire, whatever
+ * fails here. */
+static int receive_shard(job *j, const char *shard_dir, int r)
+{
+	char dir[4096], path[4200], tmp[4300];
+	int rc = 0;
+	snprintf(dir, sizeof dir, "%s/received", shard_dir);
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		rc = bv_error_set(BV_EIO, "cannot create '%s': %s", dir, strerror(errno));
+	snprintf(path, sizeof path, "%s/shard-%d.db.ckpt", dir, r);
+	if (rc == 0 && mkdir(path, 0755) != 0 && errno != EEXIST)
+		rc = bv_error_set(BV_EIO, "cannot create '%s': %s", path, strerror(errno));
+	for (;;) {
+		wire w;
+		recv_raw(&w, (int)sizeof w, r, TAG_UP);
+		w.text[sizeof w.text - 1] = '\0';
+		if (w.kind != UP_FILE || w.size < 0) {
+			if (rc == 0 && w.kind == UP_FILE && w.code)
+				rc = bv_error_set(w.code, "rank %d: %s", r, w.text);
+			return rc;
+		}
+		int fd = -1;
+		if (rc == 0 && !ship_name_ok(w.text, r))
+			rc = bv_error_set(BV_EFORMAT, "rank %d sent a file named '%s'", r, w.text);
+		if (rc == 0 && (snprintf(path, sizeof path, "%s/%s", dir, w.text) >= (int)sizeof path ||
+				snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp))
+			rc = bv_error_set(BV_EINVAL, "--shard-dir: '%s' is too long", shard_dir);
+		if (rc == 0 && (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
+			rc = bv_error_set(BV_EIO, "cannot write '%s': %s", tmp, strerror(errno));
+		for (long long off = 0; off < w.size; off += CHUNK) {
+			const int n = (int)(w.size - off < CHUNK ? w.size - off : CHUNK);
+			recv_raw(chunk_buf, n, r, TAG_BYTES);
+			for (int done = 0; fd >= 0 && rc == 0 && done < n;) {
+				ssize_t put = write(fd, chunk_buf + done, (size_t)(n - done));
+				if (put < 0 && errno == EINTR)
+					continue;
+				if (put <= 0)
+					rc = bv_error_set(BV_EIO, "cannot write '%s': %s", tmp,
+							  strerror(errno));
+				else
+					done += (int)put;
+			}
+		}
+		if (fd >= 0) {
+			if (rc == 0 && fsync(fd) != 0)
+				rc = bv_error_set(BV_EIO, "cannot write '%s': %s", tmp, strerror(errno));
+			close(fd);
+			if (rc == 0 && rename(tmp, path) != 0)
+				rc = bv_error_set(BV_EIO, "cannot rename '%s': %s", tmp, strerror(errno));
+			if (rc)
+				unlink(tmp);
+		}
+	}
+}
+
+/* Rank 0, every rank closed: which shards it cannot read (their nonce is not
+ * at their path here) come over MPI; the others are told there is no need. */
+static int gather_shards(job *j, const char *shard_dir)
+{
+	int rc = 0;
+	for (int r = 1; r < j->size; r++) {
+		char path[4096];
+		unsigned char *text = NULL;
+		size_t len = 0;
+		snprintf(path, sizeof path, "%s/shard-%d.db.ckpt/nonce", shard_dir, r);
+		const int seen = j->nonce && j->nonce[r][0] &&
+				 bv_read_file(&text, &len, path) == 0 && len == strlen(j->nonce[r]) &&
+				 memcmp(text, j->nonce[r], len) == 0;
+		free(text);
+		wire w = {.kind = DOWN_SHIP, .code = !seen};
+		send_wire(&w, r, TAG_DOWN);
+		if (!seen) {
+			const int rr = receive_shard(j, shard_dir, r);
+			rc = rc ? rc : rr;
+		}
 	}
 	return rc;
 }
@@ -766,8 +970,14 @@ static int rank_other(job *j, const char *shard_dir, int rc, const unsigned char
 	/* after the bye rank 0 reads no more: a late stop is not said */
 	j->said_interrupt = 1;
 	w = (wire){.kind = UP_BYE};
+	set_text(&w, j->my_nonce);
 	send_wire(&w, 0, TAG_UP);
 	recv_order(j, &w);
+	if (w.kind == DOWN_SHIP) {
+		if (w.code)
+			ship_shard(j, shard_dir);
+		recv_order(j, &w);
+	}
 	return w.code ? bv_error_set(w.code, "%s", w.text) : 0;
 }
 
@@ -828,6 +1038,38 @@ static void rank0_cells(job *j)
 	}
 }
 
+/* The received copies of shards, once merged. */
+static void remove_received(const char *recv_dir)
+{
+	DIR *dir = opendir(recv_dir);
+	struct dirent *e;
+	char path[4096], sub[4400];
+	if (!dir)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		if (strncmp(e->d_name, "shard-", 6) != 0)
+			continue;
+		if (snprintf(path, sizeof path, "%s/%s", recv_dir, e->d_name) >= (int)sizeof path)
+			continue;
+		DIR *ck = opendir(path);
+		struct dirent *f;
+		while (ck && (f = readdir(ck)) != NULL) {
+			if (f->d_name[0] == '.')
+				continue;
+			if (snprintf(sub, sizeof sub, "%s/%s", path, f->d_name) < (int)sizeof sub)
+				unlink(sub);
+		}
+		if (ck) {
+			closedir(ck);
+			rmdir(path);
+		} else {
+			unlink(path);
+		}
+	}
+	closedir(dir);
+	rmdir(recv_dir);
+}
+
 /* Rank 0's result, once every rank has closed its shard: the first rank-level
  * error, an interrupt, or the merge into --db and the cells' failures. */
 static int rank0_result(job *j, const char *shard_dir)
@@ -838,15 +1080,49 @@ static int rank0_result(job *j, const char *shard_dir)
 		return bv_error_set(BV_EINTR,
 				    "interrupted: %d of %d cells done; run the same command again to resume",
 				    j->done, j->n_todo);
-	char **shards = NULL;
-	int n = 0, rc;
+	char **shards = NULL, **got = NULL, recv_dir[4096];
+	int n = 0, n_got = 0, rc;
 	bv_merge_stats st;
 	if ((rc = list_shards(&shards, &n, shard_dir)) != 0)
 		return rc;
-	rc = bv_merge(j->cfg->db_path, (const char *const *)shards, n, &st, NULL, NULL);
+	snprintf(recv_dir, sizeof recv_dir, "%s/received", shard_dir);
+	if (access(recv_dir, F_OK) == 0 && (rc = list_shards(&got, &n_got, recv_dir)) == 0 && n_got) {
+		char **all = realloc(shards, sizeof *all * (size_t)(n + n_got));
+		if (!all) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory");
+		} else {
+			shards = all;
+			memcpy(shards + n, got, sizeof *got * (size_t)n_got);
+			n += n_got;
+			free(got);
+			got = NULL;
+			n_got = 0;
+		}
+	}
+	if (rc == 0)
+		rc = bv_merge(j->cfg->db_path, (const char *const *)shards, n, &st, NULL, NULL);
 	free_list(shards, n);
+	free_list(got, n_got);
 	if (rc)
 		return rc;
+	/* the copies are in --db now; the shards themselves stay on their nodes */
+	remove_received(recv_dir);
+	if (!j->failures) {
+		/* a shard the merge did not see would leave its cells out: say so */
+		unsigned char *in_db = calloc((size_t)(j->n_cells ? j->n_cells : 1), 1);
+		int missing = 0;
+		if (in_db) {
+			mark_done_in(j, j->cfg->db_path, in_db);
+			for (int i = 0; i < j->n_cells; i++)
+				missing += !in_db[i];
+			free(in_db);
+		}
+		if (missing)
+			return bv_error_set(BV_ESTATE,
+					    "%d of %d cells are done in shards but not in '%s' after the "
+					    "merge; merge the shards of every node with bvtool merge",
+					    missing, j->n_cells, j->cfg->db_path);
+	}
 	if (j->failures == 1)
 		return bv_error_set(j->first_code, "%s; the other cells are recorded in '%s'",
 				    j->first_msg, j->cfg->db_path);
@@ -908,7 +1184,10 @@ static int rank_zero(job *j, const char *shard_dir, int rc, unsigned char *done)
 	bv_collect_event ev = {.kind = BV_EV_IDLE, .slot = -1};
 	emit(j, &ev);
 	release(j);
-	rc = rank0_result(j, shard_dir);
+	rc = 0;
+	if (!j->err_code && !j->interrupted && !stop_flag(j))
+		rc = gather_shards(j, shard_dir);
+	rc = rc ? rc : rank0_result(j, shard_dir);
 	wire w = {.kind = DOWN_RESULT, .code = rc};
 	if (rc)
 		set_text(&w, bv_error_last());
@@ -927,7 +1206,8 @@ static int prepare(job *j, const char *shard_dir, unsigned char **done)
 	if ((rc = bv_grid_cells(j->cfg, &j->cells, &j->n_cells)) != 0)
 		return rc;
 	if (!(*done = calloc((size_t)(j->n_cells ? j->n_cells : 1), 1)) ||
-	    !(j->busy = malloc(sizeof *j->busy * (size_t)j->size)))
+	    !(j->busy = malloc(sizeof *j->busy * (size_t)j->size)) ||
+	    !(j->nonce = calloc((size_t)j->size, sizeof *j->nonce)))
 		return bv_error_set(BV_ENOMEM, "out of memory for the grid");
 	for (int r = 0; r < j->size; r++)
 		j->busy[r] = -1;
@@ -987,6 +1267,7 @@ end:
 		free(j->todo);
 		free(j->q);
 		free(j->busy);
+		free(j->nonce);
 		pthread_mutex_destroy(&j->lock);
 		free(j);
 	}
