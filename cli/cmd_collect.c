@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "collect.h"
-#include "mpi.h"
+#include "collect_mpi.h"
 #include "progress.h"
 
 static volatile sig_atomic_t interrupted;
@@ -80,6 +80,9 @@ static int collect_mpi(const bv_collect_cfg *cfg, const char *shard_dir)
 	int rank = 0;
 	cli_progress_init(&p, 0);
 	int rc = bv_mpi_collect(cfg, shard_dir, &rank, cli_progress_event, &p);
+	/* every rank that fails says so, on the stderr mpirun gathers: which rank */
+	if (rc && rank > 0)
+		bv_error_prefix(rc, "rank %d", rank);
 	if (rc == 0 && rank == 0)
 		cli_progress_say(&p, "collected the grid in %.0fs: %s\n", bv_now() - p.t0, cfg->db_path);
 	cli_progress_release(&p);

@@ -1,5 +1,5 @@
-/* collect --mpi in a bvtool built without Open MPI: a clear error (mpi.h). */
-#include "mpi.h"
+/* collect --mpi in a bvtool built without Open MPI: a clear error (collect_mpi.h). */
+#include "collect_mpi.h"
 
 int bv_mpi_built(void)
 {

@@ -1,5 +1,5 @@
 /*
- * collect --mpi (train/mpi.h): the cells of one grid spread over the ranks of
+ * collect --mpi (train/collect_mpi.h): the cells of one grid spread over the ranks of
  * an Open MPI job, each rank writing its own shard database
  * (shard_dir/shard-<r>.db, the whole plan in each), rank 0 scheduling and
  * training too, and merging the shards into --db at the end.
@@ -30,7 +30,7 @@
  * end the job: each epoch is one transaction and a cell is done only with its
  * last, so a rerun of the same command trains only what is not done.
  */
-#include "mpi.h"
+#include "collect_mpi.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,9 +46,7 @@
 
 #include <sqlite3.h>
 
-/* Open MPI's header by its path (train/CMakeLists.txt): this folder is on the
- * include path, and its mpi.h (bv_mpi_collect) would be found for <mpi.h>. */
-#include BV_OMPI_HEADER
+#include <mpi.h>
 
 enum { TAG_UP = 1, TAG_DOWN, TAG_MAP, TAG_BYTES };
 

@@ -2,8 +2,8 @@
  * collect --mpi: the grid across the ranks of an Open MPI job (runner_mpi.c;
  * mpi_none.c when bvtool is built without Open MPI).
  */
-#ifndef BV_MPI_H
-#define BV_MPI_H
+#ifndef BV_COLLECT_MPI_H
+#define BV_COLLECT_MPI_H
 
 #include "collect.h"
 
