@@ -39,8 +39,8 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 	double temp = cfg.loss.temp, alpha = cfg.loss.alpha, gamma = cfg.loss.gamma;
 	double lr = cfg.lr, momentum = cfg.momentum, wd = cfg.wd;
 	int nesterov = 0, epochs = cfg.epochs, batch = cfg.batch, seed = (int)cfg.seed;
-	/* the CPUs this process may use: a machine's default, so the docs tell
-	 * those who want the same bytes elsewhere to pass --threads */
+	/* a default that depends on the machine: docs/cli.md tells those who want
+	 * the same bytes on another one to pass --threads */
 	int threads = bv_cpus_available(), subset = 0;
 	const cli_opt opts[] = {
 		{"--data", OPT_STR, &data_spec, "NAME[:DIR]", "fashion-mnist[:DIR], mnist:DIR, idx:DIR, cifar10:DIR or cifar100:DIR"},
