@@ -13,7 +13,7 @@
 # the setting with the lowest median is its best. The runs are interleaved, in
 # one order then the reverse, so that a shared machine's load falls on all
 # alike. OPENBLAS_CORETYPE is left as the environment has it, for both.
-# Prints a Markdown table on stdout (progress on stderr). About 8 minutes on 2
+# Prints a Markdown table on stdout (progress on stderr). 10-15 minutes on 2
 # cores with the defaults.
 # Environment: REPS (default 5), EPOCHS (default 3), PYTHON (default
 # /usr/bin/python3), DATA (default /usr/share/datasets/fashion-mnist).
