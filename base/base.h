@@ -95,6 +95,25 @@ int bv_parse_long(long *out, const char *s, long lo, long hi, const char *what);
  * shown or stored alike. */
 void bv_number_format(char *out, size_t size, double v);
 
+/* ---- the CPUs this process may use (base/cpus.c) ----------------------- */
+
+/* The CPUs this process may use, at least 1: the smallest of the CPUs in its
+ * affinity mask (however many the machine has) and the CPU quota, rounded up,
+ * of its cgroup and the cgroups above it (v2's cpu.max, v1's
+ * cpu.cfs_quota_us / cpu.cfs_period_us). A missing or odd file is no limit.
+ * Leaves the calling thread's error message as it was. */
+int bv_cpus_available(void);
+/* The parsers behind it, pure functions on the files' text. A cgroup v2
+ * cpu.max, "QUOTA PERIOD" or "max PERIOD": ceil(QUOTA / PERIOD) CPUs, 0 for no
+ * limit (also for text it does not understand). */
+int bv_cgroup_cpu_max(const char *text);
+/* The same for v1's cpu.cfs_quota_us ("-1" = none) and cpu.cfs_period_us. */
+int bv_cgroup_cfs_quota(const char *quota, const char *period);
+/* The path of the cgroup of `controller` ("cpu" for v1, "" for v2's "0::PATH")
+ * in the text of /proc/self/cgroup, into out (size bytes); 0, or -1 when no
+ * line names it. */
+int bv_cgroup_path(char *out, size_t size, const char *proc_cgroup, const char *controller);
+
 #define BV_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- the names of the methods ------------------------------------------ */

@@ -37,10 +37,27 @@
 #include "internal.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <string.h>
 
-/* Most threads a call uses; bv_conv2d_col_size reserves a slice for each. */
-#define MAX_THREADS 8
+/*
+ * The threads' slices of a workspace: as many as nn's threads when the first
+ * workspace of the process is sized, and every later workspace gets as many.
+ * A convolution never runs on more threads than that, so a workspace sized
+ * before the threads were raised is never overrun (the convolutions then run
+ * on fewer threads than asked: set the threads before building a model, as
+ * train and collect do). Memory stays proportional to the threads in use,
+ * not to a fixed maximum; 0 = no workspace sized yet.
+ */
+static atomic_int slices;
+
+static int workspace_slices(void)
+{
+	int s = atomic_load(&slices), want = nn_threads();
+	if (s == 0 && !atomic_compare_exchange_strong(&slices, &s, want))
+		return s; /* another thread set it first: s holds its value */
+	return s ? s : want;
+}
 
 void bv_conv_dims_init(bv_conv_dims *d)
 {
@@ -87,14 +104,14 @@ static size_t slice_size(const bv_conv_dims *d)
 }
 
 /*
- * MAX_THREADS slices of (one sample's im2col matrix, K x oh*ow floats, or
- * Winograd's V and M for one chunk, plus the partial sums of dw and db), after
- * Winograd's U; never 0, also for a 1x1 convolution. Independent of n: size it
- * once per model.
+ * One slice per thread (workspace_slices) of (one sample's im2col matrix, K x
+ * oh*ow floats, or Winograd's V and M for one chunk, plus the partial sums of
+ * dw and db), after Winograd's U; never 0, also for a 1x1 convolution.
+ * Independent of n: size it once per model.
  */
 size_t bv_conv2d_col_size(const bv_conv_dims *d)
 {
-	return shared_size(d) + MAX_THREADS * slice_size(d);
+	return shared_size(d) + (size_t)workspace_slices() * slice_size(d);
 }
 
 /* [*lo, *hi): the outputs o whose input o*stride - pad + k lies inside [0, size) */
@@ -348,11 +365,18 @@ static void wino_backward_job(void *arg, int t)
 				j->db[co] += (float)nn_sum_f32(j->dout + ((size_t)i * d->c_out + co) * hw, hw);
 }
 
-/* Threads for n samples: nn's thread count (OpenBLAS's, at most 8), at most n. */
+/* Threads for n samples: nn's thread count (OpenBLAS's), at most the
+ * workspace's slices and n. */
 static int n_threads(int n)
 {
-	const int nt = nn_threads();
+	const int s = atomic_load(&slices), t = nn_threads();
+	const int nt = s > 0 && s < t ? s : t;
 	return nt < n ? nt : n > 1 ? n : 1;
+}
+
+int nn_conv_threads(const bv_conv_dims *d)
+{
+	return n_threads(d->n);
 }
 
 /* Run fn(jobs, t) for t < nt on nn's thread pool, t = 0 on the calling
@@ -386,8 +410,8 @@ static void make_jobs(conv_job *jobs, int nt, float *col, const bv_conv_dims *d)
 void bv_conv2d_forward(float *out, float *col, const float *in, const float *w, const float *b,
 		       const bv_conv_dims *d)
 {
-	conv_job jobs[MAX_THREADS];
 	const int nt = n_threads(d->n), wino = bv_winograd_applies(d);
+	conv_job jobs[nt];
 	make_jobs(jobs, nt, col, d);
 	if (wino)
 		bv_winograd_filter(col, w, d);
@@ -403,8 +427,8 @@ void bv_conv2d_forward(float *out, float *col, const float *in, const float *w, 
 void bv_conv2d_backward(float *din, float *dw, float *db, float *col, const float *dout,
 			const float *in, const float *w, const bv_conv_dims *d)
 {
-	conv_job jobs[MAX_THREADS];
 	const int nt = n_threads(d->n), wino = bv_winograd_applies(d);
+	conv_job jobs[nt]; /* at most the workspace's slices, bounded by n */
 	const int K = d->c_in * d->kh * d->kw;
 	const size_t n_w = partial_dw_size(d);
 	make_jobs(jobs, nt, col, d);

@@ -11,14 +11,19 @@
 double nn_sum_f32(const float *x, size_t len);
 
 /* nn/parallel.c. nn_run_threads: fn(ctx, t) for t in [0, nt), t = 0 on the
- * calling thread, the others on the pool's workers. nn_threads: the threads
- * nn uses, openblas_get_num_threads() capped at 8. nn_parallel_for:
- * fn(ctx, lo, hi) over pieces of [0, n), each piece at least min_chunk items. */
+ * calling thread, the others on the pool's workers (any number of them).
+ * nn_threads: the threads nn uses, openblas_get_num_threads() (the training's
+ * --threads). nn_parallel_for: fn(ctx, lo, hi) over pieces of [0, n), each
+ * piece at least min_chunk items. */
 typedef void (*nn_thread_fn)(void *ctx, int t);
 void nn_run_threads(int nt, nn_thread_fn fn, void *ctx);
 int nn_threads(void);
 typedef void (*nn_range_fn)(void *ctx, size_t lo, size_t hi);
 void nn_parallel_for(size_t n, size_t min_chunk, nn_range_fn fn, void *ctx);
+
+/* nn/conv.c: the threads a convolution of d runs on now, at most nn_threads(),
+ * d->n and the slices its workspace holds (bv_conv2d_col_size); for the tests. */
+int nn_conv_threads(const bv_conv_dims *d);
 
 /* bv_relu_backward and bv_bn_backward with din overwritten (add = 0) rather
  * than accumulated (add = 1): for a gradient buffer whose only consumer they

@@ -14,14 +14,17 @@
  * while the pool is busy (from another thread) runs its pieces inline, and a
  * child process after fork() starts a pool of its own (pthread_atfork). Each piece writes only
  * its own outputs, so the results do not depend on the number of threads.
+ * The pool has no size limit of its own: workers are started as a call first
+ * asks for them. nn's thread count is OpenBLAS's, whose build sets the only
+ * limit (64 threads in Debian's).
  */
 #include "internal.h"
 
 #include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
-#define MAX_THREADS 8
 /* Polls of a flag before a thread sleeps on a condition: about 200 us (on
  * the machine of docs/benchmarks.md, 2000 polls gave ResNet-20 at batch 64
  * 4-8% less, 30000 no more). A step of a ResNet makes about 150 parallel
@@ -50,12 +53,11 @@ static struct {
 	void *ctx;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
+/* What a worker is started with; it copies and frees it. */
 typedef struct worker {
 	int t;
 	unsigned long gen0; /* the job generation before its first job */
 } worker;
-
-static worker workers[MAX_THREADS];
 
 /* In a child of fork(), the parent's workers do not exist and the pool's
  * mutex and conditions may hold their state: start afresh. */
@@ -79,11 +81,12 @@ static void register_fork(void)
 
 static void *worker_main(void *arg)
 {
-	const worker *w = arg;
+	worker *w = arg;
 	const int t = w->t;
 	/* not the current generation: the job this worker was started for may
 	 * already be posted */
 	unsigned long seen = w->gen0;
+	free(w);
 	for (;;) {
 		unsigned long g = atomic_load_explicit(&pool.gen, memory_order_acquire);
 		for (int i = 0; g == seen && i < SPINS; i++) {
@@ -112,21 +115,27 @@ static void *worker_main(void *arg)
 }
 
 /* Workers 1 .. nt-1 running (started now if needed); how many threads there
- * are, the caller's included. Called with pool.mu held. */
+ * are, the caller's included: fewer when a thread cannot be started (its
+ * pieces then run on the caller). Called with pool.mu held. */
 static int ensure_workers(int nt)
 {
 	while (pool.n_workers < nt - 1) {
 		const int t = pool.n_workers + 1;
 		pthread_t th;
-		workers[t].t = t;
-		workers[t].gen0 = atomic_load(&pool.gen);
+		worker *w = malloc(sizeof *w);
+		if (!w)
+			break;
+		w->t = t;
+		w->gen0 = atomic_load(&pool.gen);
 		pthread_attr_t attr;
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		const int ok = pthread_create(&th, &attr, worker_main, &workers[t]) == 0;
+		const int ok = pthread_create(&th, &attr, worker_main, w) == 0;
 		pthread_attr_destroy(&attr);
-		if (!ok)
+		if (!ok) {
+			free(w);
 			break;
+		}
 		pool.n_workers = t;
 	}
 	return pool.n_workers + 1;
@@ -134,7 +143,6 @@ static int ensure_workers(int nt)
 
 void nn_run_threads(int nt, nn_thread_fn fn, void *ctx)
 {
-	nt = nt < MAX_THREADS ? nt : MAX_THREADS;
 	if (nt <= 1) {
 		fn(ctx, 0);
 		return;
@@ -174,7 +182,7 @@ void nn_run_threads(int nt, nn_thread_fn fn, void *ctx)
 int nn_threads(void)
 {
 	const int nt = openblas_get_num_threads();
-	return nt < 1 ? 1 : nt < MAX_THREADS ? nt : MAX_THREADS;
+	return nt < 1 ? 1 : nt;
 }
 
 typedef struct range_job {

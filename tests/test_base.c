@@ -1,10 +1,14 @@
 /*
- * base: error buffer, atomic writes, checked number parsing, vectorised exp/log.
+ * base: error buffer, atomic writes, checked number parsing, vectorised exp/log,
+ * the CPUs this process may use (affinity in a forked child, the cgroup parsers).
  */
+#define _GNU_SOURCE
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base.h"
@@ -227,6 +231,104 @@ static void test_paths(const char *dir)
 	rmdir(sub);
 }
 
+/* The cgroup parsers on the files' text: a quota rounds up to whole CPUs,
+ * "max" and -1 are no limit (0), and so is anything they do not understand. */
+static void test_cgroup_parsers(void)
+{
+	static const struct {
+		const char *text;
+		int want;
+	} v2[] = {
+		{"max 100000\n", 0}, {"150000 100000\n", 2}, {"50000 100000\n", 1},
+		{"200000 100000", 2}, {"200001 100000\n", 3}, {"100000 100000\n", 1},
+		{"6400000 100000\n", 64}, {"1 1000000\n", 1}, {"", 0}, {"garbage\n", 0},
+		{"max\n", 0}, {"150000\n", 0}, {"0 100000\n", 0}, {"100000 0\n", 0},
+		{"-50000 100000\n", 0}, {"150000 100000 7\n", 0}, {"1.5 1\n", 0},
+		{"99999999999999999999 100000\n", 0}, {"150000 100000x\n", 0},
+	};
+	for (size_t i = 0; i < BV_ARRAY_LEN(v2); i++) {
+		const int got = bv_cgroup_cpu_max(v2[i].text);
+		CHECK(got == v2[i].want, "cpu.max '%s': %d CPUs, want %d", v2[i].text, got, v2[i].want);
+	}
+	static const struct {
+		const char *quota, *period;
+		int want;
+	} v1[] = {
+		{"-1\n", "100000\n", 0}, {"150000\n", "100000\n", 2}, {"50000\n", "100000\n", 1},
+		{"300000\n", "100000\n", 3}, {"abc\n", "100000\n", 0}, {"150000\n", "\n", 0},
+		{"150000\n", "0\n", 0}, {"-2\n", "100000\n", 0},
+	};
+	for (size_t i = 0; i < BV_ARRAY_LEN(v1); i++) {
+		const int got = bv_cgroup_cfs_quota(v1[i].quota, v1[i].period);
+		CHECK(got == v1[i].want, "cfs quota '%s' period '%s': %d CPUs, want %d", v1[i].quota,
+		      v1[i].period, got, v1[i].want);
+	}
+	/* /proc/self/cgroup: v2's "0::PATH", v1's controller among a comma list */
+	const char *hybrid = "12:cpuset:/\n4:cpu,cpuacct:/slurm/uid_0/job_7\n2:cpuacct:/x\n"
+			     "1:name=systemd:/user.slice\n0::/user.slice/session-1.scope\n";
+	char path[64];
+	CHECK(bv_cgroup_path(path, sizeof path, hybrid, "") == 0 &&
+		      strcmp(path, "/user.slice/session-1.scope") == 0,
+	      "v2 path from a hybrid file");
+	CHECK(bv_cgroup_path(path, sizeof path, hybrid, "cpu") == 0 &&
+		      strcmp(path, "/slurm/uid_0/job_7") == 0,
+	      "v1 cpu path: '%s'", path);
+	CHECK(bv_cgroup_path(path, sizeof path, "3:cpuacct:/a\n1:name=systemd:/\n", "cpu") != 0,
+	      "cpuacct is not cpu");
+	CHECK(bv_cgroup_path(path, sizeof path, "0::/docker/abc", "") == 0 &&
+		      strcmp(path, "/docker/abc") == 0,
+	      "v2 path without a final newline");
+	CHECK(bv_cgroup_path(path, sizeof path, "garbage\n::\n1::\n", "") != 0, "no v2 line");
+	CHECK(bv_cgroup_path(path, 8, "0::/a/very/long/path\n", "") != 0, "too long for out");
+}
+
+/* bv_cpus_available in a child narrowed to k CPUs of its mask: the quota
+ * (the same for both) may lower it, so it is min(k, the unnarrowed count). */
+static int cpus_narrowed(int k)
+{
+	cpu_set_t mine, narrow;
+	if (sched_getaffinity(0, sizeof mine, &mine) != 0 || CPU_COUNT(&mine) < k)
+		return -1;
+	CPU_ZERO(&narrow);
+	for (int c = 0, have = 0; c < CPU_SETSIZE && have < k; c++)
+		if (CPU_ISSET(c, &mine)) {
+			CPU_SET(c, &narrow);
+			have++;
+		}
+	fflush(NULL);
+	const pid_t pid = fork();
+	if (pid == 0) {
+		if (sched_setaffinity(0, sizeof narrow, &narrow) != 0)
+			_exit(255);
+		const int n = bv_cpus_available();
+		_exit(n > 0 && n < 255 ? n : 254);
+	}
+	int status;
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -2;
+	return WEXITSTATUS(status);
+}
+
+static void test_cpus(void)
+{
+	bv_error_set(BV_EFORMAT, "an earlier message");
+	const int all = bv_cpus_available();
+	CHECK(all >= 1, "bv_cpus_available: %d", all);
+	CHECK(bv_error_code() == BV_EFORMAT && strcmp(bv_error_last(), "an earlier message") == 0,
+	      "the caller's error is kept: %d '%s'", bv_error_code(), bv_error_last());
+	cpu_set_t mine;
+	CHECK(sched_getaffinity(0, sizeof mine, &mine) == 0 && all <= CPU_COUNT(&mine),
+	      "%d CPUs, no more than the %d of the affinity mask", all, CPU_COUNT(&mine));
+	printf("bv_cpus_available: %d (affinity mask %d)\n", all, CPU_COUNT(&mine));
+	const int one = cpus_narrowed(1);
+	CHECK(one == 1, "narrowed to 1 CPU: %d", one);
+	if (CPU_COUNT(&mine) >= 2) {
+		const int two = cpus_narrowed(2);
+		CHECK(two == (all < 2 ? all : 2), "narrowed to 2 CPUs: %d, want %d", two,
+		      all < 2 ? all : 2);
+	}
+}
+
 int main(void)
 {
 	char path[512], dir[400];
@@ -281,5 +383,7 @@ int main(void)
 
 	test_paths(dir);
 	test_vmath();
+	test_cgroup_parsers();
+	test_cpus();
 	return bv_check_done();
 }

@@ -1,7 +1,9 @@
 /*
  * CNN layers: conv2d's im2col + sgemm and Winograd F(2x2, 3x3) paths against
  * the naive reference (many shapes: odd maps, a 1x1 map, chunks that split a
- * sample or end early; 1 and 2 threads), finite-difference gradient checks of conv2d, batch
+ * sample or end early; 1, 2 and 12 threads), the same bytes of forward and din
+ * at 12 threads as at 1 (more threads than the 8 conv once stopped at, on any
+ * machine), finite-difference gradient checks of conv2d, batch
  * norm, max pooling, global average pooling and the residual add (gradients
  * asserted clearly non-zero), batch-norm running statistics and eval mode
  * against hand-computed values, and the accumulate (+=) convention of every
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "internal.h" /* nn_conv_threads: private to nn/ */
 #include "nn.h"
 
 static gsl_rng *rng;
@@ -109,8 +112,8 @@ static void test_conv_vs_naive(conv_case cc, int threads)
 	const size_t ni = (size_t)d.n * d.c_in * d.h * d.w, no = (size_t)d.n * d.c_out * d.oh * d.ow;
 	const size_t nw = (size_t)d.c_out * d.c_in * d.kh * d.kw;
 	float *in = randn(ni, 1), *w = randn(nw, 0.5), *b = cc.bias ? randn(d.c_out, 0.5) : NULL;
-	float *col = new_col(&d), *out = randn(no, 1), *ref = randn(no, 1);
 	bv_nn_set_threads(threads);
+	float *col = new_col(&d), *out = randn(no, 1), *ref = randn(no, 1);
 
 	bv_conv2d_forward(out, col, in, w, b, &d);
 	bv_conv2d_forward_naive(ref, in, w, b, &d);
@@ -140,6 +143,48 @@ static void test_conv_vs_naive(conv_case cc, int threads)
 	      wino ? "winograd" : "im2col", ddin, ddw, ddb, ddw_null);
 	free(in), free(w), free(b), free(col), free(out), free(ref), free(r);
 	free(din), free(dw), free(db), free(din2), free(dw2), free(db2);
+}
+
+/* ---- conv2d: the same bytes at any number of threads --------------------- */
+
+/* Each sample's output and din are one thread's work: the same bytes at
+ * `many` threads as at 1. dw and db are sums of per-thread partials, so their
+ * rounding follows the split; they are held to the naive reference above. */
+static void test_conv_threads(conv_case cc, int many)
+{
+	bv_conv_dims d = dims_of(cc);
+	const int wino = bv_winograd_applies(&d);
+	const size_t ni = (size_t)d.n * d.c_in * d.h * d.w, no = (size_t)d.n * d.c_out * d.oh * d.ow;
+	const size_t nw = (size_t)d.c_out * d.c_in * d.kh * d.kw;
+	float *in = randn(ni, 1), *w = randn(nw, 0.5), *b = cc.bias ? randn(d.c_out, 0.5) : NULL;
+	float *dout = randn(no, 1), *out[2], *din[2], *dw[2];
+	int used[2];
+	for (int k = 0; k < 2; k++) {
+		bv_nn_set_threads(k == 0 ? many : 1);
+		float *col = new_col(&d);
+		used[k] = nn_conv_threads(&d);
+		out[k] = zeros(no), din[k] = zeros(ni), dw[k] = zeros(nw);
+		bv_conv2d_forward(out[k], col, in, w, b, &d);
+		bv_conv2d_backward(din[k], dw[k], NULL, col, dout, in, w, &d);
+		free(col);
+	}
+	const int want = many < d.n ? many : d.n;
+	const int same_out = memcmp(out[0], out[1], no * sizeof(float)) == 0;
+	const int same_din = memcmp(din[0], din[1], ni * sizeof(float)) == 0;
+	const double ddw = max_abs_diff(dw[0], dw[1], nw) / (1 + max_abs(dw[1], nw));
+	printf("conv n=%d %dx%dx%d -> %d k%dx%d %s at %d threads vs 1: forward %s, din %s, dw within "
+	       "%.2g\n",
+	       d.n, d.c_in, d.h, d.w, d.c_out, d.kh, d.kw, wino ? "winograd" : "im2col", used[0],
+	       same_out ? "identical" : "DIFFERENT", same_din ? "identical" : "DIFFERENT", ddw);
+	CHECK(used[0] == want && used[1] == 1, "conv ran on %d and %d threads, want %d and 1",
+	      used[0], used[1], want);
+	CHECK(same_out && same_din, "conv %s at %d threads: forward %s, din %s the bytes of 1 thread",
+	      wino ? "winograd" : "im2col", many, same_out ? "has" : "differs from",
+	      same_din ? "has" : "differs from");
+	CHECK(ddw < CONV_TOL, "conv dw at %d threads vs 1: %.3g", many, ddw);
+	for (int k = 0; k < 2; k++)
+		free(out[k]), free(din[k]), free(dw[k]);
+	free(in), free(w), free(b), free(dout);
 }
 
 /* ---- conv2d: finite differences ----------------------------------------- */
@@ -452,9 +497,9 @@ static void time_conv(int threads)
 	bv_conv_dims d = dims_of(cc);
 	const size_t ni = (size_t)d.n * d.c_in * d.h * d.w, no = (size_t)d.n * d.c_out * d.oh * d.ow;
 	const size_t nw = (size_t)d.c_out * d.c_in * d.kh * d.kw;
+	bv_nn_set_threads(threads);
 	float *in = randn(ni, 1), *w = randn(nw, 0.1), *col = new_col(&d), *out = zeros(no);
 	float *dout = randn(no, 1), *din = zeros(ni), *dw = zeros(nw);
-	bv_nn_set_threads(threads);
 	double best = INFINITY;
 	for (int rep = 0; rep < 5; rep++) {
 		double t0 = bv_now();
@@ -501,9 +546,16 @@ int main(void)
 		{5, 64, 8, 8, 64, 3, 3, 1, 1, 0},  /* ResNet-20's stage 3 */
 		{2, 8, 6, 6, 4, 3, 3, 1, 1, 1},    /* c_in 8: im2col */
 	};
-	for (int t = 1; t <= 2; t++)
+	/* first: a workspace's thread slices are fixed by the first one sized
+	 * (nn/conv.c), which must be sized at 12 threads for 12 to run */
+	test_conv_threads((conv_case){24, 3, 9, 9, 8, 3, 3, 1, 1, 1}, 12);  /* im2col, 2 per thread */
+	test_conv_threads((conv_case){13, 4, 6, 5, 6, 1, 1, 1, 0, 0}, 12);  /* pointwise, n 13 */
+	test_conv_threads((conv_case){12, 16, 8, 8, 16, 3, 3, 1, 1, 1}, 12); /* Winograd, 1 each */
+	test_conv_threads((conv_case){5, 16, 6, 6, 8, 3, 3, 1, 1, 0}, 12);  /* fewer samples than threads */
+	static const int counts[] = {1, 2, 12};
+	for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
 		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-			test_conv_vs_naive(cases[i], t);
+			test_conv_vs_naive(cases[i], counts[k]);
 	bv_nn_set_threads(2);
 	test_conv_fd((conv_case){2, 3, 7, 6, 4, 3, 3, 2, 1, 1});
 	test_conv_fd((conv_case){2, 2, 5, 6, 3, 3, 3, 1, 1, 1});

@@ -1,17 +1,23 @@
 /*
  * nn's threaded layers (nn/parallel.c): batch norm forward and backward (train
  * and eval), ReLU forward and backward and the residual add give the same bits
- * at 1, 2 and 3 threads, on shapes large enough that the work is split, and
- * the += convention of the backward passes holds on every thread's piece.
+ * at 1, 2, 3 and 12 threads (more than the 8 the pool once stopped at, on any
+ * machine), on shapes large enough that the work is split, and the +=
+ * convention of the backward passes holds on every thread's piece. The pool
+ * runs 12 pieces on 12 distinct threads.
  */
 #include <gsl/gsl_randist.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "internal.h" /* nn_run_threads, nn_threads: private to nn/ */
 #include "nn.h"
 
-enum { N = 16, C = 12, HW = 24 * 24, SIZE = N * C * HW };
+/* n * hw = 32768 values a channel and 12 * 32768 in all: NN_MIN_CHUNK each,
+ * so that batch norm's channels and ReLU's elements split 12 ways at 12 threads */
+enum { N = 32, C = 12, HW = 32 * 32, SIZE = N * C * HW };
 
 typedef struct outputs {
 	float out[SIZE], xhat[SIZE], din[SIZE], relu[SIZE], drelu[SIZE], sum[SIZE];
@@ -42,6 +48,45 @@ static void run(outputs *o, int threads, const float *x, const float *dy, const 
 	bv_add_forward(o->sum, o->relu, x, SIZE);
 }
 
+enum { POOL_THREADS = 12 };
+
+typedef struct pool_probe {
+	pthread_t who[POOL_THREADS];
+	int ran[POOL_THREADS];
+} pool_probe;
+
+static void probe_piece(void *ctx, int t)
+{
+	pool_probe *p = ctx;
+	p->who[t] = pthread_self();
+	p->ran[t]++;
+}
+
+/* every piece once, each on a thread of its own, the caller's for piece 0 */
+static void test_pool(void)
+{
+	bv_nn_set_threads(POOL_THREADS);
+	CHECK(nn_threads() == POOL_THREADS, "nn_threads: %d, want %d (no cap of nn's own)",
+	      nn_threads(), POOL_THREADS);
+	for (int rep = 0; rep < 3; rep++) { /* the workers started by the first call serve the next */
+		pool_probe p;
+		memset(&p, 0, sizeof p);
+		nn_run_threads(POOL_THREADS, probe_piece, &p);
+		int once = 0, distinct = 0;
+		for (int t = 0; t < POOL_THREADS; t++) {
+			once += p.ran[t] == 1;
+			int seen = 0;
+			for (int u = 0; u < t; u++)
+				seen |= pthread_equal(p.who[u], p.who[t]);
+			distinct += !seen;
+		}
+		CHECK(once == POOL_THREADS && distinct == POOL_THREADS &&
+			      pthread_equal(p.who[0], pthread_self()),
+		      "call %d: %d of %d pieces ran once, on %d distinct threads", rep, once,
+		      POOL_THREADS, distinct);
+	}
+}
+
 int main(void)
 {
 	gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
@@ -66,7 +111,9 @@ int main(void)
 	for (size_t i = 0; i < SIZE; i++)
 		changed += one->din[i] != 0.125f;
 	CHECK(changed > SIZE / 2, "bn backward changed %d of %d din values", changed, SIZE);
-	for (int threads = 2; threads <= 3; threads++) {
+	static const int counts[] = {2, 3, POOL_THREADS};
+	for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+		const int threads = counts[k];
 		run(many, threads, x, dy, gamma, beta);
 		CHECK(memcmp(one, many, sizeof *one) == 0,
 		      "%d threads: the same bits as 1 thread (out %d, xhat %d, din %d, relu %d, drelu %d, "
@@ -91,6 +138,7 @@ int main(void)
 		      (double)one->drelu[i], (double)want);
 		CHECK(one->sum[i] == one->relu[i] + x[i], "add at %zu", i);
 	}
+	test_pool();
 	free(x);
 	free(dy);
 	free(one);
