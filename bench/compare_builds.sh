@@ -28,7 +28,7 @@ rev_build
 
 # the shared inputs, made once with this checkout's build
 cd "$t"
-"$new" train --data fashion-mnist --train-subset 2000 --epochs 1 --model mlp:64 --out teacher.ckpt >/dev/null
+"$new" train --data fashion-mnist --train-subset 2000 --epochs 1 --model mlp:64 --threads 1 --out teacher.ckpt >/dev/null
 "$new" collect --db dec.db --data fashion-mnist --train-subset 2000 --teacher mlp:64 --teacher-ckpt teacher.ckpt \
 	--student mlp:16 --epochs 3 --seeds 3 --methods ce,kd,wsl --temps 1,2,4 --record-epochs last \
 	--jobs 2 >/dev/null
@@ -37,7 +37,7 @@ sqlite3 dec.db "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null 2>&1 || true
 # run NAME BV: one timed run of case NAME with bvtool BV; prints its wall seconds
 run() {
 	case $1 in
-	train) set -- "$2" train --data fashion-mnist --epochs 2 --model mlp:64 --out x.ckpt ;;
+	train) set -- "$2" train --data fashion-mnist --epochs 2 --model mlp:64 --threads 1 --out x.ckpt ;;
 	cnn) set -- "$2" train --data fashion-mnist --train-subset 2000 --epochs 1 --model cnn-small --threads 2 --out x.ckpt ;;
 	collect)
 		rm -rf c.db c.db-wal c.db-shm c.db.ckpt

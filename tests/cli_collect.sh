@@ -18,7 +18,7 @@ q() { sqlite3 "$1" "$2"; }
 sum() { cksum <"$1"; }
 
 # --- a grid, then the same command again
-run "$bv" collect --db ref.db $G --seeds 2 --temps 2,4
+run "$bv" collect --db ref.db $G --seeds 2 --temps 2,4 --jobs 1
 assert "collect exits 0 (status $status)" [ "$status" = 0 ]
 assert "one line per finished epoch when not a terminal" [ "$(grep -c ': epoch [0-9]*/3 ' "$out")" = 30 ]
 assert "last line names the database" grep -q "^collected 10 cells in [0-9]*s: ref.db$" "$out"
@@ -47,6 +47,14 @@ assert "status exits 0" [ "$status" = 0 ]
 assert "status lists a done cell with its accuracy" grep -q -E '^wsl +4 +2  done +3/3 +[0-9.]+%$' "$out"
 assert "status summary" grep -q "^11 runs: 11 done, 0 running, 0 interrupted, 0 pending, 0 failed$" "$out"
 expect 3 "bvtool status: database '$t/missing.db' does not exist" "$bv" status --db "$t/missing.db"
+
+# --- --jobs defaults to the CPUs the process may use (its affinity here), the bytes the same
+cpus=$(/usr/bin/python3 -c 'import os; print(len(os.sched_getaffinity(0)))')
+run "$bv" collect --db jd.db $G --seeds 2 --temps 2,4
+assert "the default --jobs is the CPUs of the affinity mask ($cpus)" grep -q "^10 of 10 cells to train ($cpus jobs)$" "$out"
+assert "... with the bytes of --jobs 1" [ "$(dump jd.db)" = "$before" ]
+run taskset -c 0 "$bv" collect --db jt.db $G --seeds 1 --temps 2
+assert "under taskset -c 0 the default is one job" grep -q "^3 of 3 cells to train (1 jobs)$" "$out"
 
 # --- --jobs 2 gives the same bytes
 run "$bv" collect --db j2.db $G --seeds 2 --temps 2,4 --jobs 2
@@ -114,7 +122,7 @@ assert "different seeds give different students" [ "$diff" = 0 ]
 assert "different seeds draw different replicas" [ "$(q pair.db "SELECT count(*) FROM inbag a JOIN inbag b USING (sample_idx) WHERE a.seed = 1 AND b.seed = 2 AND a.count != b.count")" -gt 500 ]
 
 # --- extend with a seed and a temperature: only the new cells are trained
-run "$bv" collect --db ref.db $G --seeds 3 --temps 2,4,8
+run "$bv" collect --db ref.db $G --seeds 3 --temps 2,4,8 --jobs 1
 assert "extension trains only the missing cells" grep -q "^11 of 21 cells to train (1 jobs)$" "$out"
 assert "extension leaves the earlier cells alone" [ "$(q ref.db "SELECT count(*) FROM runs WHERE status = 'done'")" = 22 ]
 
@@ -171,7 +179,7 @@ assert "the same collect again finds both done" [ "$(tail -n 1 "$out")" = "all 2
 assert "... and drops a checkpoint's temporary file left by a killed collect" [ ! -e temps.db.ckpt/run-2-kd-T1.0000002-s1.ckpt.tmp4242 ]
 assert "... but nothing else" [ -e temps.db.ckpt/notes.ckpt.tmpx ]
 rm temps.db.ckpt/notes.ckpt.tmpx
-run "$bv" collect --db temps.db $S --methods kd --temps 1
+run "$bv" collect --db temps.db $S --methods kd --temps 1 --jobs 1
 assert "--temps 1 is not 1.0000001: a new cell" grep -q "^1 of 1 cells to train (1 jobs)$" "$out"
 assert "... beside the other two" [ "$(q temps.db "SELECT count(*) FROM runs WHERE method = 'kd' AND status = 'done'")" = 3 ]
 N="--lr 0.01234561 --alpha 2.2500001 --gamma 1.0000001 --wd 0.00050000001 --momentum 0.90000001 --teacher-lr 0.050000001"

@@ -28,7 +28,7 @@ assert "--teacher-only says where the teacher is" grep -q "^teacher ready in 'pl
 assert "--teacher-only trains no student" [ "$(q plan.db "SELECT count(*) FROM runs WHERE method != 'teacher'")" = 0 ]
 assert "--teacher-only writes the plan: in-bag counts of both seeds" [ "$(q plan.db "SELECT count(DISTINCT seed) FROM inbag")" = 2 ]
 for i in 0 1 2; do
-	run "$bv" collect --shard $i/3 --teacher-ckpt $TC --db s$i.db $G
+	run "$bv" collect --shard $i/3 --teacher-ckpt $TC --db s$i.db $G --jobs 1
 	assert "shard $i/3 exits 0 (status $status)" [ "$status" = 0 ]
 	assert "shard $i/3 says what it trains" grep -q "^[34] of [34] cells of shard $i/3 to train (1 jobs)$" "$out"
 done

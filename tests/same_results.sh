@@ -31,10 +31,10 @@ work() {
 	mkdir -p "$2"
 	(
 		cd "$2"
-		common="--data fashion-mnist --train-subset 2000 --epochs 2 --seed 3"
+		common="--data fashion-mnist --train-subset 2000 --epochs 2 --seed 3 --threads 1"
 		"$bv" train $common --model mlp:64 --out mlp.ckpt >train.log
 		"$bv" train $common --model cnn-small --batch 64 --out cnn.ckpt >>train.log
-		"$bv" train --data fashion-mnist --train-subset 256 --epochs 1 --seed 3 --model resnet8 \
+		"$bv" train --data fashion-mnist --train-subset 256 --epochs 1 --seed 3 --threads 1 --model resnet8 \
 			--batch 32 --out resnet8.ckpt >>train.log
 		"$bv" train $common --model mlp:32 --method kd --teacher mlp.ckpt --temp 4 --out kd.ckpt >>train.log
 		BV_SEEDS=3 BV_TEMPS=1,2,4 BV_EPOCHS=3 BV_TRAIN_SUBSET=6000 BV_TEACHER_EPOCHS=2 BVTOOL="$bv" \
