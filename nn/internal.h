@@ -12,12 +12,15 @@ double nn_sum_f32(const float *x, size_t len);
 
 /* nn/parallel.c. nn_run_threads: fn(ctx, t) for t in [0, nt), t = 0 on the
  * calling thread, the others on the pool's workers (any number of them).
- * nn_threads: the threads nn uses, openblas_get_num_threads() (the training's
- * --threads). nn_parallel_for: fn(ctx, lo, hi) over pieces of [0, n), each
- * piece at least min_chunk items. */
+ * nn_threads: the threads nn uses, the training's --threads as
+ * bv_nn_set_threads recorded it (nn_threads_request), else
+ * openblas_get_num_threads(): OpenBLAS itself stops at the count it was built
+ * for, nn's pool does not. nn_parallel_for: fn(ctx, lo, hi) over pieces of
+ * [0, n), each piece at least min_chunk items. */
 typedef void (*nn_thread_fn)(void *ctx, int t);
 void nn_run_threads(int nt, nn_thread_fn fn, void *ctx);
 int nn_threads(void);
+void nn_threads_request(int n);
 typedef void (*nn_range_fn)(void *ctx, size_t lo, size_t hi);
 void nn_parallel_for(size_t n, size_t min_chunk, nn_range_fn fn, void *ctx);
 

@@ -4,6 +4,7 @@
  * thread setting.
  */
 #include "nn.h"
+#include "internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -122,6 +123,8 @@ void bv_schedule_format(char *out, size_t size, const bv_schedule *s)
 
 void bv_nn_set_threads(int n)
 {
-	if (n > 0)
+	if (n > 0) {
 		openblas_set_num_threads(n);
+		nn_threads_request(n);
+	}
 }

@@ -179,9 +179,18 @@ void nn_run_threads(int nt, nn_thread_fn fn, void *ctx)
 	pthread_mutex_unlock(&pool.mu);
 }
 
+/* The count bv_nn_set_threads asked for: OpenBLAS stops at the thread count it
+ * was built for (64 in Debian's), nn's own pool does not. 0: OpenBLAS's count. */
+static int requested;
+
+void nn_threads_request(int n)
+{
+	requested = n > 0 ? n : 0;
+}
+
 int nn_threads(void)
 {
-	const int nt = openblas_get_num_threads();
+	const int nt = requested ? requested : openblas_get_num_threads();
 	return nt < 1 ? 1 : nt;
 }
 
