@@ -49,6 +49,7 @@ typedef struct cli_opt {
 	const char *help;
 	double lo, hi;       /* range for numbers (inclusive) */
 	int positive;        /* numbers: must be > 0 (lo is then ignored) */
+	int cpus_default;    /* OPT_INT: its default is the CPUs this process may use */
 } cli_opt;
 
 /*

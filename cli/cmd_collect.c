@@ -177,7 +177,7 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 		{"--record-train", OPT_FLAG, &c.rec.train, NULL, "also record the training split's logits"},
 		{"--augment", OPT_STR, &l.augment, "A", "none, or crop-flip (random 4-pixel padded crop and horizontal flip)"},
 		{"--teacher-bn", OPT_STR, &l.teacher_bn, "M", "the teacher's batch norm for the students: eval or train"},
-		{"--jobs", OPT_INT, &l.jobs, "J", "cells trained at once (processes) (default: the CPUs this process may use)", 1, 4096},
+		{"--jobs", OPT_INT, &l.jobs, "J", "cells trained at once (processes)", 1, 4096, 0, 1},
 		{"--threads", OPT_INT, &c.threads, "N", "BLAS threads per job", 1, 4096},
 		{"--teacher-only", OPT_FLAG, &c.teacher_only, NULL, "write the plan and train the teacher, no cell (the first job of a cluster run)"},
 		{"--shard", OPT_STR, &l.shard, "I/N", "run only shard I (0-based) of N of the grid; auto: from SLURM_ARRAY_TASK_ID or the MPI rank"},

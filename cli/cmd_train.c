@@ -59,7 +59,7 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv)
 		{"--epochs", OPT_INT, &epochs, "N", "training epochs", 1, 100000},
 		{"--batch", OPT_INT, &batch, "N", "mini-batch size", 1, 65536},
 		{"--seed", OPT_INT, &seed, "N", "seed of the weights, batch order and dropout", 0, 2147483647},
-		{"--threads", OPT_INT, &threads, "N", "BLAS threads (default: the CPUs this process may use)", 1, 4096},
+		{"--threads", OPT_INT, &threads, "N", "BLAS threads", 1, 4096, 0, 1},
 		{"--train-subset", OPT_INT, &subset, "N", "use only the first N training samples (0 = all)", 0, 100000000},
 		{"--augment", OPT_STR, &augment, "A", "none, or crop-flip (random 4-pixel padded crop and horizontal flip)"},
 		{"--teacher-bn", OPT_STR, &teacher_bn, "M", "the teacher's batch norm: eval (running statistics) or train (batch statistics)"},

@@ -2,8 +2,7 @@
  * Option tables: parsing (--name VALUE or --name=VALUE, numbers plain decimal
  * and checked in full by bv_parse_long / bv_parse_double: no white space, hex,
  * inf or nan; ranges inclusive), help printing with the defaults read from the
- * variables (or stated by a help text that holds "(default:"), and the mapping
- * of BV_E* codes to exit statuses.
+ * variables, and the mapping of BV_E* codes to exit statuses.
  */
 #include "cli.h"
 
@@ -148,9 +147,14 @@ void cli_help(FILE *f, const cli_cmd *cmd)
 		char left[64], def[160] = "";
 		snprintf(left, sizeof left, "%s%s%s", o->name, o->metavar ? " " : "",
 			 o->metavar ? o->metavar : "");
-		/* a help that states its default itself: one that depends on the
-		 * machine, which docs/cli.md cannot show as a number */
-		switch (strstr(o->help, "(default:") ? OPT_FLAG : o->type) {
+		/* a default that depends on the machine: what it is, and its value
+		 * here (docs/cli.md shows "here N": tests/cli_docs.sh reads it so) */
+		if (o->cpus_default) {
+			fprintf(f, "  %-22s %s (default: the CPUs this process may use, here %d)\n", left,
+				o->help, *(int *)o->ptr);
+			continue;
+		}
+		switch (o->type) {
 		case OPT_STR:
 			if (*(const char **)o->ptr)
 				snprintf(def, sizeof def, " (default: %s)", *(const char **)o->ptr);

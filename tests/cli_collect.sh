@@ -55,6 +55,10 @@ assert "the default --jobs is the CPUs of the affinity mask ($cpus)" grep -q "^1
 assert "... with the bytes of --jobs 1" [ "$(dump jd.db)" = "$before" ]
 run taskset -c 0 "$bv" collect --db jt.db $G --seeds 1 --temps 2
 assert "under taskset -c 0 the default is one job" grep -q "^3 of 3 cells to train (1 jobs)$" "$out"
+run taskset -c 0 "$bv" collect --help
+assert "... and --help says so" grep -q "^  --jobs J  .*(default: the CPUs this process may use, here 1)$" "$out"
+run "$bv" collect --help
+assert "--help shows the default here ($cpus)" grep -q "^  --jobs J  .*(default: the CPUs this process may use, here $cpus)$" "$out"
 
 # --- --jobs 2 gives the same bytes
 run "$bv" collect --db j2.db $G --seeds 2 --temps 2,4 --jobs 2

@@ -10,7 +10,8 @@ for c in $cmds; do
 	[ "$c" = help ] && continue
 	want="$BV_TMP/doc.$$.want"
 	got="$BV_TMP/doc.$$.got"
-	"$BVTOOL" "$c" --help >"$want"
+	# a default that is the machine's CPU count shows as "here N" in the docs
+	"$BVTOOL" "$c" --help | sed 's/(default: the CPUs this process may use, here [0-9]*)$/(default: the CPUs this process may use, here N)/' >"$want"
 	sed -n "/^<!-- help:$c -->\$/,/^<!-- \/help:$c -->\$/p" "$doc" | sed '1,2d;$d' | sed '$d' >"$got"
 	if cmp -s "$want" "$got"; then ok; else
 		fail=$((fail + 1))
