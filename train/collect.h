@@ -166,6 +166,18 @@ typedef struct bv_collect_event {
 /* Called in the process that called bv_plan_teacher / bv_plan_run, on its thread. */
 typedef void (*bv_collect_event_fn)(void *ctx, const bv_collect_event *ev);
 
+/* What the cells' events say, for the one result of a collect (run.c; the
+ * MPI runner keeps its own). */
+typedef struct bv_cell_tally {
+	int done, failures, first_code;
+	char first_msg[720]; /* "<cell>: <message>" of the first failure */
+} bv_cell_tally;
+void bv_cell_tally_add(bv_cell_tally *t, const bv_collect_event *ev);
+/* 0 when no cell failed; else the first failure's code, "<cell>: <message>;
+ * the other cells are recorded in '<db>'" (or "...; F of N cells failed
+ * (listed above); the others are recorded in '<db>'"). */
+int bv_cell_tally_result(const bv_cell_tally *t, int n_cells, const char *db_path);
+
 /* ---- the plan --------------------------------------------------------------- */
 
 typedef struct bv_runner bv_runner;

@@ -10,34 +10,48 @@
 #include <stdio.h>
 #include <string.h>
 
+void bv_cell_tally_add(bv_cell_tally *t, const bv_collect_event *ev)
+{
+	if (ev->kind == BV_EV_CELL_DONE) {
+		t->done++;
+	} else if (ev->kind == BV_EV_CELL_FAILED && !t->failures++) {
+		char label[64];
+		bv_cell_label(label, sizeof label, ev->cell);
+		t->first_code = ev->code;
+		snprintf(t->first_msg, sizeof t->first_msg, "%s: %s", label, ev->message);
+	}
+}
+
+int bv_cell_tally_result(const bv_cell_tally *t, int n_cells, const char *db_path)
+{
+	if (t->failures == 1)
+		return bv_error_set(t->first_code, "%s; the other cells are recorded in '%s'",
+				    t->first_msg, db_path);
+	if (t->failures)
+		return bv_error_set(t->first_code,
+				    "%s; %d of %d cells failed (listed above); the others are recorded in '%s'",
+				    t->first_msg, t->failures, n_cells, db_path);
+	return 0;
+}
+
 /* What bv_plan_run learns from the runner's events on their way to the caller. */
 typedef struct outcome {
 	bv_collect_event_fn on_event;
 	void *ctx;
-	int done, failures, first_code;
-	char first_msg[512];  /* "<cell>: <message>" of the first failure */
+	bv_cell_tally tally;
 } outcome;
 
 static void count_event(void *vctx, const bv_collect_event *ev)
 {
 	outcome *o = vctx;
-	if (ev->kind == BV_EV_CELL_DONE) {
-		o->done++;
-	} else if (ev->kind == BV_EV_CELL_FAILED) {
-		if (!o->failures++) {
-			char label[64];
-			bv_cell_label(label, sizeof label, ev->cell);
-			o->first_code = ev->code;
-			snprintf(o->first_msg, sizeof o->first_msg, "%s: %s", label, ev->message);
-		}
-	}
+	bv_cell_tally_add(&o->tally, ev);
 	if (o->on_event)
 		o->on_event(o->ctx, ev);
 }
 
 int bv_plan_run(bv_plan *plan, bv_collect_event_fn on_event, void *ctx)
 {
-	outcome o = {on_event, ctx, 0, 0, 0, ""};
+	outcome o = {on_event, ctx, {0}};
 	bv_runner *r = plan->runner;
 	int rc;
 	if (!r || !r->run)
@@ -48,15 +62,8 @@ int bv_plan_run(bv_plan *plan, bv_collect_event_fn on_event, void *ctx)
 	if (rc == BV_EINTR || (plan->cfg.stop && *plan->cfg.stop))
 		return bv_error_set(BV_EINTR,
 				    "interrupted: %d of %d cells done; run the same command again to resume",
-				    o.done, plan->n_cells);
-	if (o.failures == 1)
-		return bv_error_set(o.first_code, "%s; the other cells are recorded in '%s'", o.first_msg,
-				    plan->cfg.db_path);
-	if (o.failures)
-		return bv_error_set(o.first_code,
-				    "%s; %d of %d cells failed (listed above); the others are recorded in '%s'",
-				    o.first_msg, o.failures, plan->n_cells, plan->cfg.db_path);
-	return 0;
+				    o.tally.done, plan->n_cells);
+	return bv_cell_tally_result(&o.tally, plan->n_cells, plan->cfg.db_path);
 }
 
 int bv_plan_cell_run(const bv_plan *plan, bv_db *db, const bv_cell *cell,

@@ -113,8 +113,7 @@ typedef struct job {
 	int *busy;             /* (size) the cell each rank runs, or -1 (the scheduler's) */
 	char (*nonce)[64];     /* (size) each rank's nonce, from its bye */
 	char my_nonce[64];     /* this rank's, written beside its shard */
-	int done, failures, first_code; /* of the events emitted */
-	char first_msg[720];   /* "<cell>: <message>" */
+	bv_cell_tally tally;   /* of the events emitted */
 	/* the running cell of this rank */
 	double cell_acc;
 	int stop_cell;         /* stop it: its next write is refused */
@@ -439,14 +438,7 @@ static void enqueue(job *j, const queued *e)
 /* Rank 0's main thread: pass an event on, counting what bv_plan_run counts. */
 static void emit(job *j, const bv_collect_event *ev)
 {
-	if (ev->kind == BV_EV_CELL_DONE) {
-		j->done++;
-	} else if (ev->kind == BV_EV_CELL_FAILED && !j->failures++) {
-		char label[64];
-		bv_cell_label(label, sizeof label, ev->cell);
-		j->first_code = ev->code;
-		snprintf(j->first_msg, sizeof j->first_msg, "%s: %s", label, ev->message);
-	}
+	bv_cell_tally_add(&j->tally, ev);
 	if (j->on_event)
 		j->on_event(j->ctx, ev);
 }
@@ -1077,7 +1069,7 @@ static int rank0_result(job *j, const char *shard_dir)
 	if (j->interrupted || stop_flag(j))
 		return bv_error_set(BV_EINTR,
 				    "interrupted: %d of %d cells done; run the same command again to resume",
-				    j->done, j->n_todo);
+				    j->tally.done, j->n_todo);
 	char **shards = NULL, **got = NULL, recv_dir[4096];
 	int n = 0, n_got = 0, rc;
 	bv_merge_stats st;
@@ -1105,7 +1097,7 @@ static int rank0_result(job *j, const char *shard_dir)
 		return rc;
 	/* the copies are in --db now; the shards themselves stay on their nodes */
 	remove_received(recv_dir);
-	if (!j->failures) {
+	if (!j->tally.failures) {
 		/* a shard the merge did not see would leave its cells out: say so */
 		unsigned char *in_db = calloc((size_t)(j->n_cells ? j->n_cells : 1), 1);
 		int missing = 0;
@@ -1121,14 +1113,7 @@ static int rank0_result(job *j, const char *shard_dir)
 					    "merge; merge the shards of every node with bvtool merge",
 					    missing, j->n_cells, j->cfg->db_path);
 	}
-	if (j->failures == 1)
-		return bv_error_set(j->first_code, "%s; the other cells are recorded in '%s'",
-				    j->first_msg, j->cfg->db_path);
-	if (j->failures)
-		return bv_error_set(j->first_code,
-				    "%s; %d of %d cells failed (listed above); the others are recorded in '%s'",
-				    j->first_msg, j->failures, j->n_todo, j->cfg->db_path);
-	return 0;
+	return bv_cell_tally_result(&j->tally, j->n_todo, j->cfg->db_path);
 }
 
 static int rank_zero(job *j, const char *shard_dir, int rc, unsigned char *done)
