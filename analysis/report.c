@@ -488,18 +488,25 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 		if (r.groups[i].method == BV_RUN_CE)
 			ce = &r.groups[i];
 	for (int i = 0; i < r.n_groups; i++) {
-		/* wsl against kd at its temperature and against ce; kd and kd-filter against ce */
+		/* wsl against kd at its temperature and against ce; kd-filter against kd and
+		 * wsl at its temperature (does filtering the regularization samples out
+		 * hurt?) and against ce; kd against ce */
 		const acc_group *g = &r.groups[i];
-		const acc_group *other[2] = {NULL, NULL};
-		if (g->method == BV_RUN_WSL) {
-			for (int j = 0; j < r.n_groups; j++)
-				if (r.groups[j].method == BV_RUN_KD && same_T(r.groups[j].T, g->T))
+		const acc_group *other[3] = {NULL, NULL, NULL};
+		if (g->method == BV_RUN_WSL || g->method == BV_RUN_KD_FILTER) {
+			for (int j = 0; j < r.n_groups; j++) {
+				if (!same_T(r.groups[j].T, g->T))
+					continue;
+				if (r.groups[j].method == BV_RUN_KD)
 					other[0] = &r.groups[j];
-			other[1] = ce;
-		} else if (g->method == BV_RUN_KD || g->method == BV_RUN_KD_FILTER) {
-			other[0] = ce;
+				else if (r.groups[j].method == BV_RUN_WSL && g->method == BV_RUN_KD_FILTER)
+					other[1] = &r.groups[j];
+			}
+			other[2] = ce;
+		} else if (g->method == BV_RUN_KD) {
+			other[2] = ce;
 		}
-		for (int c = 0; c < 2; c++) {
+		for (int c = 0; c < 3; c++) {
 			char name[48];
 			if (!other[c])
 				continue;

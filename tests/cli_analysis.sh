@@ -79,6 +79,15 @@ want=$(q a.db "SELECT printf('%.2f', 100 * test_acc) FROM runs WHERE method = 't
 assert "report: the teacher's accuracy ($want)" grep -q -E "^\| teacher \| - \| 1 \| $want \| " "$out"
 want=$(q a.db "SELECT printf('%+.2f', avg(100 * (w.test_acc - k.test_acc))) FROM runs w JOIN runs k ON k.seed = w.seed AND k.method = 'kd' AND k.temperature = w.temperature WHERE w.method = 'wsl' AND w.temperature = 4")
 assert "report: paired wsl - kd at T=4 ($want)" grep -q -F "| wsl - kd | 4 | 3 | $want | [" "$out"
+# kd-filter against kd and wsl at its temperature, and against ce: does filtering hurt?
+cp a.db f.db
+"$bv" collect --db f.db $G --seeds 3 --methods kd-filter --temps 4 --record-train >/dev/null
+run "$bv" report --db f.db
+for other in kd wsl; do
+	want=$(q f.db "SELECT printf('%+.2f', avg(100 * (f.test_acc - o.test_acc))) FROM runs f JOIN runs o ON o.seed = f.seed AND o.method = '$other' AND o.temperature = f.temperature WHERE f.method = 'kd-filter' AND f.temperature = 4")
+	assert "report: paired kd-filter - $other at T=4 ($want)" grep -q -F "| kd-filter - $other | 4 | 3 | $want | [" "$out"
+done
+assert "report: paired kd-filter - ce at T=4" grep -q -F "| kd-filter - ce | 4 | 3 | " "$out"
 run "$bv" report --db a.db --format csv
 assert "csv header" [ "$(head -n 1 "$out")" = "table,method,temperature,quantity,value" ]
 got=$(grep '^accuracy,kd,4,last_mean,' "$out" | cut -d, -f5)
