@@ -15,6 +15,7 @@ assert "it names the database" grep -q "^database: $t/runs.db" "$out"
 assert "it suggests a query" grep -q "^try:  sqlite3 runs.db" "$out"
 assert "report.md has the accuracy table" grep -q "^## Test accuracy" report.md
 assert "report.md has the correlation" grep -q -E "^\| kd \| test \| 3 \| bv \| 3 \|" report.md
+assert "report.md pairs kd-filter with kd at T=4" grep -q -F "| kd-filter - kd | 4 | 3 | " report.md
 assert "the suggested query runs" sh -c "$(sed -n 's/^try:  //p' "$out") >/dev/null"
 if command -v gnuplot >/dev/null 2>&1; then
 	assert "figures were drawn" [ "$(ls figures/*.png | wc -l)" -ge 6 ]
@@ -24,6 +25,7 @@ fi
 run "$job"
 assert "a second run resumes (status $status)" [ "$status" = 0 ]
 assert "... with nothing to train" grep -q "^all 21 cells are done (runs.db)$" "$out"
+assert "... the kd-filter cells neither" grep -q "^all 3 cells are done (runs.db)$" "$out"
 cd /
 rm -rf "$t"
 finish
