@@ -155,6 +155,41 @@ typedef void (*bv_say_fn)(void *ctx, const char *line);
  */
 int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx);
 
+/* ---- training dynamics (dynamics.c; SPEC.md) ------------------------------ */
+
+/*
+ * Per sample, over a run's recorded epochs in ascending order, with p =
+ * softmax(z)[y] at T = 1 and correct = (bv_math_argmax(z) == y): the epoch
+ * from which it stays correct to the last (-1: wrong at the last), the
+ * correct -> wrong transitions, the share correct, and the mean and
+ * population standard deviation of p (bv_dyn_row, db.h). An accumulator fed
+ * one epoch's (N, K) logits at a time: new for N samples and at most
+ * max_epochs epochs; add an epoch (BV_EINVAL when epochs do not ascend or
+ * exceed max_epochs; the logits are the caller's to check finite); rows into
+ * out (N), sample_idx 0..N-1, once at least one epoch is added.
+ */
+typedef struct bv_dynamics bv_dynamics;
+int bv_dynamics_new(bv_dynamics **out, int N, int max_epochs);
+int bv_dynamics_add(bv_dynamics *d, int epoch, const float *logits, int K, const int *labels);
+int bv_dynamics_epochs(const bv_dynamics *d);
+void bv_dynamics_rows(const bv_dynamics *d, bv_dyn_row *out);
+void bv_dynamics_free(bv_dynamics *d); /* NULL is a no-op */
+/* The same over (E, N, K) logits whose epoch e is epochs[e]. */
+int bv_dynamics_compute(bv_dyn_row *out, const float *logits, const int *epochs, int E, int N,
+			int K, const int *labels);
+
+/*
+ * bvtool dynamics: for every done student run (not the teacher) with a
+ * recorded epoch of split (test or train), its dynamics over all its
+ * recorded epochs, replacing its rows in ONE transaction per run; rows of
+ * runs not done any more are deleted first. The summary (per method and
+ * temperature; runs with fewer than 3 recorded epochs named) goes to say.
+ * Errors: BV_EINVAL (split), BV_ESTATE (no such run, no samples), BV_EFORMAT
+ * (a damaged database, as decompose: runs, snapshots, k, labels, non-finite
+ * logits naming the run and epoch).
+ */
+int bv_dynamics_db(bv_db *db, const char *split, bv_say_fn say, void *ctx);
+
 /* ---- bvtool report ---------------------------------------------------------- */
 
 /* The results tables of a database, as format "md", "csv" (long: table,

@@ -82,6 +82,7 @@ int cmd_train(const cli_cmd *cmd, int argc, char **argv);
 int cmd_collect(const cli_cmd *cmd, int argc, char **argv);
 int cmd_status(const cli_cmd *cmd, int argc, char **argv);
 int cmd_decompose(const cli_cmd *cmd, int argc, char **argv);
+int cmd_dynamics(const cli_cmd *cmd, int argc, char **argv);
 int cmd_report(const cli_cmd *cmd, int argc, char **argv);
 int cmd_plot(const cli_cmd *cmd, int argc, char **argv);
 int cmd_import(const cli_cmd *cmd, int argc, char **argv);

@@ -58,7 +58,7 @@
 typedef struct sqlite3 sqlite3;
 typedef struct sqlite3_stmt sqlite3_stmt;
 
-#define BV_DB_SCHEMA_VERSION 3
+#define BV_DB_SCHEMA_VERSION 4
 #define BV_DB_APPLICATION_ID 0x62765462 /* "bvTb" */
 
 typedef struct bv_db bv_db;
@@ -404,5 +404,35 @@ typedef struct bv_db_correlation {
 } bv_db_correlation;
 /* Replace the row of (split, epoch, method). */
 int bv_db_correlation_put(bv_db *db, const bv_db_correlation *c);
+
+/* ---- training dynamics (schema 4; written by bvtool dynamics, dynamics.c) -- */
+
+/* One dynamics row: a sample of one run and split over its n_epochs recorded
+ * epochs (SPEC.md, "Training dynamics"). */
+typedef struct bv_dyn_row {
+	int sample_idx;
+	int first_learned;  /* the epoch from which it stays correct; -1 stores NULL */
+	int forgetting;     /* correct -> wrong transitions between recorded epochs */
+	double correctness; /* share of the recorded epochs it is correct */
+	double confidence;  /* mean over them of softmax(z)[y] */
+	double variability; /* its population standard deviation */
+	int n_epochs;
+} bv_dyn_row;
+
+/* Replace the dynamics rows of (run_id, split) by rows (n; n = 0 deletes
+ * them), in one transaction of its own (or a savepoint inside the caller's). */
+int bv_db_dynamics_put(bv_db *db, int64_t run_id, const char *split, const bv_dyn_row *rows,
+		       int n);
+/* Delete the dynamics rows of `split` whose run is not in run_ids (n): the
+ * rows of runs deleted, reset or not done any more; *out_runs (may be NULL)
+ * the number of such runs. */
+int bv_db_dynamics_prune(bv_db *db, const char *split, const int64_t *run_ids, int n,
+			 int *out_runs);
+/* The dynamics table holds numbers where it should (what the view and the
+ * data_map figure average): sample_idx, forgetting and n_epochs integers,
+ * first_learned an integer or NULL, correctness, confidence and variability
+ * numbers. Else BV_EFORMAT naming the database and the first row out of
+ * range, "... (the database is damaged)". */
+int bv_db_check_dynamics(bv_db *db);
 
 #endif

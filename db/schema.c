@@ -203,6 +203,34 @@ static const char *const migrations[] = {
 	"ALTER TABLE snapshots_v3 RENAME TO snapshots;\n"
 	"PRAGMA legacy_alter_table = OFF;\n"
 	PREDICTIONS_VIEW,
+
+	/* 3 -> 4: the training dynamics of every sample (bvtool dynamics), per
+	 * student run and split over its recorded epochs. No foreign key to runs:
+	 * deleting a run (import --replace) would then fail on these rows; the
+	 * view keeps to done runs instead. */
+	"CREATE TABLE dynamics(\n"
+	"  run_id INTEGER NOT NULL,\n"
+	"  split TEXT NOT NULL,\n"
+	"  sample_idx INTEGER NOT NULL,\n"
+	"  first_learned INTEGER,\n"
+	"  forgetting INTEGER NOT NULL,\n"
+	"  correctness REAL NOT NULL,\n"
+	"  confidence REAL NOT NULL,\n"
+	"  variability REAL NOT NULL,\n"
+	"  n_epochs INTEGER NOT NULL,\n"
+	"  PRIMARY KEY(run_id, split, sample_idx)\n"
+	") WITHOUT ROWID;\n"
+	/* the seeds of a (method, temperature) averaged; avg() skips NULLs, so
+	 * first_learned is the mean over the n_learned runs that learned it */
+	"CREATE VIEW dynamics_by_method AS\n"
+	"  SELECT r.method, r.temperature, d.split, d.sample_idx, count(*) AS n_runs,\n"
+	"         avg(d.first_learned) AS first_learned, count(d.first_learned) AS n_learned,\n"
+	"         avg(d.forgetting) AS forgetting, avg(d.correctness) AS correctness,\n"
+	"         avg(d.confidence) AS confidence, avg(d.variability) AS variability,\n"
+	"         min(d.n_epochs) AS min_epochs\n"
+	"  FROM dynamics d JOIN runs r ON r.id = d.run_id\n"
+	"  WHERE r.status = 'done'\n"
+	"  GROUP BY r.method, r.temperature, d.split, d.sample_idx;\n",
 };
 _Static_assert(BV_ARRAY_LEN(migrations) == BV_DB_SCHEMA_VERSION,
 	       "one migration per schema version: append to migrations[] when raising it");

@@ -1,5 +1,5 @@
 /*
- * The six figures of bvtool plot, as one table (figures[] below): per figure
+ * The seven figures of bvtool plot, as one table (figures[] below): per figure
  * its name, its query (its text goes into the data file's header, so a user
  * can re-run it in sqlite3), what its data file holds, what it shows and its
  * title (templates: {T} the temperature, {E} the epoch, {soft} the soft
@@ -87,6 +87,9 @@ typedef struct fig_run {
 		struct {
 			int n_reg, n_other; /* samples in each group */
 		} wsl;
+		struct {
+			int n_reg, n_other; /* points in each group */
+		} map;
 	} u;
 } fig_run;
 
@@ -592,6 +595,83 @@ static void wsl_draw(fig_run *r, bv_buf *b)
 	plot_printf(b, "\n");
 }
 
+/* ---- 7. the data map of the kd students ------------------------------------------------------ */
+
+/* The group means of one column, regularization samples (g 1) and the others (g 0), the NaNs
+ * (a NULL first_learned: no seed learned the sample) left out. */
+static void group_means(const plot_table *t, const char *col, double out[2])
+{
+	double sum[2] = {0, 0};
+	int n[2] = {0, 0};
+	const int j = plot_col(t, col), jr = plot_col(t, "regularization");
+	for (int i = 0; i < t->n_rows; i++) {
+		const double v = t->v[(size_t)i * t->n_cols + j];
+		const int g = t->v[(size_t)i * t->n_cols + jr] == 1;
+		if (!isnan(v)) {
+			sum[g] += v;
+			n[g]++;
+		}
+	}
+	for (int g = 0; g < 2; g++)
+		out[g] = n[g] ? sum[g] / n[g] : NAN;
+}
+
+static int data_map_look(fig_run *r)
+{
+	const plot_table *t = &r->t;
+	int n = 0, n_reg = 0, rc;
+	/* the view averages these columns: text in them would count as 0 */
+	if ((rc = bv_db_check_dynamics(r->c->db)) != 0)
+		return rc;
+	for (int i = 0; i < t->n_rows; i++) {
+		const double v = plot_at(t, i, "variability"), c = plot_at(t, i, "confidence");
+		if (isnan(v) || isnan(c))
+			continue;
+		n++;
+		n_reg += plot_at(t, i, "regularization") == 1;
+	}
+	if (n == 0) {
+		fig_skip(r, "no training dynamics of kd students at T = {T} (run bvtool dynamics)");
+		return 0;
+	}
+	r->n = n;
+	r->u.map.n_reg = n_reg;
+	r->u.map.n_other = n - n_reg;
+	/* what the figure says in numbers: each group's means, for docs/results.md to quote */
+	static const char *const cols[] = {"confidence", "variability", "correctness", "forgetting",
+					   "first_learned", "not_learned"};
+	size_t len = (size_t)snprintf(r->extra, sizeof r->extra,
+				      "# group means (regularization samples at epoch %d | the other samples), %d | %d "
+				      "samples%s:\n",
+				      r->c->E, n_reg, n - n_reg, n < t->n_rows ? " (rows with a NaN left out)" : "");
+	for (size_t k = 0; k < BV_ARRAY_LEN(cols) && len < sizeof r->extra; k++) {
+		double m[2];
+		group_means(t, cols[k], m);
+		len += (size_t)snprintf(r->extra + len, sizeof r->extra - len, "#   %s: %.6g | %.6g\n", cols[k],
+					m[1], m[0]);
+	}
+	return 0;
+}
+
+static void data_map_draw(fig_run *r, bv_buf *b)
+{
+	const int n_reg = r->u.map.n_reg, n_other = r->u.map.n_other;
+	/* the regularization samples last, over the others */
+	plot_printf(b, "plot ");
+	if (n_other > 0) {
+		plot_printf(b, "'%s.dat' using 2:($4 == 1 ? NaN : $3) with points pt 7 ps 0.35 lc rgb '#8fa8c8' title ",
+			    r->f->name);
+		plot_gp_str(b, "other test samples (%d)", n_other);
+	}
+	if (n_reg > 0) {
+		plot_printf(b, "%s'%s.dat' using 2:($4 == 1 ? $3 : NaN) with points pt 7 ps 0.35 lc rgb '%s' title ",
+			    n_other > 0 ? ", \\\n     " : "", r->f->name, PLOT_WSL);
+		plot_gp_str(b, "kd regularization samples at epoch %d, criterion %s (%d)", r->c->E, r->c->criterion,
+			    n_reg);
+	}
+	plot_printf(b, "\n");
+}
+
 /* ---- the table ----------------------------------------------------------------------------- */
 
 static const figure figures[] = {
@@ -731,6 +811,28 @@ static const figure figures[] = {
 			"set boxwidth 0.022\n",
 		.look = wsl_look,
 		.draw = wsl_draw,
+	},
+	{
+		.name = "data_map",
+		.sql = "SELECT d.sample_idx, d.variability, d.confidence, s.regularization, d.correctness,\n"
+		       "       d.forgetting, d.first_learned, d.n_runs - d.n_learned AS not_learned, d.n_runs,\n"
+		       "       d.min_epochs\n"
+		       "FROM dynamics_by_method d\n"
+		       "LEFT JOIN sample_stats s ON s.temperature = d.temperature AND s.epoch = @E\n"
+		       "  AND s.split = d.split AND s.method = d.method AND s.sample_idx = d.sample_idx\n"
+		       "WHERE d.method = 'kd' AND d.temperature = @T AND d.split = 'test'\n"
+		       "ORDER BY d.sample_idx",
+		.data = "per test sample: the kd students' training dynamics (means over seeds, bvtool dynamics) "
+			"and the kd regularization flag at the epoch",
+		.what = "data map of the kd students at T = {T}: confidence against variability per test sample "
+			"(mean over seeds), regularization samples at epoch {E} highlighted",
+		.title = "Data map of the kd students (T = {T}, {n} test samples)",
+		.axes = "set xlabel 'variability: std of p(true) over the recorded epochs (mean over seeds)'\n"
+			"set ylabel 'confidence: mean p(true) over the recorded epochs (mean over seeds)'\n"
+			"set xrange [0:*]\nset yrange [0:1]\n"
+			"set key outside bottom center horizontal\n",
+		.look = data_map_look,
+		.draw = data_map_draw,
 	},
 };
 _Static_assert(BV_ARRAY_LEN(figures) == PLOT_N_FIGURES, "PLOT_N_FIGURES is the table's length");

@@ -84,7 +84,7 @@ int plot_write_buf(const char *dir, const char *name, const char *ext, const bv_
 
 /* the figures (figures.c), in the order they are built and listed: figure
  * i's name, and building it into f (its two files, or why it is skipped) */
-#define PLOT_N_FIGURES 6
+#define PLOT_N_FIGURES 7
 const char *plot_figure_name(int i);
 int plot_figure_build(int i, plot_fig *f, const plot_ctx *c);
 

@@ -22,6 +22,9 @@
  *                         with the least-squares line and r, rho
  *   accuracy_epochs       test accuracy per epoch: mean and min-max over seeds
  *   wsl_weights           WSL weights of kd regularization samples vs the rest
+ *   data_map              confidence against variability of the kd students'
+ *                         samples (bvtool dynamics), regularization samples
+ *                         highlighted; skipped without dynamics rows
  *
  * A database is untrusted input (docs/security.md): every string from it that
  * reaches a script is a single-quoted gnuplot literal made by bv_gp_quote,

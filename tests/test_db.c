@@ -713,7 +713,7 @@ static void test_bad_files(void)
 	remove_db(path);
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
 	bv_db_close(db);
-	raw_sqlite(path, "DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
+	raw_sqlite(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
 			 "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
 			 "DROP TABLE decompositions; DROP TABLE correlations;"
 			 "INSERT INTO runs(method, seed, status) VALUES('ce', 1, 'done');"
@@ -740,7 +740,7 @@ static void test_bad_files(void)
 		      bv_db_snapshot_put(db, v2_run, &v2_m, v2_z, 2, NULL, 0, 3) == 0,
 	      "%s", bv_error_last());
 	bv_db_close(db);
-	raw_sqlite(path, "DROP VIEW predictions;"
+	raw_sqlite(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW predictions;"
 			 "CREATE TABLE s2(run_id INTEGER NOT NULL REFERENCES runs(id), epoch INTEGER NOT NULL,"
 			 " split TEXT NOT NULL, n INTEGER NOT NULL, k INTEGER NOT NULL, logits BLOB NOT NULL,"
 			 " PRIMARY KEY(run_id, epoch, split)) WITHOUT ROWID;"
@@ -753,7 +753,7 @@ static void test_bad_files(void)
 			 "PRAGMA user_version = 2");
 	CHECK_ERR(bv_db_open(&db, path, BV_DB_READONLY), BV_EFORMAT);
 	CHECK(bv_db_open(&db, path, BV_DB_WRITE) == 0, "%s", bv_error_last());
-	CHECK(db && q_int(bv_db_handle(db), "PRAGMA user_version") == 3 &&
+	CHECK(db && q_int(bv_db_handle(db), "PRAGMA user_version") == BV_DB_SCHEMA_VERSION &&
 		      q_int(bv_db_handle(db), "SELECT count(*) FROM sqlite_master WHERE name = "
 					      "'snapshots' AND sql LIKE '%WITHOUT ROWID%'") == 0 &&
 		      q_int(bv_db_handle(db), "SELECT count(*) FROM snapshots WHERE rowid > 0") == 1,
@@ -866,9 +866,9 @@ static void test_hostile_files(void)
 		 "'%s' has schema version -2147483648, which no bvtool writes (the database is damaged)",
 		 path);
 	refused_all(path, BV_EFORMAT, want);
-	crafted(path, "PRAGMA user_version = 4");
+	crafted(path, "PRAGMA user_version = 5");
 	snprintf(want, sizeof want,
-		 "'%s' has schema version 4, this bvtool reads up to %d: upgrade bvtool", path,
+		 "'%s' has schema version 5, this bvtool reads up to %d: upgrade bvtool", path,
 		 BV_DB_SCHEMA_VERSION);
 	refused_all(path, BV_EFORMAT, want);
 	sqlite3 *mem = NULL;
@@ -925,7 +925,7 @@ static void test_hostile_files(void)
 
 	/* bvtool's application_id over a schema that is not bvtool's */
 	tmp_path(path, sizeof path, "noruns.db");
-	crafted(path, "DROP VIEW run_accuracy; DROP TABLE runs");
+	crafted(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW run_accuracy; DROP TABLE runs");
 	snprintf(want, sizeof want, "'%s' is a damaged bvtool database: it has no table 'runs'", path);
 	refused_all(path, BV_EFORMAT, want);
 	tmp_path(path, sizeof path, "columns.db");
@@ -948,7 +948,7 @@ static void test_hostile_files(void)
 	db = NULL;
 	/* a version-1 file without its runs table: the migration is undone */
 	tmp_path(path, sizeof path, "v1-noruns.db");
-	crafted(path, "DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
+	crafted(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
 		      "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
 		      "DROP TABLE decompositions; DROP TABLE correlations; DROP TABLE runs;"
 		      "PRAGMA user_version = 1");
@@ -965,7 +965,7 @@ static void test_hostile_files(void)
 		 path);
 	refused_all(path, BV_EFORMAT, want);
 	tmp_path(path, sizeof path, "v1-trigger.db");
-	crafted(path, "DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
+	crafted(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
 		      "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
 		      "DROP TABLE decompositions; DROP TABLE correlations;"
 		      "CREATE TRIGGER quiet AFTER INSERT ON runs BEGIN DELETE FROM runs; END;"
