@@ -53,6 +53,8 @@ static const char *const stmt_sql[N_STMT] = {
 			 "seconds = ?4, finished_at = " NOW " WHERE id = ?1",
 	[S_RESET_SNAPSHOTS] = "DELETE FROM snapshots WHERE run_id = ?1",
 	[S_RESET_METRICS] = "DELETE FROM metrics WHERE run_id = ?1",
+	/* a run trained again is not the run its dynamics rows describe */
+	[S_RESET_DYNAMICS] = "DELETE FROM dynamics WHERE run_id = ?1",
 	/* ?2: pending */
 	[S_RESET_RUN] = "UPDATE runs SET status = ?2, test_acc = NULL, checkpoint = NULL, "
 			"seconds = NULL, started_at = NULL, finished_at = NULL WHERE id = ?1",
@@ -453,13 +455,15 @@ static int run_steps(bv_db *db, int64_t id, const enum stmt_id *steps, size_t n)
 
 int bv_db_run_reset(bv_db *db, int64_t id)
 {
-	static const enum stmt_id steps[] = {S_RESET_RUN, S_RESET_SNAPSHOTS, S_RESET_METRICS};
+	static const enum stmt_id steps[] = {S_RESET_RUN, S_RESET_SNAPSHOTS, S_RESET_METRICS,
+					     S_RESET_DYNAMICS};
 	return run_steps(db, id, steps, BV_ARRAY_LEN(steps));
 }
 
 int bv_db_run_delete(bv_db *db, int64_t id)
 {
-	static const enum stmt_id steps[] = {S_RESET_SNAPSHOTS, S_RESET_METRICS, S_RUN_DELETE};
+	static const enum stmt_id steps[] = {S_RESET_SNAPSHOTS, S_RESET_METRICS, S_RESET_DYNAMICS,
+					     S_RUN_DELETE};
 	return run_steps(db, id, steps, BV_ARRAY_LEN(steps));
 }
 

@@ -86,6 +86,15 @@ q text.db "UPDATE dynamics SET confidence = 'x' WHERE sample_idx = 7 AND run_id 
 expect 4 "bvtool plot: 'text.db': the dynamics row of run 3, split 'test', sample 7 has a bad confidence (the database is damaged)" \
 	"$bv" plot --db text.db --out out-text
 
+# --- a run trained again loses its rows with its snapshots (bv_db_run_reset)
+cp a.db re.db
+"$bv" dynamics --db re.db >/dev/null
+ce1=$(q re.db "SELECT id FROM runs WHERE method = 'ce' AND seed = 1")
+assert "dynamics rows of ce seed 1 before" [ "$(q re.db "SELECT count(*) FROM dynamics WHERE run_id = $ce1")" = 10000 ]
+q re.db "UPDATE runs SET status = 'failed' WHERE id = $ce1"
+"$bv" collect --db re.db $G >/dev/null
+assert "... none once collect has trained it again" [ "$(q re.db "SELECT count(*) FROM dynamics WHERE run_id = $ce1")" = 0 ]
+
 cd /
 rm -rf "$t"
 finish

@@ -19,6 +19,7 @@ assert "report.md pairs kd-filter with kd at T=4" grep -q -F "| kd-filter - kd |
 assert "the suggested query runs" sh -c "$(sed -n 's/^try:  //p' "$out") >/dev/null"
 if command -v gnuplot >/dev/null 2>&1; then
 	assert "figures were drawn" [ "$(ls figures/*.png | wc -l)" -ge 6 ]
+	assert "the data map among them" [ -f figures/data_map.png ]
 else
 	echo "skipped: gnuplot not found, figures not checked"
 fi
