@@ -13,6 +13,7 @@
 
 #include "analysis.h"
 #include "check.h"
+#include "check_db.h"
 #include "db.h"
 #include "nn.h"
 
@@ -21,16 +22,6 @@ static char tmpdir[512];
 static void tmp_path(char *out, size_t size, const char *name)
 {
 	snprintf(out, size, "%s/%s", tmpdir, name);
-}
-
-static void remove_db(const char *path)
-{
-	char p[700];
-	unlink(path);
-	snprintf(p, sizeof p, "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof p, "%s-shm", path);
-	unlink(p);
 }
 
 /* The SQL of the runs table as the schema created it ("" when absent). */

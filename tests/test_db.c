@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "check_db.h"
 #include "db.h"
 #include "schema.h" /* db_schema_migrate, private to db/ */
 
@@ -25,29 +26,6 @@ static char tmpdir[512];
 static void tmp_path(char *out, size_t size, const char *name)
 {
 	snprintf(out, size, "%s/%s", tmpdir, name);
-}
-
-static void remove_db(const char *path)
-{
-	char p[600];
-	unlink(path);
-	snprintf(p, sizeof p, "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof p, "%s-shm", path);
-	unlink(p);
-}
-
-/* One integer from a query (-999 on any error). */
-static long long q_int(sqlite3 *h, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	long long v = -999;
-	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	else
-		fprintf(stderr, "query '%s': %s\n", sql, sqlite3_errmsg(h));
-	sqlite3_finalize(st);
-	return v;
 }
 
 static void q_text(sqlite3 *h, const char *sql, char *out, size_t size)

@@ -12,6 +12,7 @@
 
 #include "analysis.h"
 #include "check.h"
+#include "check_db.h"
 #include "db.h"
 
 static char tmpdir[512];
@@ -83,16 +84,6 @@ static void test_hand(void)
 	bv_dynamics_free(NULL);
 }
 
-static long long q_int(sqlite3 *h, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	long long v = -999;
-	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 static void raw_sqlite(const char *path, const char *sql)
 {
 	sqlite3 *h = NULL;
@@ -100,16 +91,6 @@ static void raw_sqlite(const char *path, const char *sql)
 		      sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK,
 	      "%s: %s", sql, sqlite3_errmsg(h));
 	sqlite3_close(h);
-}
-
-static void remove_db(const char *path)
-{
-	char p[700];
-	unlink(path);
-	snprintf(p, sizeof p, "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof p, "%s-shm", path);
-	unlink(p);
 }
 
 static void test_migration(void)
