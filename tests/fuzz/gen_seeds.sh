@@ -5,8 +5,8 @@
 # (journal_mode DELETE, VACUUM):
 #   corpus/fuzz_db/decomposed.db  ce, kd, wsl at T 2, 4, 8, 2 seeds, 2 epochs,
 #                                 decomposed (test split, every epoch, with
-#                                 correlations); the seed of fuzz_db_sql and
-#                                 fuzz_writers (BV_FUZZ_SEED_DB)
+#                                 correlations) and its dynamics; the seed of
+#                                 fuzz_db_sql and fuzz_writers (BV_FUZZ_SEED_DB)
 #   corpus/fuzz_db/train.db       ce, kd-filter at T 4 with the training split
 #                                 recorded, decomposed on train and oob
 #   corpus/fuzz_db/collected.db   as decomposed.db before decompose
@@ -32,6 +32,7 @@ common="--data idx:$tmp/data --teacher mlp:16 --teacher-epochs 2 --student mlp:8
 sqlite3 "$tmp/collected.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
 cp "$tmp/collected.db" "$tmp/decomposed.db"
 "$bvtool" decompose --db "$tmp/decomposed.db" --bootstrap 5 >/dev/null
+"$bvtool" dynamics --db "$tmp/decomposed.db" >/dev/null
 "$bvtool" decompose --db "$tmp/train.db" --split train --criterion grad --bootstrap 0 >/dev/null
 "$bvtool" decompose --db "$tmp/train.db" --split oob --criterion teacher --bootstrap 0 >/dev/null
 
