@@ -30,99 +30,23 @@
  * end the job: each epoch is one transaction and a cell is done only with its
  * last, so a rerun of the same command trains only what is not done.
  */
-#include "collect_mpi.h"
+#include "mpi_int.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
-
-#include <mpi.h>
-
-enum { TAG_UP = 1, TAG_DOWN, TAG_MAP, TAG_BYTES };
-
-typedef enum wire_kind {
-	/* rank r -> rank 0 */
-	UP_INIT,        /* code, text: r's plan; a TAG_MAP message follows (a byte per cell, 1 = done) */
-	UP_ERROR,       /* code, text: r cannot go on (its teacher step failed) */
-	UP_READY,       /* r wants a cell */
-	UP_EPOCH,       /* cell, epoch, n_epochs, test_acc, seconds: recorded in r's shard */
-	UP_DONE,        /* cell, test_acc */
-	UP_FAILED,      /* cell, code, text */
-	UP_STOPPED,     /* cell: ended by a stop; its row stays as the next collect redoes it */
-	UP_INTERRUPTED, /* r's stop flag is set (SIGINT, SIGTERM) */
-	UP_BYE,         /* text: r has closed its shard, and wrote this nonce beside it */
-	UP_FILE,        /* text, size: a file of r's shard follows in pieces (TAG_BYTES);
-			 * size -1: no more files */
-	/* rank 0 -> rank r */
-	DOWN_TEACHER,   /* code (0, or the error every rank returns), size: the checkpoint's
-			 * bytes follow (TAG_BYTES) when size > 0; none when no cell is to run */
-	DOWN_CELL,      /* cell: train it */
-	DOWN_FINISH,    /* no cell for r: close the shard */
-	DOWN_STOP,      /* stop the running cell */
-	DOWN_SHIP,      /* code 1: send the shard's files (rank 0 cannot read them), 0: no need */
-	DOWN_RESULT,    /* code, text: what bv_mpi_collect returns */
-} wire_kind;
-
-/* Every message but the maps and the checkpoint's bytes. The ranks run one
- * bvtool on one kind of machine, so the struct goes as bytes. */
-typedef struct wire {
-	int kind, cell, code, epoch, n_epochs;
-	double test_acc, seconds;
-	long long size;
-	char text[640];
-} wire;
-
-/* A remote event queued by rank 0's scheduler for its main thread. */
-typedef struct queued {
-	bv_collect_event_kind kind;
-	int slot, cell, epoch, n_epochs, code;
-	double test_acc, seconds;
-	char message[640];
-} queued;
-
-typedef struct job {
-	const bv_collect_cfg *cfg;
-	int rank, size;
-	bv_plan plan;          /* this rank's shard */
-	int planned;           /* plan holds something to release */
-	bv_cell *cells;        /* (n_cells) the grid, run ids of this rank's shard */
-	int n_cells;
-	/* rank 0 */
-	bv_collect_event_fn on_event;
-	void *ctx;
-	int *todo;             /* (n_todo) cell indices, costliest first */
-	int n_todo, next;      /* next: the first not handed out (under lock) */
-	int stopping;          /* no new cell; running ones stop (under lock) */
-	int interrupted;       /* a stop flag was set on some rank (under lock) */
-	int err_code;          /* the first rank-level error (under lock) ... */
-	char err_msg[700];     /* ... and its message */
-	pthread_mutex_t lock;
-	queued *q;             /* remote events (under lock) */
-	int n_q, cap_q;
-	int sched_done;        /* every other rank said bye (under lock) */
-	int *busy;             /* (size) the cell each rank runs, or -1 (the scheduler's) */
-	char (*nonce)[64];     /* (size) each rank's nonce, from its bye */
-	char my_nonce[64];     /* this rank's, written beside its shard */
-	bv_cell_tally tally;   /* of the events emitted */
-	/* the running cell of this rank */
-	double cell_acc;
-	int stop_cell;         /* stop it: its next write is refused */
-	int said_interrupt;    /* r > 0: UP_INTERRUPTED sent */
-} job;
-
 /* ---- waiting without spinning ---------------------------------------------- */
 
-static void nap(long ms)
+void mpi_nap(long ms)
 {
 	struct timespec ts = {0, ms * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -134,24 +58,24 @@ static void wait_req(MPI_Request *req)
 	int flag = 0;
 	MPI_Test(req, &flag, MPI_STATUS_IGNORE);
 	while (!flag) {
-		nap(2);
+		mpi_nap(2);
 		MPI_Test(req, &flag, MPI_STATUS_IGNORE);
 	}
 }
 
-static void send_raw(const void *buf, int n, int to, int tag)
+void mpi_send_raw(const void *buf, int n, int to, int tag)
 {
 	MPI_Request req;
 	MPI_Isend(buf, n, MPI_BYTE, to, tag, MPI_COMM_WORLD, &req);
 	wait_req(&req);
 }
 
-static void send_wire(const wire *w, int to, int tag)
+void mpi_send_wire(const wire *w, int to, int tag)
 {
-	send_raw(w, (int)sizeof *w, to, tag);
+	mpi_send_raw(w, (int)sizeof *w, to, tag);
 }
 
-static void recv_raw(void *buf, int n, int from, int tag)
+void mpi_recv_raw(void *buf, int n, int from, int tag)
 {
 	MPI_Request req;
 	MPI_Irecv(buf, n, MPI_BYTE, from, tag, MPI_COMM_WORLD, &req);
@@ -168,7 +92,7 @@ static void copy_text(char *out, size_t size, const char *s)
 	out[n] = '\0';
 }
 
-static void set_text(wire *w, const char *s)
+void mpi_set_text(wire *w, const char *s)
 {
 	copy_text(w->text, sizeof w->text, s);
 }
@@ -406,7 +330,7 @@ static int is_stopping(job *j)
 }
 
 /* A rank-level error: the first one is what every rank returns. */
-static void rank_error(job *j, int code, const char *msg)
+void mpi_rank_error(job *j, int code, const char *msg)
 {
 	pthread_mutex_lock(&j->lock);
 	if (!j->err_code) {
@@ -487,7 +411,7 @@ static void handle_up(job *j, const wire *w, int r, int *byes)
 		} else {
 			d.kind = DOWN_FINISH;
 		}
-		send_wire(&d, r, TAG_DOWN);
+		mpi_send_wire(&d, r, TAG_DOWN);
 		break;
 	case UP_EPOCH:
 		e.kind = BV_EV_CELL_EPOCH;
@@ -515,7 +439,7 @@ static void handle_up(job *j, const wire *w, int r, int *byes)
 	case UP_ERROR: {
 		char msg[700];
 		snprintf(msg, sizeof msg, "rank %d: %s", r, w->text);
-		rank_error(j, w->code, msg);
+		mpi_rank_error(j, w->code, msg);
 		break;
 	}
 	case UP_BYE:
@@ -544,16 +468,16 @@ static void schedule(job *j)
 			wire d = {.kind = DOWN_STOP};
 			for (int r = 1; r < j->size && j->busy; r++)
 				if (j->busy[r] >= 0)
-					send_wire(&d, r, TAG_DOWN);
+					mpi_send_wire(&d, r, TAG_DOWN);
 			stop_sent = 1;
 		}
 		MPI_Iprobe(MPI_ANY_SOURCE, TAG_UP, MPI_COMM_WORLD, &flag, &st);
 		if (!flag) {
-			nap(2);
+			mpi_nap(2);
 			continue;
 		}
 		wire w;
-		recv_raw(&w, (int)sizeof w, st.MPI_SOURCE, TAG_UP);
+		mpi_recv_raw(&w, (int)sizeof w, st.MPI_SOURCE, TAG_UP);
 		w.text[sizeof w.text - 1] = '\0';
 		handle_up(j, &w, st.MPI_SOURCE, &byes);
 	}
@@ -584,7 +508,7 @@ static void say_interrupted(job *j)
 {
 	if (j->rank > 0 && stop_flag(j) && !j->said_interrupt) {
 		wire u = {.kind = UP_INTERRUPTED};
-		send_wire(&u, 0, TAG_UP);
+		mpi_send_wire(&u, 0, TAG_UP);
 		j->said_interrupt = 1;
 	}
 }
@@ -607,12 +531,12 @@ static void on_epoch(void *ctx, const bv_cell *cell, const bv_epoch_stats *st)
 		wire w = {.kind = UP_EPOCH, .cell = (int)(cell - j->cells), .epoch = st->epoch,
 			  .n_epochs = st->n_epochs, .test_acc = st->test_acc, .seconds = st->seconds};
 		int flag = 0;
-		send_wire(&w, 0, TAG_UP);
+		mpi_send_wire(&w, 0, TAG_UP);
 		/* only a stop comes while a cell runs */
 		MPI_Iprobe(0, TAG_DOWN, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
 		if (flag) {
 			wire d;
-			recv_raw(&d, (int)sizeof d, 0, TAG_DOWN);
+			mpi_recv_raw(&d, (int)sizeof d, 0, TAG_DOWN);
 			j->stop_cell |= d.kind == DOWN_STOP;
 		}
 		say_interrupted(j);
@@ -638,268 +562,6 @@ static bv_collect_event_kind run_cell(job *j, int i, int *code, char *msg, size_
 	return rc == 0 ? BV_EV_CELL_DONE : stopped ? BV_EV_CELL_STOPPED : BV_EV_CELL_FAILED;
 }
 
-/* ---- the teacher ---------------------------------------------------------------- */
-
-/* The checkpoint goes in pieces: no count over INT_MAX, and a rank that cannot
- * hold it still takes every piece off the wire. */
-#define CHUNK (4 << 20)
-static unsigned char chunk_buf[CHUNK]; /* a piece on its way, on the thread that talks MPI */
-
-/* Rank 0: the teacher step when cells will run (or --teacher-only), then to every
- * rank the header (code: the job's first error, which ends it) and the
- * checkpoint's bytes. */
-static int teacher_out(job *j, int need)
-{
-	unsigned char *bytes = NULL;
-	size_t len = 0;
-	char path[4096];
-	wire w = {.kind = DOWN_TEACHER};
-	int rc = 0;
-	if (!j->err_code && need) {
-		if ((rc = bv_plan_teacher(&j->plan, j->on_event, j->ctx)) == 0) {
-			snprintf(path, sizeof path, "%s/%s.ckpt/teacher.ckpt", j->plan.db_dir,
-				 j->plan.db_base);
-			rc = bv_read_file(&bytes, &len, path);
-		}
-		if (rc)
-			rank_error(j, rc, bv_error_last());
-	}
-	w.code = j->err_code;
-	w.size = j->err_code ? 0 : (long long)len;
-	set_text(&w, j->err_msg);
-	for (int r = 1; r < j->size; r++)
-		send_wire(&w, r, TAG_DOWN);
-	if (w.size > 0 && j->size > 1) {
-		const int n_chunks = (int)((len + CHUNK - 1) / CHUNK);
-		const int n_req = n_chunks * (j->size - 1);
-		MPI_Request *reqs = malloc(sizeof *reqs * (size_t)n_req);
-		int k = 0, all = 0;
-		for (int r = 1; r < j->size; r++)
-			for (size_t off = 0; off < len; off += CHUNK) {
-				const int n = (int)(len - off < CHUNK ? len - off : CHUNK);
-				if (reqs)
-					MPI_Isend(bytes + off, n, MPI_BYTE, r, TAG_BYTES, MPI_COMM_WORLD,
-						  &reqs[k++]);
-				else
-					send_raw(bytes + off, n, r, TAG_BYTES);
-			}
-		while (reqs && !all) {
-			MPI_Testall(n_req, reqs, &all, MPI_STATUSES_IGNORE);
-			if (!all)
-				nap(2);
-		}
-		free(reqs);
-	}
-	free(bytes);
-	return j->err_code;
-}
-
-/* Rank r > 0: the header, and the teacher's bytes written beside its shard and
- * recorded in it. 0 when the cells may run; else the job's error (rank 0's:
- * *from_rank0 = 1) or this rank's own. */
-static int teacher_in(job *j, const char *shard_dir, int *from_rank0)
-{
-	wire w;
-	char path[4096];
-	unsigned char *bytes = NULL;
-	int rc = 0;
-	*from_rank0 = 0;
-	/* rank 0 may train the teacher for a long time: recv_raw waits in naps */
-	recv_raw(&w, (int)sizeof w, 0, TAG_DOWN);
-	w.text[sizeof w.text - 1] = '\0';
-	if (w.code) {
-		*from_rank0 = 1;
-		return bv_error_set(w.code, "%s", w.text);
-	}
-	if (w.size <= 0)
-		return 0;
-	if (!(bytes = malloc((size_t)w.size)))
-		rc = bv_error_set(BV_ENOMEM, "out of memory for the teacher's checkpoint");
-	for (long long off = 0; off < w.size; off += CHUNK) {
-		const int n = (int)(w.size - off < CHUNK ? w.size - off : CHUNK);
-		recv_raw(bytes ? bytes + off : chunk_buf, n, 0, TAG_BYTES);
-	}
-	if (rc)
-		return rc;
-	if (snprintf(path, sizeof path, "%s/shard-%d.teacher.ckpt", shard_dir, j->rank) >=
-	    (int)sizeof path)
-		rc = bv_error_set(BV_EINVAL, "--shard-dir: '%s' is too long", shard_dir);
-	if (rc == 0)
-		rc = bv_write_file_atomic(path, bytes, (size_t)w.size);
-	free(bytes);
-	if (rc == 0) {
-		j->plan.cfg.teacher_ckpt = path;
-		rc = bv_plan_teacher(&j->plan, NULL, NULL);
-		j->plan.cfg.teacher_ckpt = NULL; /* path is this function's */
-	}
-	return rc;
-}
-
-/* ---- a shard rank 0 cannot see: its files over MPI ------------------------------ */
-
-/* Rank r: one file (name: relative to shard_dir) in pieces; a read error
- * still sends every promised byte (zeros) and is returned. */
-static int ship_file(const char *shard_dir, const char *name)
-{
-	char path[4096];
-	struct stat st;
-	int fd, rc = 0;
-	snprintf(path, sizeof path, "%s/%s", shard_dir, name);
-	if ((fd = open(path, O_RDONLY)) < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		if (fd >= 0)
-			close(fd);
-		return 0; /* gone (a -wal a close removed): nothing to send */
-	}
-	wire w = {.kind = UP_FILE, .size = (long long)st.st_size};
-	set_text(&w, name);
-	send_wire(&w, 0, TAG_UP);
-	for (long long off = 0; off < w.size; off += CHUNK) {
-		const int n = (int)(w.size - off < CHUNK ? w.size - off : CHUNK);
-		int have = 0;
-		while (rc == 0 && have < n) {
-			ssize_t got = read(fd, chunk_buf + have, (size_t)(n - have));
-			if (got <= 0)
-				rc = bv_error_set(BV_EIO, "cannot read '%s': %s", path,
-						  got < 0 ? strerror(errno) : "it shrank");
-			else
-				have += (int)got;
-		}
-		if (have < n)
-			memset(chunk_buf + have, 0, (size_t)(n - have));
-		send_raw(chunk_buf, n, 0, TAG_BYTES);
-	}
-	close(fd);
-	return rc;
-}
-
-/* Rank r: its shard database and the checkpoints beside it, then the end
- * (size -1, with the first error). */
-static void ship_shard(job *j, const char *shard_dir)
-{
-	char base[64], name[512];
-	int rc = 0;
-	snprintf(base, sizeof base, "shard-%d.db", j->rank);
-	rc = ship_file(shard_dir, base);
-	snprintf(name, sizeof name, "%s-wal", base);
-	if (rc == 0)
-		rc = ship_file(shard_dir, name);
-	snprintf(name, sizeof name, "%s/%s.ckpt", shard_dir, base);
-	DIR *dir = rc == 0 ? opendir(name) : NULL;
-	struct dirent *e;
-	while (dir && rc == 0 && (e = readdir(dir)) != NULL) {
-		const size_t len = strlen(e->d_name);
-		if (len < 6 || strcmp(e->d_name + len - 5, ".ckpt") != 0)
-			continue;
-		snprintf(name, sizeof name, "%s.ckpt/%s", base, e->d_name);
-		rc = ship_file(shard_dir, name);
-	}
-	if (dir)
-		closedir(dir);
-	wire w = {.kind = UP_FILE, .size = -1, .code = rc};
-	if (rc)
-		set_text(&w, bv_error_last());
-	send_wire(&w, 0, TAG_UP);
-}
-
-/* "shard-<r>.db", "shard-<r>.db-wal" or "shard-<r>.db.ckpt/<file>.ckpt": what rank
- * r may send (the name becomes a path under shard_dir/received). */
-static int ship_name_ok(const char *name, int r)
-{
-	char base[64];
-	const int lb = snprintf(base, sizeof base, "shard-%d.db", r);
-	if (strncmp(name, base, (size_t)lb) != 0)
-		return 0;
-	const char *rest = name + lb;
-	if (!*rest || strcmp(rest, "-wal") == 0)
-		return 1;
-	if (strncmp(rest, ".ckpt/", 6) != 0)
-		return 0;
-	rest += 6;
-	const size_t len = strlen(rest);
-	return len >= 6 && !strchr(rest, '/') && rest[0] != '.' &&
-	       strcmp(rest + len - 5, ".ckpt") == 0;
-}
-
-/* Rank 0: rank r's files into shard_dir/received/, each written whole under a
- * temporary name and renamed. Every piece is taken off the wire, whatever
- * fails here. */
-static int receive_shard(job *j, const char *shard_dir, int r)
-{
-	char dir[4096], path[4200], tmp[4300];
-	int rc = 0;
-	snprintf(dir, sizeof dir, "%s/received", shard_dir);
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		rc = bv_error_set(BV_EIO, "cannot create '%s': %s", dir, strerror(errno));
-	snprintf(path, sizeof path, "%s/shard-%d.db.ckpt", dir, r);
-	if (rc == 0 && mkdir(path, 0755) != 0 && errno != EEXIST)
-		rc = bv_error_set(BV_EIO, "cannot create '%s': %s", path, strerror(errno));
-	for (;;) {
-		wire w;
-		recv_raw(&w, (int)sizeof w, r, TAG_UP);
-		w.text[sizeof w.text - 1] = '\0';
-		if (w.kind != UP_FILE || w.size < 0) {
-			if (rc == 0 && w.kind == UP_FILE && w.code)
-				rc = bv_error_set(w.code, "rank %d: %s", r, w.text);
-			return rc;
-		}
-		int fd = -1;
-		if (rc == 0 && !ship_name_ok(w.text, r))
-			rc = bv_error_set(BV_EFORMAT, "rank %d sent a file named '%s'", r, w.text);
-		if (rc == 0 && (snprintf(path, sizeof path, "%s/%s", dir, w.text) >= (int)sizeof path ||
-				snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp))
-			rc = bv_error_set(BV_EINVAL, "--shard-dir: '%s' is too long", shard_dir);
-		if (rc == 0 && (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
-			rc = bv_error_set(BV_EIO, "cannot write '%s': %s", tmp, strerror(errno));
-		for (long long off = 0; off < w.size; off += CHUNK) {
-			const int n = (int)(w.size - off < CHUNK ? w.size - off : CHUNK);
-			recv_raw(chunk_buf, n, r, TAG_BYTES);
-			for (int done = 0; fd >= 0 && rc == 0 && done < n;) {
-				ssize_t put = write(fd, chunk_buf + done, (size_t)(n - done));
-				if (put < 0 && errno == EINTR)
-					continue;
-				if (put <= 0)
-					rc = bv_error_set(BV_EIO, "cannot write '%s': %s", tmp,
-							  strerror(errno));
-				else
-					done += (int)put;
-			}
-		}
-		if (fd >= 0) {
-			if (rc == 0 && fsync(fd) != 0)
-				rc = bv_error_set(BV_EIO, "cannot write '%s': %s", tmp, strerror(errno));
-			close(fd);
-			if (rc == 0 && rename(tmp, path) != 0)
-				rc = bv_error_set(BV_EIO, "cannot rename '%s': %s", tmp, strerror(errno));
-			if (rc)
-				unlink(tmp);
-		}
-	}
-}
-
-/* Rank 0, every rank closed: which shards it cannot read (their nonce is not
- * at their path here) come over MPI; the others are told there is no need. */
-static int gather_shards(job *j, const char *shard_dir)
-{
-	int rc = 0;
-	for (int r = 1; r < j->size; r++) {
-		char path[4096];
-		unsigned char *text = NULL;
-		size_t len = 0;
-		snprintf(path, sizeof path, "%s/shard-%d.db.ckpt/nonce", shard_dir, r);
-		const int seen = j->nonce && j->nonce[r][0] &&
-				 bv_read_file(&text, &len, path) == 0 && len == strlen(j->nonce[r]) &&
-				 memcmp(text, j->nonce[r], len) == 0;
-		free(text);
-		wire w = {.kind = DOWN_SHIP, .code = !seen};
-		send_wire(&w, r, TAG_DOWN);
-		if (!seen) {
-			const int rr = receive_shard(j, shard_dir, r);
-			rc = rc ? rc : rr;
-		}
-	}
-	return rc;
-}
-
 /* Close this rank's shard (a plan that bv_plan_init never saw holds nothing). */
 static void release(job *j)
 {
@@ -921,7 +583,7 @@ static void recv_order(job *j, wire *d)
 		MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
 		while (!flag) {
 			say_interrupted(j);
-			nap(2);
+			mpi_nap(2);
 			MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
 		}
 	} while (d->kind == DOWN_STOP);
@@ -935,18 +597,18 @@ static int rank_other(job *j, const char *shard_dir, int rc, const unsigned char
 	wire w = {.kind = UP_INIT, .code = rc};
 	int from_rank0 = 0;
 	if (rc)
-		set_text(&w, bv_error_last());
-	send_wire(&w, 0, TAG_UP);
-	send_raw(done, rc ? 0 : j->n_cells, 0, TAG_MAP);
-	rc = teacher_in(j, shard_dir, &from_rank0);
+		mpi_set_text(&w, bv_error_last());
+	mpi_send_wire(&w, 0, TAG_UP);
+	mpi_send_raw(done, rc ? 0 : j->n_cells, 0, TAG_MAP);
+	rc = mpi_teacher_in(j, shard_dir, &from_rank0);
 	if (rc && !from_rank0) {
 		w = (wire){.kind = UP_ERROR, .code = rc};
-		set_text(&w, bv_error_last());
-		send_wire(&w, 0, TAG_UP);
+		mpi_set_text(&w, bv_error_last());
+		mpi_send_wire(&w, 0, TAG_UP);
 	}
 	while (rc == 0 && !from_rank0) {
 		wire d = {.kind = UP_READY};
-		send_wire(&d, 0, TAG_UP);
+		mpi_send_wire(&d, 0, TAG_UP);
 		recv_order(j, &d);
 		if (d.kind != DOWN_CELL || d.cell < 0 || d.cell >= j->n_cells)
 			break;
@@ -954,18 +616,18 @@ static int rank_other(job *j, const char *shard_dir, int rc, const unsigned char
 		const bv_collect_event_kind k = run_cell(j, d.cell, &e.code, e.text, sizeof e.text);
 		e.kind = k == BV_EV_CELL_DONE ? UP_DONE : k == BV_EV_CELL_FAILED ? UP_FAILED : UP_STOPPED;
 		e.test_acc = j->cell_acc;
-		send_wire(&e, 0, TAG_UP);
+		mpi_send_wire(&e, 0, TAG_UP);
 	}
 	release(j);
 	/* after the bye rank 0 reads no more: a late stop is not said */
 	j->said_interrupt = 1;
 	w = (wire){.kind = UP_BYE};
-	set_text(&w, j->my_nonce);
-	send_wire(&w, 0, TAG_UP);
+	mpi_set_text(&w, j->my_nonce);
+	mpi_send_wire(&w, 0, TAG_UP);
 	recv_order(j, &w);
 	if (w.kind == DOWN_SHIP) {
 		if (w.code)
-			ship_shard(j, shard_dir);
+			mpi_ship_shard(j, shard_dir);
 		recv_order(j, &w);
 	}
 	return w.code ? bv_error_set(w.code, "%s", w.text) : 0;
@@ -978,7 +640,7 @@ static void recv_map(job *j, int r, unsigned char *done)
 	int flag = 0, n = 0;
 	for (MPI_Iprobe(r, TAG_MAP, MPI_COMM_WORLD, &flag, &st); !flag;
 	     MPI_Iprobe(r, TAG_MAP, MPI_COMM_WORLD, &flag, &st))
-		nap(2);
+		mpi_nap(2);
 	MPI_Get_count(&st, MPI_BYTE, &n);
 	unsigned char *buf = malloc((size_t)(n ? n : 1));
 	static unsigned char sink[1];
@@ -1024,7 +686,7 @@ static void rank0_cells(job *j)
 			bv_collect_event ev = {.kind = BV_EV_IDLE, .slot = -1};
 			emit(j, &ev);
 		}
-		nap(20);
+		mpi_nap(20);
 	}
 }
 
@@ -1121,15 +783,15 @@ static int rank_zero(job *j, const char *shard_dir, int rc, unsigned char *done)
 	pthread_t th;
 	int threaded = 0;
 	if (rc)
-		rank_error(j, rc, bv_error_last());
+		mpi_rank_error(j, rc, bv_error_last());
 	for (int r = 1; r < j->size; r++) {
 		wire w;
-		recv_raw(&w, (int)sizeof w, r, TAG_UP);
+		mpi_recv_raw(&w, (int)sizeof w, r, TAG_UP);
 		w.text[sizeof w.text - 1] = '\0';
 		if (w.code) {
 			char msg[700];
 			snprintf(msg, sizeof msg, "rank %d: %s", r, w.text);
-			rank_error(j, w.code, msg);
+			mpi_rank_error(j, w.code, msg);
 		}
 		recv_map(j, r, done);
 	}
@@ -1145,9 +807,9 @@ static int rank_zero(job *j, const char *shard_dir, int rc, unsigned char *done)
 			}
 		free_list(shards, n);
 		if ((rc = plan_todo(j, done)) != 0)
-			rank_error(j, rc, bv_error_last());
+			mpi_rank_error(j, rc, bv_error_last());
 	}
-	teacher_out(j, j->n_todo > 0 || j->cfg->teacher_only);
+	mpi_teacher_out(j, j->n_todo > 0 || j->cfg->teacher_only);
 	if (!j->err_code && j->size > 1 && pthread_create(&th, NULL, schedule_thread, j) == 0)
 		threaded = 1;
 	if (threaded || j->size == 1) {
@@ -1160,7 +822,7 @@ static int rank_zero(job *j, const char *shard_dir, int rc, unsigned char *done)
 	} else {
 		/* an error before the cells, or no thread: only the byes to gather */
 		if (!j->err_code)
-			rank_error(j, BV_EIO, "--mpi: cannot start the scheduler thread");
+			mpi_rank_error(j, BV_EIO, "--mpi: cannot start the scheduler thread");
 		schedule(j);
 	}
 	drain(j);
@@ -1169,13 +831,13 @@ static int rank_zero(job *j, const char *shard_dir, int rc, unsigned char *done)
 	release(j);
 	rc = 0;
 	if (!j->err_code && !j->interrupted && !stop_flag(j))
-		rc = gather_shards(j, shard_dir);
+		rc = mpi_gather_shards(j, shard_dir);
 	rc = rc ? rc : rank0_result(j, shard_dir);
 	wire w = {.kind = DOWN_RESULT, .code = rc};
 	if (rc)
-		set_text(&w, bv_error_last());
+		mpi_set_text(&w, bv_error_last());
 	for (int r = 1; r < j->size; r++)
-		send_wire(&w, r, TAG_DOWN);
+		mpi_send_wire(&w, r, TAG_DOWN);
 	return rc;
 }
 
