@@ -1,6 +1,6 @@
 /*
  * Database helpers the C tests share: remove a database with its -wal and
- * -shm, and read one integer from a query.
+ * -shm, read one integer from a query, run SQL on a file behind bvtool's back.
  */
 #ifndef BV_CHECK_DB_H
 #define BV_CHECK_DB_H
@@ -8,6 +8,8 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <unistd.h>
+
+#include "check.h"
 
 static inline void remove_db(const char *path)
 {
@@ -30,6 +32,16 @@ static inline long long q_int(sqlite3 *h, const char *sql)
 		fprintf(stderr, "query '%s': %s\n", sql, sqlite3_errmsg(h));
 	sqlite3_finalize(st);
 	return v;
+}
+
+/* SQL on the file through a plain connection (a test's edit), checked. */
+static inline void raw_sqlite(const char *path, const char *sql)
+{
+	sqlite3 *h = NULL;
+	CHECK(sqlite3_open(path, &h) == SQLITE_OK &&
+		      sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK,
+	      "%s: %s", sql, sqlite3_errmsg(h));
+	sqlite3_close(h);
 }
 
 #endif

@@ -592,15 +592,6 @@ static void expect_refused(const char *path, int code, const char *msg, int read
 	free(before);
 }
 
-static void raw_sqlite(const char *path, const char *sql)
-{
-	sqlite3 *h = NULL;
-	CHECK(sqlite3_open(path, &h) == SQLITE_OK &&
-		      sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK,
-	      "%s: %s", sql, sqlite3_errmsg(h));
-	sqlite3_close(h);
-}
-
 static void test_bad_files(void)
 {
 	char path[600], want[1400], dir[540];

@@ -84,15 +84,6 @@ static void test_hand(void)
 	bv_dynamics_free(NULL);
 }
 
-static void raw_sqlite(const char *path, const char *sql)
-{
-	sqlite3 *h = NULL;
-	CHECK(sqlite3_open(path, &h) == SQLITE_OK &&
-		      sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK,
-	      "%s: %s", sql, sqlite3_errmsg(h));
-	sqlite3_close(h);
-}
-
 static void test_migration(void)
 {
 	char path[600], want[1400];
