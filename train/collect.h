@@ -53,6 +53,8 @@ int bv_grid_cells(const bv_collect_cfg *cfg, bv_cell **out, int *n);
  * statistics) adds a third of the teacher's parameters over the student's.
  * The key of shard balancing and of "costliest first". */
 double bv_cell_cost(const bv_collect_cfg *cfg, const bv_cell *c);
+/* bv_cell_cost of each of n cells into out, each kind of cost computed once. */
+void bv_cell_costs(double *out, const bv_collect_cfg *cfg, const bv_cell *cells, int n);
 /* shard_of[i] in [0, n_shards) for cells[i] (n of them, in grid order): the
  * costliest first, each to the least loaded shard, ties to the first in grid
  * order and to the lowest shard. Deterministic: it depends on the grid only. */

@@ -286,19 +286,24 @@ static int by_cost(const void *a, const void *b)
 
 static int plan_todo(job *j, const unsigned char *done)
 {
-	costed *v = malloc(sizeof *v * (size_t)(j->n_cells ? j->n_cells : 1));
-	if (!v || !(j->todo = malloc(sizeof *j->todo * (size_t)(j->n_cells ? j->n_cells : 1)))) {
+	const size_t cap = (size_t)(j->n_cells ? j->n_cells : 1);
+	costed *v = malloc(sizeof *v * cap);
+	double *cost = malloc(sizeof *cost * cap);
+	if (!v || !cost || !(j->todo = malloc(sizeof *j->todo * cap))) {
 		free(v);
+		free(cost);
 		return bv_error_set(BV_ENOMEM, "out of memory for the grid");
 	}
+	bv_cell_costs(cost, j->cfg, j->cells, j->n_cells);
 	j->n_todo = 0;
 	for (int i = 0; i < j->n_cells; i++)
 		if (!done[i])
-			v[j->n_todo++] = (costed){bv_cell_cost(j->cfg, &j->cells[i]), i};
+			v[j->n_todo++] = (costed){cost[i], i};
 	qsort(v, (size_t)j->n_todo, sizeof *v, by_cost);
 	for (int k = 0; k < j->n_todo; k++)
 		j->todo[k] = v[k].i;
 	free(v);
+	free(cost);
 	return 0;
 }
 

@@ -66,6 +66,19 @@ double bv_cell_cost(const bv_collect_cfg *cfg, const bv_cell *c)
 	return ps > 0 ? 1 + pt / (3 * ps) : 1;
 }
 
+void bv_cell_costs(double *out, const bv_collect_cfg *cfg, const bv_cell *cells, int n)
+{
+	/* a cost depends on the cell's method being ce or soft only: each is
+	 * computed once (a soft one may build two probe models) */
+	double ce_cost = -1, soft_cost = -1;
+	for (int i = 0; i < n; i++) {
+		double *known = cells[i].method == BV_METHOD_CE ? &ce_cost : &soft_cost;
+		if (*known < 0)
+			*known = bv_cell_cost(cfg, &cells[i]);
+		out[i] = *known;
+	}
+}
+
 int bv_shard_assign(int *shard_of, const bv_collect_cfg *cfg, const bv_cell *cells, int n,
 		    int n_shards)
 {
@@ -78,10 +91,9 @@ int bv_shard_assign(int *shard_of, const bv_collect_cfg *cfg, const bv_cell *cel
 		free(order);
 		return bv_error_set(BV_ENOMEM, "out of memory for the shards");
 	}
-	for (int i = 0; i < n; i++) {
-		cost[i] = bv_cell_cost(cfg, &cells[i]);
+	bv_cell_costs(cost, cfg, cells, n);
+	for (int i = 0; i < n; i++)
 		order[i] = i;
-	}
 	/* insertion sort, stable: costliest first, grid order among equals (grids
 	 * are thousands of cells at most, and mostly of one or two costs) */
 	for (int i = 1; i < n; i++) {
