@@ -110,6 +110,14 @@ run "$bv" merge --db w.db w0.db w1.db w2.db w3.db w4.db w5.db w6.db w7.db w8.db 
 assert "twelve shards merge (status $status)" [ "$status" = 0 ]
 assert "twelve shards = one machine" [ "$(snapshots_sum w.db)" = "$ref" ]
 
+# --- a target of an older schema (3: before the dynamics table) is upgraded, then merged
+cp s0.db old.db
+q old.db "DROP VIEW dynamics_by_method; DROP TABLE dynamics; PRAGMA user_version = 3"
+run "$bv" merge --db old.db s1.db s2.db
+assert "merge into a schema-3 target (status $status: $(cat "$err"))" [ "$status" = 0 ]
+assert "... upgrades it to 4" [ "$(q old.db "PRAGMA user_version")" = 4 ]
+assert "... and merges: the same as one machine" [ "$(snapshots_sum old.db)" = "$ref" ]
+
 # --- refusals, each with the target untouched
 before=$(whole m1.db)
 "$bv" collect --shard 0/3 --teacher-ckpt $TC --db lr.db $G --lr 0.02 --epochs 3 >/dev/null 2>&1

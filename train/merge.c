@@ -571,6 +571,12 @@ int bv_merge(const char *target, const char *const *shards, int n, bv_merge_stat
 		goto done;
 	}
 	const int target_exists = stat(target, &tst) == 0 && tst.st_size > 0;
+	/* merge writes the target: an older schema is upgraded first, as by any
+	 * writing command (the first pass reads it read-only, which refuses one) */
+	if (target_exists && (rc = bv_db_open(&db, target, BV_DB_WRITE)) != 0)
+		goto done;
+	bv_db_close(db);
+	db = NULL;
 	if (target_exists && ((rc = check_input(&m, -1)) != 0 ||
 			      (rc = bv_db_open(&m.target_db, target, BV_DB_READONLY)) != 0))
 		goto done;
