@@ -129,7 +129,8 @@ int dc_correlate(bv_db *db, const dc_plan *p, bv_run_method method, int epoch,
 	const char *name = bv_db_method_name(method);
 	corr_data *cd = calloc(1, sizeof *cd);
 	double x[BV_MAX_TEMPS], y[BV_MAX_TEMPS];
-	int seeds[MAX_SEEDS], rc = 0;
+	dc_rep_t seeds[MAX_SEEDS];
+	int rc = 0;
 	double *rs = NULL, *wb = NULL; /* wb: boot_counts' weights (BOOT_BLOCK, B) */
 	double *W = NULL;              /* (1 + n_boot, B) the draws' weights */
 	int *counts = NULL;
@@ -145,9 +146,10 @@ int dc_correlate(bv_db *db, const dc_plan *p, bv_run_method method, int epoch,
 	for (int t = 0; t < p->n_temps; t++) {
 		if (dc_count_seeds(p, method, p->temps[t]) < 2)
 			continue;
-		int sd[MAX_SEEDS], n = dc_paired_seeds(sd, p, p->temps[t]);
+		dc_rep_t sd[MAX_SEEDS];
+		int n = dc_paired_seeds(sd, p, p->temps[t]);
 		if (B < 0) {
-			memcpy(seeds, sd, sizeof(int) * (size_t)n);
+			memcpy(seeds, sd, sizeof *seeds * (size_t)n);
 			B = n;
 		} else {
 			int m = 0;

@@ -37,9 +37,21 @@ typedef struct run_ctx {
 	float *ce_buf, *m_buf;          /* (B, N, K) logits */
 	int *oob;
 	double max_err;
+	int split;                      /* a variance was split by its source (inits) */
 	bv_say_fn say;
 	void *ctx;
 } run_ctx;
+
+/* With inits, the mean variance of n rows by its source, said. */
+static void say_split(const run_ctx *c, const bv_stat_row *rows, int n, int B)
+{
+	double vi = 0, vd = 0;
+	for (int i = 0; i < n; i++)
+		vi += rows[i].var_init, vd += rows[i].var_data;
+	dc_say(c->say, c->ctx,
+	       "         variance by source: init %.4f  data %.4f  (%d draws x %d inits)", vi / n,
+	       vd / n, B / c->s->n_inits, c->s->n_inits);
+}
 
 /* Mean bias, variance and loss of n rows, and their regularization samples. */
 static void means(const bv_stat_row *rows, int n, double *b, double *v, double *l, int *n_reg)
@@ -163,6 +175,20 @@ static void ahead_stop(ahead *a)
 static int decompose_epochs(run_ctx *c, double T, ahead *a, int reuse_ce, int B,
 			    const char *seeds_text);
 
+/* M when the B replicas (ascending) are draws of M >= 2 inits 1..M each, else 1 */
+static int inits_of(const dc_rep_t *reps, int B)
+{
+	int M = 0;
+	while (M < B && dc_rep_seed(reps[M]) == dc_rep_seed(reps[0]))
+		M++;
+	if (M < 2 || B % M)
+		return 1;
+	for (int b = 0; b < B; b++)
+		if (dc_rep_init(reps[b]) != b % M + 1 || dc_rep_seed(reps[b]) != dc_rep_seed(reps[b - b % M]))
+			return 1;
+	return M;
+}
+
 /* Decompose every selected epoch at temperature T: ce (reused from the last
  * temperature while the paired seeds are the same) and each soft method,
  * handing each epoch's rows to the writer. */
@@ -172,13 +198,29 @@ static int decompose_temperature(run_ctx *c, double T)
 	dc_selection *s = c->s;
 	const char *split = c->o->split;
 	const int N = s->N;
-	int sd[MAX_SEEDS], B = dc_paired_seeds(sd, p, T), rc;
+	dc_rep_t sd[MAX_SEEDS];
+	int B = dc_paired_seeds(sd, p, T), rc;
 	char seeds_text[1024];
 	size_t len = 0;
 	seeds_text[0] = '\0';
+	s->n_inits = inits_of(sd, B);
+	c->split |= s->n_inits >= 2;
+	/* "1,2,3" as before schema 5; with inits, "seed:init" */
 	for (int b = 0; b < B && len < sizeof seeds_text; b++)
-		len += (size_t)snprintf(seeds_text + len, sizeof seeds_text - len, "%s%d",
-					b ? "," : "", sd[b]);
+		len += (size_t)(dc_rep_init(sd[b]) == 1 && s->n_inits < 2
+					? snprintf(seeds_text + len, sizeof seeds_text - len, "%s%d",
+						   b ? "," : "", dc_rep_seed(sd[b]))
+					: snprintf(seeds_text + len, sizeof seeds_text - len, "%s%d:%d",
+						   b ? "," : "", dc_rep_seed(sd[b]),
+						   dc_rep_init(sd[b])));
+	int any_init = 0;
+	for (int b = 0; b < B; b++)
+		any_init |= dc_rep_init(sd[b]) != 1;
+	if (s->n_inits == 1 && any_init)
+		dc_say(c->say, c->ctx,
+		       "T=%g: the draws have different numbers of inits, the variance is not split "
+		       "by its source",
+		       T);
 	s->T = T;
 	free(c->oob);
 	c->oob = NULL;
@@ -253,6 +295,8 @@ static int decompose_epochs(run_ctx *c, double T, ahead *a, int reuse_ce, int B,
 			if ((rc = ahead_get(a, i, &buf)) != 0)
 				return rc;
 			rc = c->ce_n[e] = dc_rows(ce_rows, buf, B, s, NULL, 0, &c->max_err);
+			if (rc >= 0 && s->n_inits >= 2)
+				rc = dc_var_split(ce_rows, c->ce_n[e], buf, B, s, &c->max_err);
 			ahead_done(a, i++);
 			if (rc < 0)
 				return rc;
@@ -268,6 +312,8 @@ static int decompose_epochs(run_ctx *c, double T, ahead *a, int reuse_ce, int B,
 			       "T=%-4g epoch %-3d %-9s bias %.4f  variance %.4f  loss %.4f  (%d samples, "
 			       "%d seeds)",
 			       T, E, bv_db_method_name(BV_RUN_CE), mb, mv, ml, n_rows, B);
+		if (E == c->last_epoch && s->n_inits >= 2 && n_rows > 0)
+			say_split(c, ce_rows, n_rows, B);
 		for (int m = 0; m < p->n_soft; m++) {
 			if (dc_count_seeds(p, p->soft[m], T) == 0)
 				continue;
@@ -276,8 +322,11 @@ static int decompose_epochs(run_ctx *c, double T, ahead *a, int reuse_ce, int B,
 				return rc;
 			bv_stat_row *m_rows_m = mr + (size_t)m * N;
 			const int n_m = dc_rows(m_rows_m, buf, B, s, ce_rows, 1, &c->max_err);
+			rc = n_m >= 0 && s->n_inits >= 2
+				     ? dc_var_split(m_rows_m, n_m, buf, B, s, &c->max_err)
+				     : n_m;
 			ahead_done(a, i++);
-			if ((rc = n_m) < 0)
+			if (rc < 0)
 				return rc;
 			job.method[job.n_puts] = p->soft[m];
 			job.rows[job.n_puts] = m_rows_m;
@@ -289,6 +338,8 @@ static int decompose_epochs(run_ctx *c, double T, ahead *a, int reuse_ce, int B,
 				       "regularization samples %d (%.2f%%)",
 				       T, E, bv_db_method_name(p->soft[m]), mb, mv, ml, n_reg,
 				       100.0 * n_reg / n_m);
+				if (s->n_inits >= 2 && n_m > 0)
+					say_split(c, m_rows_m, n_m, B);
 			}
 		}
 		snprintf(job.seeds, sizeof job.seeds, "%s", seeds_text);
@@ -401,15 +452,15 @@ int bv_decompose_db(bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *
 	writer_running = 0;
 	if ((rc = dc_writer_stop(&w)) != 0)
 		goto done;
+	const char *identity = c.split ? "max |loss - bias - variance| and "
+					 "|variance - var_init - var_data|"
+				       : "max |loss - bias - variance|";
 	if (c.max_err > 1e-4) {
-		rc = bv_error_set(BV_EFORMAT,
-				  "identity check failed: max |loss - bias - variance| = %.3g > 1e-4; "
-				  "nothing was written",
-				  c.max_err);
+		rc = bv_error_set(BV_EFORMAT, "identity check failed: %s = %.3g > 1e-4; nothing was written",
+				  identity, c.max_err);
 		goto done;
 	}
-	dc_say(say, ctx, "identity check: max |loss - bias - variance| = %.3g over all rows",
-	       c.max_err);
+	dc_say(say, ctx, "identity check: %s = %.3g over all rows", identity, c.max_err);
 
 	/* the correlation across temperatures, for each soft method, in the same
 	 * transaction: statistics and correlations are committed together or not

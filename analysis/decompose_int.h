@@ -5,6 +5,7 @@
  *   decompose_plan.c  which runs, seeds, temperatures and epochs take part
  *   decompose_load.c  snapshots into (B, N, K) arrays, K, the teacher, out-of-bag
  *   decompose_rows.c  the per-sample rows of a method, and the thread that writes them
+ *   decompose_split.c the variance split by its source (draws x inits)
  *   decompose_boot.c  the correlation across temperatures and its bootstrap over seeds
  * Names start with dc_.
  */
@@ -20,6 +21,16 @@
 #define MAX_SAMPLES 10000000    /* samples of a split */
 #define N_SOFT BV_RUN_N_METHODS /* at most: the soft methods of db's table */
 #define DAMAGED " (the database is damaged)"
+
+/* A replica of a decomposition: the run of one (seed, init), numbered
+ * seed-major so that the replicas of one bootstrap draw are adjacent (the
+ * variance split reads them as groups). Runs before schema 5 and of
+ * collect --inits 1 all have init 1, and then a replica is seed * DC_MAX_INITS. */
+#define DC_MAX_INITS 64
+typedef int64_t dc_rep_t;
+static inline dc_rep_t dc_rep(int seed, int init) { return (dc_rep_t)seed * DC_MAX_INITS + init - 1; }
+static inline int dc_rep_seed(dc_rep_t rep) { return (int)(rep / DC_MAX_INITS); }
+static inline int dc_rep_init(dc_rep_t rep) { return (int)(rep % DC_MAX_INITS) + 1; }
 
 /* say(ctx, line) with the line formatted, when say is not NULL */
 void dc_say(bv_say_fn say, void *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -40,12 +51,13 @@ typedef struct dc_plan {
  * named as skipped), the temperatures to decompose (o's, or all), and the
  * checks that enough seeds are done. */
 int dc_plan_make(dc_plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn say, void *ctx);
-/* The done run of (method, T (NAN for none), seed), or NULL. */
-const bv_run *dc_find_run(const dc_plan *p, bv_run_method method, double T, int seed);
+/* The done run of (method, T (NAN for none), replica rep), or NULL. */
+const bv_run *dc_find_run(const dc_plan *p, bv_run_method method, double T, dc_rep_t rep);
 /* The done runs of (method, T). */
 int dc_count_seeds(const dc_plan *p, bv_run_method method, double T);
-/* The seeds (ascending) for which ce and every soft method present at T are done. */
-int dc_paired_seeds(int *out, const dc_plan *p, double T);
+/* The replicas (dc_rep, ascending) for which ce and every soft method present
+ * at T are done. */
+int dc_paired_seeds(dc_rep_t *out, const dc_plan *p, double T);
 /* The epochs to decompose (*out, heap): those at which every run taking part
  * (ce and each soft method of the paired seeds at each temperature) is
  * analysable for the split snap, then `epoch` of bv_decompose_opts. */
@@ -71,8 +83,8 @@ int dc_teacher_epoch(int *out, bv_db *db, const dc_plan *p, const char *snap);
 /* The teacher's logits (N, K) at epoch and their CE at the labels, (N): heap. */
 int dc_load_teacher(float **out, double **out_ce, bv_db *db, const dc_plan *p, int epoch,
 		    const char *snap, const int *labels, int N, int K);
-/* (B, N) 1 where seed seeds[b] did not draw training sample i: heap. */
-int dc_load_oob(int **out, bv_db *db, const int *seeds, int B, int N);
+/* (B, N) 1 where the seed of replica reps[b] did not draw training sample i: heap. */
+int dc_load_oob(int **out, bv_db *db, const dc_rep_t *reps, int B, int N);
 
 /* ---- the rows (decompose_rows.c) ------------------------------------------------ */
 
@@ -87,6 +99,7 @@ typedef struct dc_selection {
 	const int *oob;           /* (B, N) 1 where seed b did not draw sample i; NULL unless oob */
 	bv_criterion crit;
 	double T;
+	int n_inits;              /* M >= 2: the replicas are draws x M inits, split the variance */
 } dc_selection;
 
 /* Decompose every sample of one method from buf (B, N, K); rows (N) out,
@@ -96,6 +109,14 @@ typedef struct dc_selection {
  * the largest |loss - bias - variance|. */
 int dc_rows(bv_stat_row *rows, const float *buf, int B, const dc_selection *s,
 	    const bv_stat_row *ce_rows, int soft, double *max_err);
+/* The variance of each of the n rows split by its source (s->n_inits = M >=
+ * 2, buf's B replicas B / M draws of M inits each, in that order): with
+ * lbar_d = mean_i log q_{d,i} per class, V_init(d) = -log sum_k exp lbar_d[k];
+ * var_init = mean_d V_init(d) over the sample's draws (its out-of-bag draws
+ * for oob) and var_data = the Heskes variance of the draws' normalised
+ * geometric means. *max_err grows to the largest |variance - var_init - var_data|. */
+int dc_var_split(bv_stat_row *rows, int n, const float *buf, int B, const dc_selection *s,
+		 double *max_err);
 
 enum { MAX_PUTS = 1 + N_SOFT };
 

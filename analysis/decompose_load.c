@@ -130,15 +130,16 @@ int dc_load_teacher(float **out, double **out_ce, bv_db *db, const dc_plan *p, i
 	return 0;
 }
 
-int dc_load_oob(int **out, bv_db *db, const int *seeds, int B, int N)
+int dc_load_oob(int **out, bv_db *db, const dc_rep_t *reps, int B, int N)
 {
 	int rc, *oob = malloc(sizeof(int) * (size_t)B * N);
 	*out = NULL;
 	if (!oob)
 		return bv_error_set(BV_ENOMEM, "out of memory");
 	for (int b = 0; b < B; b++) {
-		if ((rc = bv_db_check_inbag(db, seeds[b])) != 0 ||
-		    (rc = bv_db_inbag_get(db, seeds[b], oob + (size_t)b * N, N)) != 0) {
+		const int seed = dc_rep_seed(reps[b]);
+		if ((rc = bv_db_check_inbag(db, seed)) != 0 ||
+		    (rc = bv_db_inbag_get(db, seed, oob + (size_t)b * N, N)) != 0) {
 			free(oob);
 			return rc;
 		}

@@ -26,11 +26,11 @@ void dc_say(bv_say_fn say, void *ctx, const char *fmt, ...)
 
 /* ---- the runs and seeds ---------------------------------------------------- */
 
-const bv_run *dc_find_run(const dc_plan *p, bv_run_method method, double T, int seed)
+const bv_run *dc_find_run(const dc_plan *p, bv_run_method method, double T, dc_rep_t rep)
 {
 	for (int i = 0; i < p->n_runs; i++) {
 		const bv_run *r = &p->runs[i];
-		if (r->status == BV_RUN_DONE && r->method == method && r->seed == seed &&
+		if (r->status == BV_RUN_DONE && r->method == method && dc_rep(r->seed, r->init) == rep &&
 		    (isnan(T) ? isnan(r->temperature) : r->temperature == T))
 			return r;
 	}
@@ -48,7 +48,7 @@ int dc_count_seeds(const dc_plan *p, bv_run_method method, double T)
 	return n;
 }
 
-int dc_paired_seeds(int *out, const dc_plan *p, double T)
+int dc_paired_seeds(dc_rep_t *out, const dc_plan *p, double T)
 {
 	int n = 0;
 	for (int i = 0; i < p->n_runs; i++) {
@@ -58,15 +58,15 @@ int dc_paired_seeds(int *out, const dc_plan *p, double T)
 		int ok = 1;
 		for (int m = 0; m < p->n_soft; m++)
 			if (dc_count_seeds(p, p->soft[m], T) > 0 &&
-			    !dc_find_run(p, p->soft[m], T, r->seed))
+			    !dc_find_run(p, p->soft[m], T, dc_rep(r->seed, r->init)))
 				ok = 0;
 		if (ok)
-			out[n++] = r->seed;
+			out[n++] = dc_rep(r->seed, r->init);
 	}
-	/* runs are listed by seed within a method; keep them sorted anyway */
+	/* runs are listed by seed and init within a method; keep them sorted anyway */
 	for (int i = 1; i < n; i++)
 		for (int j = i; j > 0 && out[j - 1] > out[j]; j--) {
-			int t = out[j];
+			dc_rep_t t = out[j];
 			out[j] = out[j - 1];
 			out[j - 1] = t;
 		}
@@ -94,6 +94,12 @@ int dc_plan_make(dc_plan *p, bv_db *db, const bv_decompose_opts *o, bv_say_fn sa
 		const bv_run *r = &p->runs[i];
 		const char *method = bv_db_method_name(r->method);
 		const char *status = bv_db_status_name(r->status);
+		if (r->seed < 0 || r->init < 1 || r->init > DC_MAX_INITS)
+			return bv_error_set(BV_EFORMAT,
+					    "'%s': run %lld has seed %d and init %d; decompose reads "
+					    "seeds >= 0 and inits 1..%d",
+					    bv_db_path(db), (long long)r->id, r->seed, r->init,
+					    DC_MAX_INITS);
 		if (r->status != BV_RUN_DONE) {
 			size_t len = strlen(skipped);
 			if (n_skipped < 6 && len < sizeof skipped - 64) {
@@ -187,7 +193,8 @@ int dc_plan_epochs(int **out, int *n_out, bv_db *db, const dc_plan *p, const cha
 	if (!ids)
 		return bv_error_set(BV_ENOMEM, "out of memory");
 	for (int t = 0; t < p->n_temps; t++) {
-		int sd[MAX_SEEDS], n = dc_paired_seeds(sd, p, p->temps[t]);
+		dc_rep_t sd[MAX_SEEDS];
+		int n = dc_paired_seeds(sd, p, p->temps[t]);
 		if (n < 2) {
 			rc = bv_error_set(BV_ESTATE,
 					  "decompose needs >= 2 seeds with ce and every method done at T=%g; "

@@ -73,6 +73,8 @@ static int rows_range(bv_stat_row *rows, const float *buf, int B, const dc_selec
 			r->regularization = -1;
 			r->wsl_weight = use_wsl ? wsl[j] : NAN;
 			r->teacher_p_true = t ? exp(-s->teacher_ce[i]) : NAN;
+			r->has_split = 0; /* dc_var_split's, with inits */
+			r->var_init = r->var_data = NAN;
 			if (soft) {
 				/* ce_rows[] holds every sample that has a row, in the same order */
 				const bv_stat_row *c = &ce_rows[n_rows];

@@ -29,8 +29,8 @@
 typedef struct acc_group {
 	bv_run_method method;
 	double T;                  /* NAN for ce / teacher */
-	int n;                     /* seeds */
-	int seeds[MAX_SEEDS];
+	int n;                     /* runs: seeds, or seeds x inits */
+	int64_t seeds[MAX_SEEDS];  /* seed << 32 | init: the pairing key */
 	double last[MAX_SEEDS];    /* per seed: final test accuracy */
 	double best[MAX_SEEDS];    /* per seed: best test accuracy over epochs */
 } acc_group;
@@ -65,14 +65,14 @@ static int load_accuracy(report *r, bv_db *db)
 	char sql[1024];
 	size_t len = (size_t)snprintf(sql, sizeof sql,
 				      "SELECT method, temperature, seed, final_acc, best_acc, "
-				      "run_id FROM run_accuracy WHERE status = ?1 "
+				      "run_id, init FROM run_accuracy WHERE status = ?1 "
 				      "ORDER BY CASE method");
 	/* the methods in the table's order (teacher, ce, kd, ...), then T and seed */
 	for (int m = 0; m < BV_RUN_N_METHODS && len < sizeof sql; m++)
 		len += (size_t)snprintf(sql + len, sizeof sql - len, " WHEN '%s' THEN %d",
 					bv_db_method_name((bv_run_method)m), m);
 	if (len < sizeof sql)
-		snprintf(sql + len, sizeof sql - len, " END, temperature, seed");
+		snprintf(sql + len, sizeof sql - len, " END, temperature, seed, init");
 	int rc;
 	/* method, status, seed, temperature and final_acc are checked here; best_acc
 	 * is a max over metrics rows, checked like them */
@@ -101,7 +101,7 @@ static int load_accuracy(report *r, bv_db *db)
 			sqlite3_finalize(st);
 			return rc;
 		}
-		g->seeds[g->n] = sqlite3_column_int(st, 2);
+		g->seeds[g->n] = (int64_t)sqlite3_column_int(st, 2) << 32 | sqlite3_column_int(st, 6);
 		g->last[g->n] = sqlite3_column_double(st, 3);
 		g->best[g->n] = bt == SQLITE_NULL ? g->last[g->n] : best;
 		g->n++;
@@ -110,7 +110,7 @@ static int load_accuracy(report *r, bv_db *db)
 	return rc == SQLITE_DONE ? 0 : bv_db_error(db);
 }
 
-/* Per-seed differences a - b over the seeds both groups have. */
+/* Per-run differences a - b over the (seed, init) both groups have. */
 static int paired(double *d, const acc_group *a, const acc_group *b)
 {
 	int n = 0;
@@ -375,6 +375,80 @@ static int check_split(bv_db *db, sqlite3_stmt *st, const char *table, int n_key
 	return bv_error_set(BV_EFORMAT, "'%s': %s row (%s): split is not test, train or oob (the database is damaged)",
 			    bv_db_path(db), table, key);
 }
+
+/* ---- the variance by its source (collect --inits M): only when decomposed so */
+static int variance_sources(bv_buf *f, bv_db *db, int fm, json_t *doc, int *jfail)
+{
+	/* the last decomposed epoch of each split, each method beside the paired ce rows */
+	static const char sql[] =
+		"SELECT s.split, s.epoch, s.temperature, s.method, count(*), avg(s.variance), "
+		"avg(s.var_init), avg(s.var_data), avg(s.var_init - c.var_init), "
+		"avg(s.var_data - c.var_data) FROM sample_stats s JOIN sample_stats c "
+		"ON c.temperature = s.temperature AND c.epoch = s.epoch AND c.split = s.split "
+		"AND c.sample_idx = s.sample_idx AND c.method = ?1 "
+		"WHERE s.var_init IS NOT NULL AND c.var_init IS NOT NULL "
+		"AND s.epoch = (SELECT max(epoch) FROM decompositions d WHERE d.split = s.split) "
+		"GROUP BY s.split, s.epoch, s.temperature, s.method "
+		"ORDER BY CASE s.split WHEN 'test' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, "
+		"s.temperature, s.method != ?1, s.method";
+	sqlite3_stmt *st = NULL;
+	json_t *arr = NULL;
+	int rc, n_out = 0;
+	if ((rc = bv_db_prepare(db, &st, sql)) != 0)
+		return rc;
+	sqlite3_bind_text(st, 1, bv_db_method_name(BV_RUN_CE), -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((rc = check_row(db, st, "sample_stats", "tiNtinnnnn", 4)) != 0 ||
+		    (rc = check_split(db, st, "sample_stats", 4)) != 0)
+			break;
+		const char *split = (const char *)sqlite3_column_text(st, 0);
+		const char *m = (const char *)sqlite3_column_text(st, 3);
+		const int E = sqlite3_column_int(st, 1), n = sqlite3_column_int(st, 4);
+		const double T = sqlite3_column_double(st, 2);
+		double v[5];
+		for (int i = 0; i < 5; i++)
+			v[i] = column_num(st, 5 + i);
+		if (fm == FMT_MD) {
+			if (n_out == 0)
+				bprintf(f, "\n## Variance by source\n\nEach sample's variance split into the "
+					   "mean variance over the initialisations of one bootstrap draw "
+					   "(init) and the variance across the draws' normalised geometric "
+					   "means (data); means over the samples at the last decomposed epoch, "
+					   "and the change against the paired ce rows.\n\n| split | epoch | T | "
+					   "method | samples | variance | init | data | init - ce | data - ce |\n"
+					   "|---|---|---|---|---|---|---|---|---|---|\n");
+			bprintf(f, "| %s | %d | %g | ", split, E, T);
+			md_text(f, m);
+			bprintf(f, " | %d | %.4f | %.4f | %.4f | %+.4f | %+.4f |\n", n, v[0], v[1], v[2],
+				v[3], v[4]);
+		} else if (fm == FMT_CSV) {
+			static const char *const q[] = {"variance", "var_init", "var_data",
+							"var_init_minus_ce", "var_data_minus_ce"};
+			char key[96];
+			for (int i = 0; i < 5; i++) {
+				snprintf(key, sizeof key, "%s_epoch%d_%s", split, E, q[i]);
+				csv_row(f, "variance_source", m, T, key, v[i]);
+			}
+		} else {
+			if (!arr && (!(arr = json_array()) || json_object_set_new(doc, "variance_sources", arr))) {
+				*jfail = 1;
+				break;
+			}
+			json_t *row = json_pack("{s:o, s:i, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o}",
+				"split", jstr(split), "epoch", E, "temperature", jnum(T), "method", jstr(m),
+				"samples", n, "variance", jnum(v[0]), "var_init", jnum(v[1]),
+				"var_data", jnum(v[2]), "var_init_minus_ce", jnum(v[3]),
+				"var_data_minus_ce", jnum(v[4]));
+			*jfail |= json_array_append_new(arr, row) != 0;
+		}
+		n_out++;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return 0;
+	return rc < 0 ? rc : bv_db_error(db);
+}
+
 
 int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 {
@@ -668,6 +742,8 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 	rc = 0;
 	if (fm == FMT_MD && n_out == 0)
 		bprintf(f, "| (none: needs bvtool decompose and >= 3 temperatures) | | | | | | | |\n");
+	if ((rc = variance_sources(f, db, fm, doc, &jfail)) != 0)
+		goto done;
 	if (fm == FMT_JSON) {
 		/* 17 significant digits, so that every double reads back as it was */
 		const size_t flags = JSON_INDENT(2) | JSON_REAL_PRECISION(17);

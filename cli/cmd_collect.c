@@ -139,7 +139,7 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 {
 	bv_collect_cfg c = {
 		.db_path = "runs.db", .data_spec = "fashion-mnist", .teacher_spec = "mlp:1200-1200",
-		.student_spec = "mlp:64", .seeds = 8, .teacher_epochs = 10, .teacher_seed = 1,
+		.student_spec = "mlp:64", .seeds = 8, .inits = 1, .teacher_epochs = 10, .teacher_seed = 1,
 		.epochs = 10, .batch = 128, .threads = 1, .teacher_lr = 0.05, .lr = 0.01,
 		.momentum = 0.9, .wd = 5e-4, .alpha = 2.25, .gamma = 1, .stop = &interrupted,
 	};
@@ -162,6 +162,7 @@ int cmd_collect(const cli_cmd *cmd, int argc, char **argv)
 		{"--teacher-ckpt", OPT_STR, &c.teacher_ckpt, "CKPT", "use this trained teacher instead of training one"},
 		{"--student", OPT_STR, &c.student_spec, "SPEC", "the students' model spec"},
 		{"--seeds", OPT_INT, &c.seeds, "B", "bootstrap replicas (seeds 1..B)", 1, 100000},
+		{"--inits", OPT_INT, &c.inits, "M", "initialisations per replica (inits 1..M): decompose then splits the variance by source", 1, 64},
 		{"--methods", OPT_STR, &l.methods, "LIST", "student methods: ce, kd, wsl, kd-filter"},
 		{"--temps", OPT_STR, &l.temps, "LIST", "temperatures of the kd/wsl/kd-filter cells"},
 		{"--alpha", OPT_DOUBLE, &c.alpha, "A", "weight of the soft term", 0, 1e6},

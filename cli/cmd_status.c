@@ -58,7 +58,12 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 	}
 	const int active = collect_active(lock_fd);
 	int n_done = 0, n_running = 0, n_interrupted = 0, n_pending = 0, n_failed = 0;
-	printf("%-10s %6s %5s  %-11s %7s  %9s\n", "method", "temp", "seed", "status", "epochs", "test acc");
+	/* an init column only for a collection with inits (collect --inits M) */
+	int inits = 0;
+	for (int i = 0; i < n; i++)
+		inits |= runs[i].init > 1;
+	printf("%-10s %6s %5s%s  %-11s %7s  %9s\n", "method", "temp", "seed", inits ? "  init" : "",
+	       "status", "epochs", "test acc");
 	for (int i = 0; i < n; i++) {
 		const bv_run *r = &runs[i];
 		/* a running run without the collect that runs it was interrupted */
@@ -74,8 +79,11 @@ int cmd_status(const cli_cmd *cmd, int argc, char **argv)
 			bv_number_format(temp, sizeof temp, r->temperature);
 		if (!isnan(r->test_acc))
 			snprintf(acc, sizeof acc, "%.2f%%", 100 * r->test_acc);
-		printf("%-10s %6s %5d  %-11s %3d/%-3d  %9s\n", bv_db_method_name(r->method), temp,
-		       r->seed, st, r->epochs_done, r->epochs, acc);
+		char init[16] = "";
+		if (inits)
+			snprintf(init, sizeof init, "  %4d", r->init);
+		printf("%-10s %6s %5d%s  %-11s %3d/%-3d  %9s\n", bv_db_method_name(r->method), temp,
+		       r->seed, init, st, r->epochs_done, r->epochs, acc);
 	}
 	printf("%d runs: %d done, %d running, %d interrupted, %d pending, %d failed%s\n", n, n_done,
 	       n_running, n_interrupted, n_pending, n_failed,

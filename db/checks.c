@@ -83,6 +83,8 @@ int bv_db_check_runs(bv_db *db)
 		 " WHEN typeof(seed) != 'integer' OR seed < 0 OR seed > 2147483647"
 		 "  THEN printf('has seed %%s, expected a whole number 0..2147483647', "
 		 Q("seed") ")"
+		 " WHEN typeof(init) != 'integer' OR init < 1 OR init > 64"
+		 "  THEN printf('has init %%s, expected a whole number 1..64', " Q("init") ")"
 		 " WHEN method IN (%s) AND temperature IS NOT NULL"
 		 "  THEN printf('is a %%s run with temperature %%s, expected none', method, "
 		 Q("temperature") ")"
@@ -101,9 +103,11 @@ int bv_db_check_runs(bv_db *db)
 		 "SELECT printf('runs %%d and %%d are both %%s', a.id, b.id,"
 		 " CASE WHEN a.method = '%s' THEN 'teacher runs'"
 		 " WHEN a.temperature IS NULL THEN printf('%%s seed %%d', a.method, a.seed)"
-		 " ELSE printf('%%s T=%%g seed %%d', a.method, a.temperature, a.seed) END)"
+		 " ELSE printf('%%s T=%%g seed %%d', a.method, a.temperature, a.seed) END"
+		 " || CASE WHEN a.init > 1 THEN printf(' init %%d', a.init) ELSE '' END)"
 		 " FROM runs a JOIN runs b ON b.id > a.id AND b.method = a.method"
-		 " AND (a.method = '%s' OR (b.seed = a.seed AND b.temperature IS a.temperature))"
+		 " AND (a.method = '%s' OR (b.seed = a.seed AND b.init IS a.init"
+		 " AND b.temperature IS a.temperature))"
 		 " ORDER BY a.id, b.id LIMIT 1",
 		 teacher, teacher);
 	int rc = refuse_first(db, why_sql, 0, 0);

@@ -23,7 +23,7 @@
 #define RUN_COLUMNS                                                                         \
 	"SELECT r.id, r.method, r.temperature, r.alpha, r.gamma, r.seed, r.status, r.test_acc, " \
 	"r.epochs, (SELECT IFNULL(max(m.epoch), 0) FROM metrics m WHERE m.run_id = r.id), r.model, "         \
-	"r.checkpoint, r.seconds FROM runs r"
+	"r.checkpoint, r.seconds, r.init FROM runs r"
 #define NOW "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
 /* run r has a snapshot of split ?1 and a metrics row at epoch ?2 */
 #define ANALYSABLE                                                                                 \
@@ -37,14 +37,14 @@ static const char *const stmt_sql[N_STMT] = {
 			 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 	/* the expression of the runs_cell index, so that the index serves it */
 	[S_RUN_FIND] = "SELECT id FROM runs WHERE method = ?1 AND IFNULL(temperature, -1) = "
-		       "IFNULL(?2, -1) AND seed = ?3",
-	[S_RUN_INSERT] = "INSERT INTO runs(method, temperature, seed, alpha, gamma, model, epochs) "
-			 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		       "IFNULL(?2, -1) AND seed = ?3 AND init = ?4",
+	[S_RUN_INSERT] = "INSERT INTO runs(method, temperature, seed, alpha, gamma, model, epochs, init) "
+			 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_RUN_GET] = RUN_COLUMNS " WHERE r.id = ?1",
-	[S_RUNS_LIST] = RUN_COLUMNS " ORDER BY r.method, r.temperature NULLS FIRST, r.seed",
+	[S_RUNS_LIST] = RUN_COLUMNS " ORDER BY r.method, r.temperature NULLS FIRST, r.seed, r.init",
 	/* the contract's analysable runs (db.h): ?1 split, ?2 epoch, ?3 done */
 	[S_RUNS_ANALYSABLE] = RUN_COLUMNS " WHERE r.status = ?3 " ANALYSABLE
-				" ORDER BY r.method, r.temperature NULLS FIRST, r.seed",
+				" ORDER BY r.method, r.temperature NULLS FIRST, r.seed, r.init",
 	/* ?3: the status is running */
 	[S_RUN_STATUS] = "UPDATE runs SET status = ?2, started_at = CASE WHEN ?3 "
 			 "THEN " NOW " ELSE started_at END WHERE id = ?1",
@@ -207,7 +207,8 @@ int bv_db_config_set(bv_db *db, const char *key, const char *value)
 
 /* ---- runs --------------------------------------------------------------- */
 
-int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temperature, int seed)
+int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temperature, int seed,
+		   int init)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -216,7 +217,8 @@ int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temp
 		return bv_error_set(BV_EINVAL, "unknown method %d", (int)method);
 	if ((rc = stmt(db, S_RUN_FIND, &st)) == 0 &&
 	    (rc = bind_failed(db, bind_name(st, 1, bv_db_method_name(method)) |
-					  bind_real(st, 2, temperature) | sqlite3_bind_int(st, 3, seed))) ==
+					  bind_real(st, 2, temperature) | sqlite3_bind_int(st, 3, seed) |
+					  sqlite3_bind_int(st, 4, init))) ==
 		    0 &&
 	    (rc = step(db, st)) == 1) {
 		*out_id = sqlite3_column_int64(st, 0);
@@ -227,8 +229,8 @@ int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temp
 }
 
 int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method method,
-		     double temperature, int seed, double alpha, double gamma, const char *model,
-		     int epochs)
+		     double temperature, int seed, int init, double alpha, double gamma,
+		     const char *model, int epochs)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, own, created = 0;
@@ -242,7 +244,7 @@ int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method
 		return rc;
 	if ((rc = stmt(db, S_RUN_FIND, &st)) != 0 ||
 	    (rc = bind_failed(db, bind_name(st, 1, name) | bind_real(st, 2, temperature) |
-					  sqlite3_bind_int(st, 3, seed))) != 0 ||
+					  sqlite3_bind_int(st, 3, seed) | sqlite3_bind_int(st, 4, init))) != 0 ||
 	    (rc = step(db, st)) < 0)
 		goto done;
 	if (rc == 1) {
@@ -256,7 +258,7 @@ int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method
 					  sqlite3_bind_int(st, 3, seed) | bind_real(st, 4, alpha) |
 					  bind_real(st, 5, gamma) |
 					  sqlite3_bind_text(st, 6, model, -1, SQLITE_STATIC) |
-					  sqlite3_bind_int(st, 7, epochs))) != 0 ||
+					  sqlite3_bind_int(st, 7, epochs) | sqlite3_bind_int(st, 8, init))) != 0 ||
 	    (rc = run(db, st)) != 0)
 		goto done;
 	*out_id = sqlite3_last_insert_rowid(db->h);
@@ -300,6 +302,7 @@ static int run_row(bv_db *db, bv_run *r, sqlite3_stmt *st)
 	column_text(r->model, sizeof r->model, st, 10);
 	column_text(r->checkpoint, sizeof r->checkpoint, st, 11);
 	r->seconds = column_real(st, 12);
+	r->init = sqlite3_column_int(st, 13);
 	return 0;
 }
 

@@ -58,7 +58,7 @@
 typedef struct sqlite3 sqlite3;
 typedef struct sqlite3_stmt sqlite3_stmt;
 
-#define BV_DB_SCHEMA_VERSION 4
+#define BV_DB_SCHEMA_VERSION 5
 #define BV_DB_APPLICATION_ID 0x62765462 /* "bvTb" */
 
 typedef struct bv_db bv_db;
@@ -226,7 +226,8 @@ typedef struct bv_run {
 	bv_run_method method;
 	double temperature;  /* NAN when NULL (ce, teacher) */
 	double alpha, gamma;
-	int seed;            /* the replica number; 0 for the teacher */
+	int seed;            /* the replica number (the bootstrap draw); 0 for the teacher */
+	int init;            /* the initialisation of that draw, 1..M (collect --inits M) */
 	bv_run_status status;
 	double test_acc;     /* NAN until done */
 	int epochs;          /* planned epochs */
@@ -236,16 +237,17 @@ typedef struct bv_run {
 	double seconds;      /* training wall time, NAN until done */
 } bv_run;
 
-/* Find the run of (method, temperature (NAN for NULL), seed), or insert it as
- * `pending` with the given alpha, gamma, model and planned epochs. *out_id is
- * its id; *out_created is 1 when it was inserted (may be NULL). */
+/* Find the run of (method, temperature (NAN for NULL), seed, init), or insert
+ * it as `pending` with the given alpha, gamma, model and planned epochs.
+ * *out_id is its id; *out_created is 1 when it was inserted (may be NULL). */
 int bv_db_run_ensure(bv_db *db, int64_t *out_id, int *out_created, bv_run_method method,
-		     double temperature, int seed, double alpha, double gamma, const char *model,
-		     int epochs);
-/* The id of the run of (method, temperature (NAN for NULL), seed), 0 when
- * there is none. */
-int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temperature, int seed);
-/* One run, or all runs ordered by method name, temperature, seed (caller frees
+		     double temperature, int seed, int init, double alpha, double gamma,
+		     const char *model, int epochs);
+/* The id of the run of (method, temperature (NAN for NULL), seed, init), 0
+ * when there is none. */
+int bv_db_run_find(bv_db *db, int64_t *out_id, bv_run_method method, double temperature, int seed,
+		   int init);
+/* One run, or all runs ordered by method name, temperature, seed, init (caller frees
  * *out). A method or status the table does not know is BV_EFORMAT naming the
  * database and the run ("... (the database is damaged)"). */
 int bv_db_run_get(bv_db *db, bv_run *out, int64_t id);
@@ -378,6 +380,10 @@ typedef struct bv_stat_row {
 	int regularization; /* 0 or 1; -1 stores NULL (ce rows) */
 	int n_seeds;
 	double p_true, acc, wsl_weight, teacher_p_true;
+	/* the variance by its source (schema 5), stored when has_split is 1 (NULL
+	 * otherwise, so that a row built without them stores none) */
+	int has_split;
+	double var_init, var_data;
 } bv_stat_row;
 
 /* Delete the sample_stats and decompositions rows of one selection. Run these

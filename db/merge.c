@@ -166,8 +166,8 @@ int bv_db_merge_run(bv_db *db, int64_t shard_id, int64_t main_id, int64_t *out_i
 			return rc;
 	} else {
 		if ((rc = exec2(db,
-				"INSERT INTO main.runs(method, temperature, seed, " RUN_FIELDS ")"
-				" SELECT method, temperature, seed, " RUN_FIELDS
+				"INSERT INTO main.runs(method, temperature, seed, init, " RUN_FIELDS ")"
+				" SELECT method, temperature, seed, init, " RUN_FIELDS
 				" FROM shard.runs WHERE id = ?1",
 				shard_id, 0)) != 0)
 			return rc;

@@ -362,7 +362,17 @@ static int migrate(bv_db *db)
 				  db->path, version);
 		goto done;
 	}
-	if (db_schema_migrate(db->h, version) != SQLITE_OK) {
+	const int mrc = db_schema_migrate(db->h, version);
+	if (mrc == SQLITE_ERROR) {
+		/* a statement of the migration does not fit the file: a table it
+		 * alters is missing, a column it adds is there already */
+		rc = bv_error_set(BV_EFORMAT,
+				  "'%s' is a damaged bvtool database: its schema version %d cannot be "
+				  "upgraded to %d (%s)",
+				  db->path, version, BV_DB_SCHEMA_VERSION, sqlite3_errmsg(db->h));
+		goto done;
+	}
+	if (mrc != SQLITE_OK) {
 		rc = bv_error_prefix(db_err(db), "cannot upgrade the schema from version %d to %d",
 				     version, BV_DB_SCHEMA_VERSION);
 		goto done;

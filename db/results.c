@@ -48,7 +48,7 @@ static const char *const stmt_sql[N_STMT] = {
 /* Rows per INSERT of bv_db_stats_put. One statement per row spent most of its
  * time reopening the table's cursor and seeking from the root; 256 rows per
  * statement wrote 300,000 rows in half the time (docs/benchmarks.md, issue 4). */
-enum { STATS_BATCH = 256, STATS_SHARED = 4, STATS_PER_ROW = 10 };
+enum { STATS_BATCH = 256, STATS_SHARED = 4, STATS_PER_ROW = 12 };
 
 _Static_assert(sizeof(float) == 4, "logits BLOBs are float32");
 
@@ -351,19 +351,19 @@ int bv_db_stats_clear(bv_db *db, double temperature, int epoch, const char *spli
 }
 
 /* The INSERT of n_rows sample_stats rows: ?1-?4 are temperature, epoch, split
- * and method, shared; row j's ten values are ?(5 + 10 j) to ?(14 + 10 j). */
+ * and method, shared; row j's twelve values are ?(5 + 12 j) to ?(16 + 12 j). */
 static int stats_prepare(bv_db *db, sqlite3_stmt **out, int n_rows)
 {
 	bv_buf sql;
 	bv_buf_init(&sql);
 	static const char head[] = "INSERT OR REPLACE INTO sample_stats(temperature, epoch, split, "
 				   "method, sample_idx, bias, variance, loss, regularization, n_seeds, "
-				   "p_true, acc, wsl_weight, teacher_p_true) VALUES";
+				   "p_true, acc, wsl_weight, teacher_p_true, var_init, var_data) VALUES";
 	bv_buf_append(&sql, head, sizeof head - 1);
-	/* row j's anonymous ?s take the next numbers, 5 + 10 j to 14 + 10 j;
+	/* row j's anonymous ?s take the next numbers, 5 + 12 j to 16 + 12 j;
 	 * numbered ones would make SQLite's parser scan its list of parameter
 	 * names for each (quadratic in the rows) */
-	static const char row[] = ",(?1,?2,?3,?4,?,?,?,?,?,?,?,?,?,?)";
+	static const char row[] = ",(?1,?2,?3,?4,?,?,?,?,?,?,?,?,?,?,?,?)";
 	for (int j = 0; j < n_rows; j++)
 		bv_buf_append(&sql, row + (j == 0), sizeof row - 1 - (j == 0));
 	int rc = 0;
@@ -376,7 +376,7 @@ static int stats_prepare(bv_db *db, sqlite3_stmt **out, int n_rows)
 	return rc;
 }
 
-/* Bind row j's ten values of a stats_prepare statement. */
+/* Bind row j's twelve values of a stats_prepare statement. */
 static int stats_bind(bv_db *db, sqlite3_stmt *st, int j, const bv_stat_row *r)
 {
 	const int p = STATS_SHARED + 1 + STATS_PER_ROW * j;
@@ -389,7 +389,9 @@ static int stats_bind(bv_db *db, sqlite3_stmt *st, int j, const bv_stat_row *r)
 				       sqlite3_bind_int(st, p + 5, r->n_seeds) |
 				       bind_real(st, p + 6, r->p_true) | bind_real(st, p + 7, r->acc) |
 				       bind_real(st, p + 8, r->wsl_weight) |
-				       bind_real(st, p + 9, r->teacher_p_true));
+				       bind_real(st, p + 9, r->teacher_p_true) |
+				       bind_real(st, p + 10, r->has_split ? r->var_init : NAN) |
+				       bind_real(st, p + 11, r->has_split ? r->var_data : NAN));
 }
 
 int bv_db_stats_put(bv_db *db, double temperature, int epoch, const char *split,

@@ -231,6 +231,27 @@ static const char *const migrations[] = {
 	"  FROM dynamics d JOIN runs r ON r.id = d.run_id\n"
 	"  WHERE r.status = 'done'\n"
 	"  GROUP BY r.method, r.temperature, d.split, d.sample_idx;\n",
+
+	/* 4 -> 5: the variance by its source (collect --inits M, decompose). A
+	 * run is the cell (method, temperature, seed, init): init 1..M numbers the
+	 * initialisations trained on seed's bootstrap draw (1 for every run before,
+	 * and for every run of an --inits 1 collection). var_init and var_data
+	 * split each sample's variance (NULL unless the decomposition had M >= 2
+	 * initialisations of every draw). */
+	"ALTER TABLE runs ADD COLUMN init INTEGER NOT NULL DEFAULT 1 CHECK(init >= 1);\n"
+	"DROP INDEX runs_cell;\n"
+	"CREATE UNIQUE INDEX runs_cell ON runs(method, IFNULL(temperature, -1), seed, init);\n"
+	"ALTER TABLE sample_stats ADD COLUMN var_init REAL;\n"
+	"ALTER TABLE sample_stats ADD COLUMN var_data REAL;\n"
+	"DROP VIEW run_accuracy;\n"
+	"CREATE VIEW run_accuracy AS\n"
+	"  SELECT r.id AS run_id, r.method, r.temperature, r.seed, r.status,\n"
+	"         r.test_acc AS final_acc,\n"
+	"         (SELECT max(m.test_acc) FROM metrics m WHERE m.run_id = r.id) AS best_acc,\n"
+	"         (SELECT m.epoch FROM metrics m WHERE m.run_id = r.id\n"
+	"          ORDER BY m.test_acc DESC, m.epoch LIMIT 1) AS best_epoch,\n"
+	"         r.init\n"
+	"  FROM runs r;\n",
 };
 _Static_assert(BV_ARRAY_LEN(migrations) == BV_DB_SCHEMA_VERSION,
 	       "one migration per schema version: append to migrations[] when raising it");

@@ -201,7 +201,8 @@ int imp_check_runs(imp *im)
 	for (int i = 0; i < im->n_runs; i++) {
 		imp_run *r = &im->runs[i];
 		const bv_mf_run *f = r->mf;
-		int rc = bv_db_run_find(im->db, &r->existing, f->method, f->temperature, f->seed);
+		int rc = bv_db_run_find(im->db, &r->existing, f->method, f->temperature, f->seed,
+					f->init);
 		if (rc < 0)
 			return rc;
 		r->action = BV_IMPORT_ADDED;
@@ -315,7 +316,7 @@ static int write_run(imp *im, imp_run *r)
 		return rc;
 	if (r->existing && (rc = bv_db_run_delete(db, r->existing)) != 0)
 		goto fail;
-	if ((rc = bv_db_run_ensure(db, &id, &created, f->method, f->temperature, f->seed, f->alpha,
+	if ((rc = bv_db_run_ensure(db, &id, &created, f->method, f->temperature, f->seed, f->init, f->alpha,
 				   f->gamma, f->model, f->planned_epochs)) != 0)
 		goto fail;
 	if (!created) {

@@ -34,8 +34,8 @@ const char *const bv_split_names[BV_N_SPLITS] = {"test", "train"};
 const char *const mf_top_keys[] = {"format", "version", "dataset", "classes",
 				   "labels", "teacher", "runs",    NULL};
 const char *const mf_run_keys[] = {
-	"method",	  "temperature", "alpha", "gamma",    "seed",	 "model",   "epochs",
-	"planned_epochs", "logits",	 "inbag", "test_acc", "metrics", "seconds", NULL};
+	"method",	  "temperature", "alpha", "gamma",    "seed",	 "init",    "model",
+	"epochs", "planned_epochs", "logits", "inbag", "test_acc", "metrics", "seconds", NULL};
 const char *const mf_teacher_keys[] = {"model",   "epoch",   "logits", "test_acc",
 				       "metrics", "seconds", NULL};
 const char *const mf_metric_names[N_METRICS] = {
@@ -472,6 +472,7 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 		}
 		r->method = BV_RUN_TEACHER;
 		r->seed = 0;
+		r->init = 1;
 	} else {
 		v = json_object_get(o, "method");
 		mf_key(k, w, "method");
@@ -512,6 +513,9 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 		if (!whole_int(v, 1, INT_MAX, &r->seed))
 			return expected(path, mf_key(k, w, "seed"), v, "a whole number 1..%d",
 					INT_MAX);
+		r->init = 1;
+		if ((v = json_object_get(o, "init")) && !whole_int(v, 1, 64, &r->init))
+			return expected(path, mf_key(k, w, "init"), v, "a whole number 1..64");
 	}
 
 	if ((v = json_object_get(o, "model"))) {
@@ -588,10 +592,10 @@ static int read_run(bv_mf_run *r, json_t *o, const char *path, int teacher)
 			   teacher ? mf_run_keys : NULL, path);
 }
 
-/* One run per (method, temperature, seed): the runs sorted by their cell, then
+/* One run per (method, temperature, seed, init): the runs sorted by their cell, then
  * by position, so that each cell's first run comes first. */
 typedef struct cell {
-	int method, seed;
+	int method, seed, init;
 	double temperature; /* NAN for ce */
 	int i;
 } cell;
@@ -606,6 +610,8 @@ static int cell_cmp3(const cell *a, const cell *b)
 		return 1;
 	if (a->seed != b->seed)
 		return a->seed < b->seed ? -1 : 1;
+	if (a->init != b->init)
+		return a->init < b->init ? -1 : 1;
 	return 0;
 }
 
@@ -624,7 +630,8 @@ static int check_cells(const bv_manifest *m, const char *path)
 	if (!c)
 		return no_memory(path);
 	for (int i = 0; i < m->n_runs; i++)
-		c[i] = (cell){(int)m->runs[i].method, m->runs[i].seed, m->runs[i].temperature, i};
+		c[i] = (cell){(int)m->runs[i].method, m->runs[i].seed, m->runs[i].init,
+			      m->runs[i].temperature, i};
 	qsort(c, (size_t)m->n_runs, sizeof *c, cell_cmp);
 	/* the earliest run that repeats a cell, and the cell's first run */
 	int first = -1, again = -1;
@@ -639,8 +646,11 @@ static int check_cells(const bv_manifest *m, const char *path)
 	char t[48] = "";
 	if (bv_db_method_soft(r->method))
 		snprintf(t, sizeof t, " T=%g", r->temperature);
-	return bv_error_set(BV_EFORMAT, "'%s': runs[%d] repeats the cell %s%s seed %d of runs[%d]",
-			    path, again, bv_db_method_name(r->method), t, r->seed, first);
+	char init[24] = "";
+	if (r->init > 1)
+		snprintf(init, sizeof init, " init %d", r->init);
+	return bv_error_set(BV_EFORMAT, "'%s': runs[%d] repeats the cell %s%s seed %d%s of runs[%d]",
+			    path, again, bv_db_method_name(r->method), t, r->seed, init, first);
 }
 
 static int read_top(bv_manifest *m, json_t *root, const char *path)

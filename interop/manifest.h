@@ -62,6 +62,7 @@ typedef struct bv_mf_run {
 	double temperature;    /* > 0 for kd, wsl, kd-filter; NAN for ce and the teacher */
 	double alpha, gamma;   /* NAN when absent */
 	int seed;              /* 1..2^31-1; 0 for the teacher */
+	int init;              /* 1..64, the initialisation of seed's draw (default 1; 1 for the teacher) */
 	char *model;           /* NULL when absent */
 	int n_epochs;          /* the recorded epochs (teacher: 1, its "epoch", default 0) */
 	int *epochs;           /* ascending, distinct, 0..BV_DB_MAX_EPOCH */

@@ -44,4 +44,19 @@ static inline void raw_sqlite(const char *path, const char *sql)
 	sqlite3_close(h);
 }
 
+/* A current file taken back to schema 4 (before --inits): migration 4 -> 5
+ * undone, for the tests that craft an older file from a new one. */
+#define UNDO_5_RUNS                                                                         \
+	"DROP INDEX runs_cell; ALTER TABLE runs DROP COLUMN init;"                              \
+	"CREATE UNIQUE INDEX runs_cell ON runs(method, IFNULL(temperature, -1), seed);"
+#define UNDO_5                                                                              \
+	"DROP VIEW run_accuracy;" UNDO_5_RUNS                                                   \
+	"ALTER TABLE sample_stats DROP COLUMN var_init;"                                        \
+	"ALTER TABLE sample_stats DROP COLUMN var_data;"                                        \
+	"CREATE VIEW run_accuracy AS SELECT r.id AS run_id, r.method, r.temperature, r.seed,"   \
+	" r.status, r.test_acc AS final_acc,"                                                   \
+	" (SELECT max(m.test_acc) FROM metrics m WHERE m.run_id = r.id) AS best_acc,"           \
+	" (SELECT m.epoch FROM metrics m WHERE m.run_id = r.id"                                 \
+	" ORDER BY m.test_acc DESC, m.epoch LIMIT 1) AS best_epoch FROM runs r;"
+
 #endif

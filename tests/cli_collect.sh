@@ -31,7 +31,7 @@ assert "test_acc of a run is its last epoch's" [ "$(q ref.db "SELECT count(*) FR
 assert "checkpoints beside the database" [ -f ref.db.ckpt/teacher.ckpt ] 
 assert "a student's checkpoint is recorded and exists" [ -f "$(q ref.db "SELECT checkpoint FROM runs WHERE method = 'wsl' AND temperature = 4 AND seed = 2")" ]
 assert "configuration recorded" [ "$(q ref.db "SELECT value FROM config WHERE key = 'student'")" = mlp:16 ]
-assert "schema version 4" [ "$(q ref.db "PRAGMA user_version")" = 4 ]
+assert "schema version 5" [ "$(q ref.db "PRAGMA user_version")" = 5 ]
 assert "WAL mode" [ "$(q ref.db "PRAGMA journal_mode")" = wal ]
 assert "in-bag counts of seed 1 sum to N" [ "$(q ref.db "SELECT sum(count) FROM inbag WHERE seed = 1")" = 2000 ]
 oob=$(q ref.db "SELECT count(*) FROM inbag WHERE seed = 1 AND count = 0")

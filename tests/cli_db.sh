@@ -48,8 +48,8 @@ craft() { # craft NAME SQL: a copy of good.db changed by SQL
 # --- D3: a schema version no bvtool writes
 craft minus.db "PRAGMA user_version = -1"
 refused_by_all 4 minus.db "'minus.db' has schema version -1, which no bvtool writes (the database is damaged)"
-craft future.db "PRAGMA user_version = 5"
-refused_by_all 4 future.db "'future.db' has schema version 5, this bvtool reads up to 4: upgrade bvtool"
+craft future.db "PRAGMA user_version = 6"
+refused_by_all 4 future.db "'future.db' has schema version 6, this bvtool reads up to 5: upgrade bvtool"
 
 # --- D7: empty, 1-byte, table-less
 printf x >one.db

@@ -110,12 +110,18 @@ run "$bv" merge --db w.db w0.db w1.db w2.db w3.db w4.db w5.db w6.db w7.db w8.db 
 assert "twelve shards merge (status $status)" [ "$status" = 0 ]
 assert "twelve shards = one machine" [ "$(snapshots_sum w.db)" = "$ref" ]
 
-# --- a target of an older schema (3: before the dynamics table) is upgraded, then merged
+# --- a target of an older schema (3: before the dynamics table and the inits) is
+# upgraded, then merged
 cp s0.db old.db
-q old.db "DROP VIEW dynamics_by_method; DROP TABLE dynamics; PRAGMA user_version = 3"
+q old.db "DROP VIEW run_accuracy; DROP INDEX runs_cell; ALTER TABLE runs DROP COLUMN init;
+CREATE UNIQUE INDEX runs_cell ON runs(method, IFNULL(temperature, -1), seed);
+ALTER TABLE sample_stats DROP COLUMN var_init; ALTER TABLE sample_stats DROP COLUMN var_data;
+CREATE VIEW run_accuracy AS SELECT r.id AS run_id, r.method, r.temperature, r.seed, r.status,
+ r.test_acc AS final_acc, NULL AS best_acc, NULL AS best_epoch FROM runs r;
+DROP VIEW dynamics_by_method; DROP TABLE dynamics; PRAGMA user_version = 3"
 run "$bv" merge --db old.db s1.db s2.db
 assert "merge into a schema-3 target (status $status: $(cat "$err"))" [ "$status" = 0 ]
-assert "... upgrades it to 4" [ "$(q old.db "PRAGMA user_version")" = 4 ]
+assert "... upgrades it to 5" [ "$(q old.db "PRAGMA user_version")" = 5 ]
 assert "... and merges: the same as one machine" [ "$(snapshots_sum old.db)" = "$ref" ]
 
 # --- refusals, each with the target untouched

@@ -736,7 +736,7 @@ static int report_db(bv_db *db)
 		     {BV_RUN_CE, NAN, 2, 0.84}, {BV_RUN_KD, 2, 1, 0.82}, {BV_RUN_KD, 2, 2, 0.88}};
 	for (size_t c = 0; c < BV_ARRAY_LEN(cells); c++) {
 		int64_t id;
-		if (bv_db_run_ensure(db, &id, NULL, cells[c].m, cells[c].T, cells[c].seed, 1, 1,
+		if (bv_db_run_ensure(db, &id, NULL, cells[c].m, cells[c].T, cells[c].seed, 1, 1, 1,
 				     "mlp:", 2) != 0)
 			return -1;
 		if (c == 1) {

@@ -134,7 +134,7 @@ static void test_unknown_rows(void)
 	int64_t id = 0;
 	tmp_path(path, sizeof path, "unknown.db");
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0 &&
-		      bv_db_run_ensure(db, &id, NULL, BV_RUN_KD, 4, 1, 1, 1, "mlp:", 2) == 0,
+		      bv_db_run_ensure(db, &id, NULL, BV_RUN_KD, 4, 1, 1, 1, 1, "mlp:", 2) == 0,
 	      "a run: %s", bv_error_last());
 	if (!db)
 		return;
@@ -187,7 +187,7 @@ static bv_db *small_db(const char *path)
 		     {BV_RUN_CE, NAN, 2}, {BV_RUN_KD, 2, 2}};
 	for (size_t c = 0; c < BV_ARRAY_LEN(cells); c++) {
 		int64_t id;
-		if (bv_db_run_ensure(db, &id, NULL, cells[c].m, cells[c].T, cells[c].seed, 1, 1,
+		if (bv_db_run_ensure(db, &id, NULL, cells[c].m, cells[c].T, cells[c].seed, 1, 1, 1,
 				     "mlp:", 2) != 0)
 			goto fail;
 		for (int e = 1; e <= 2; e++) {

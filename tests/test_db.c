@@ -21,6 +21,7 @@
 #include "db.h"
 #include "schema.h" /* db_schema_migrate, private to db/ */
 
+
 static char tmpdir[512];
 
 static void tmp_path(char *out, size_t size, const char *name)
@@ -116,28 +117,28 @@ static void test_runs(bv_db *db)
 {
 	int64_t teacher, ce1, ce1b, ce2, kd4, kd2, kdnull, wsl, again;
 	int created = -1;
-	CHECK(bv_db_run_ensure(db, &teacher, &created, BV_RUN_TEACHER, NAN, 0, NAN, NAN,
+	CHECK(bv_db_run_ensure(db, &teacher, &created, BV_RUN_TEACHER, NAN, 0, 1, NAN, NAN,
 			       "mlp:1200-1200", 60) == 0 && created == 1,
 	      "teacher: %s", bv_error_last());
-	CHECK(bv_db_run_ensure(db, &wsl, NULL, BV_RUN_WSL, 4, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &wsl, NULL, BV_RUN_WSL, 4, 1, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &kd4, NULL, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &kd4, NULL, BV_RUN_KD, 4, 1, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &ce2, NULL, BV_RUN_CE, NAN, 2, NAN, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &ce2, NULL, BV_RUN_CE, NAN, 2, 1, NAN, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &kd2, NULL, BV_RUN_KD, 2, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
+	CHECK(bv_db_run_ensure(db, &kd2, NULL, BV_RUN_KD, 2, 1, 1, 2.25, 1, "mlp:", 30) == 0, "%s",
 	      bv_error_last());
-	CHECK(bv_db_run_ensure(db, &ce1, &created, BV_RUN_CE, NAN, 1, NAN, 1, "mlp:", 30) == 0 &&
+	CHECK(bv_db_run_ensure(db, &ce1, &created, BV_RUN_CE, NAN, 1, 1, NAN, 1, "mlp:", 30) == 0 &&
 		      created == 1,
 	      "%s", bv_error_last());
 	/* NULL orders first within a method (an odd run, only to test the order) */
-	CHECK(bv_db_run_ensure(db, &kdnull, NULL, BV_RUN_KD, NAN, 1, 2.25, 1, "mlp:", 30) == 0,
+	CHECK(bv_db_run_ensure(db, &kdnull, NULL, BV_RUN_KD, NAN, 1, 1, 2.25, 1, "mlp:", 30) == 0,
 	      "%s", bv_error_last());
 	/* idempotent: the same cell is the same run, NULL temperature included */
-	CHECK(bv_db_run_ensure(db, &ce1b, &created, BV_RUN_CE, NAN, 1, 0.5, 0.5, "other", 1) == 0 &&
+	CHECK(bv_db_run_ensure(db, &ce1b, &created, BV_RUN_CE, NAN, 1, 1, 0.5, 0.5, "other", 1) == 0 &&
 		      ce1b == ce1 && created == 0,
 	      "ce seed 1 again: id %lld vs %lld, created %d", (long long)ce1b, (long long)ce1, created);
-	CHECK(bv_db_run_ensure(db, &again, &created, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 30) == 0 &&
+	CHECK(bv_db_run_ensure(db, &again, &created, BV_RUN_KD, 4, 1, 1, 2.25, 1, "mlp:", 30) == 0 &&
 		      again == kd4 && created == 0,
 	      "kd T=4 seed 1 again");
 	sqlite3 *h = bv_db_handle(db);
@@ -145,7 +146,7 @@ static void test_runs(bv_db *db)
 	CHECK(sqlite3_exec(h, "INSERT INTO runs(method, seed) VALUES('ce', 1)", NULL, NULL, NULL) ==
 		      SQLITE_CONSTRAINT,
 	      "the unique index refuses a second NULL-temperature ce seed 1");
-	CHECK_ERR(bv_db_run_ensure(db, &again, NULL, (bv_run_method)99, 4, 1, 1, 1, "mlp:", 3),
+	CHECK_ERR(bv_db_run_ensure(db, &again, NULL, (bv_run_method)99, 4, 1, 1, 1, 1, "mlp:", 3),
 		  BV_EINVAL);
 
 	bv_run *runs = NULL;
@@ -491,7 +492,7 @@ static void test_recipes(const char *path, const int *labels, int n, int k)
 			oob[n_oob++] = i;
 	CHECK(bv_db_inbag_put(db, 3, counts, n) == 0, "%s", bv_error_last());
 	/* a teacher right on about 70% of the samples, two epochs recorded */
-	bv_db_run_ensure(db, &teacher, NULL, BV_RUN_TEACHER, NAN, 0, NAN, NAN, "mlp:", 2);
+	bv_db_run_ensure(db, &teacher, NULL, BV_RUN_TEACHER, NAN, 0, 1, NAN, NAN, "mlp:", 2);
 	bv_db_metrics m = {1, NAN, NAN, 0.5, 0.5, NAN, NAN, 1};
 	fill_logits(z, (size_t)n * k);
 	CHECK(bv_db_snapshot_put(db, teacher, &m, z, n, NULL, 0, k) == 0, "%s", bv_error_last());
@@ -505,9 +506,9 @@ static void test_recipes(const char *path, const int *labels, int n, int k)
 	m.epoch = 2;
 	CHECK(bv_db_snapshot_put(db, teacher, &m, z, n, NULL, 0, k) == 0, "%s", bv_error_last());
 	bv_db_run_finish(db, teacher, 1 - (double)n_wrong / n, NULL, 10);
-	bv_db_run_ensure(db, &kd1, NULL, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 2);
-	bv_db_run_ensure(db, &kd2, NULL, BV_RUN_KD, 4, 2, 2.25, 1, "mlp:", 2);
-	bv_db_run_ensure(db, &ce1, NULL, BV_RUN_CE, NAN, 1, NAN, 1, "mlp:", 2);
+	bv_db_run_ensure(db, &kd1, NULL, BV_RUN_KD, 4, 1, 1, 2.25, 1, "mlp:", 2);
+	bv_db_run_ensure(db, &kd2, NULL, BV_RUN_KD, 4, 2, 1, 2.25, 1, "mlp:", 2);
+	bv_db_run_ensure(db, &ce1, NULL, BV_RUN_CE, NAN, 1, 1, NAN, 1, "mlp:", 2);
 	const int64_t students[] = {kd1, kd2, ce1};
 	for (int s = 0; s < 3; s++) {
 		for (int e = 1; e <= 2; e++) {
@@ -683,7 +684,7 @@ static void test_bad_files(void)
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
 	bv_db_close(db);
 	raw_sqlite(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
-			 "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
+			 "DROP VIEW regularization_counts; DROP TABLE sample_stats;" UNDO_5_RUNS
 			 "DROP TABLE decompositions; DROP TABLE correlations;"
 			 "INSERT INTO runs(method, seed, status) VALUES('ce', 1, 'done');"
 			 "PRAGMA user_version = 1");
@@ -705,11 +706,11 @@ static void test_bad_files(void)
 	int64_t v2_run = 0;
 	float v2_z[6] = {1.5f, -2, 3e-30f, 4, 5, -6e20f}, v2_back[6];
 	bv_db_metrics v2_m = {3, NAN, NAN, NAN, 0.5, NAN, NAN, NAN};
-	CHECK(bv_db_run_ensure(db, &v2_run, NULL, BV_RUN_CE, NAN, 1, NAN, NAN, "m", 3) == 0 &&
+	CHECK(bv_db_run_ensure(db, &v2_run, NULL, BV_RUN_CE, NAN, 1, 1, NAN, NAN, "m", 3) == 0 &&
 		      bv_db_snapshot_put(db, v2_run, &v2_m, v2_z, 2, NULL, 0, 3) == 0,
 	      "%s", bv_error_last());
 	bv_db_close(db);
-	raw_sqlite(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW predictions;"
+	raw_sqlite(path, UNDO_5 "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW predictions;"
 			 "CREATE TABLE s2(run_id INTEGER NOT NULL REFERENCES runs(id), epoch INTEGER NOT NULL,"
 			 " split TEXT NOT NULL, n INTEGER NOT NULL, k INTEGER NOT NULL, logits BLOB NOT NULL,"
 			 " PRIMARY KEY(run_id, epoch, split)) WITHOUT ROWID;"
@@ -730,6 +731,34 @@ static void test_bad_files(void)
 	CHECK(db && bv_db_logits_get(db, v2_run, 3, "test", v2_back, 2, 3) == 0 &&
 		      memcmp(v2_back, v2_z, sizeof v2_z) == 0,
 	      "the snapshot kept byte for byte: %s", bv_error_last());
+	bv_db_close(db);
+
+	/* version 4 (before --inits) with a run and a decomposed sample: a writer
+	 * migrates to 5, the run becomes init 1, the sample's split NULL, and the
+	 * cell's index takes a second init of the same seed */
+	tmp_path(path, sizeof path, "v4.db");
+	remove_db(path);
+	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
+	bv_db_close(db);
+	raw_sqlite(path, UNDO_5 "INSERT INTO runs(method, seed, status) VALUES('ce', 3, 'pending');"
+			 "INSERT INTO sample_stats(temperature, epoch, split, sample_idx, method, bias,"
+			 " variance, loss, n_seeds) VALUES(4, 1, 'test', 0, 'ce', 0.5, 0.25, 0.75, 2);"
+			 "PRAGMA user_version = 4");
+	CHECK_ERR(bv_db_open(&db, path, BV_DB_READONLY), BV_EFORMAT);
+	CHECK(bv_db_open(&db, path, BV_DB_WRITE) == 0, "%s", bv_error_last());
+	int64_t v4_id = 0, v4_new = 0;
+	int v4_created = 0;
+	CHECK(db && q_int(bv_db_handle(db), "PRAGMA user_version") == BV_DB_SCHEMA_VERSION &&
+		      q_int(bv_db_handle(db), "SELECT init FROM runs WHERE seed = 3") == 1 &&
+		      q_int(bv_db_handle(db), "SELECT init FROM run_accuracy WHERE seed = 3") == 1 &&
+		      q_int(bv_db_handle(db), "SELECT count(*) FROM sample_stats WHERE var_init IS "
+					      "NULL AND var_data IS NULL AND variance = 0.25") == 1,
+	      "migrated from 4: %s", bv_error_last());
+	CHECK(db && bv_db_run_find(db, &v4_id, BV_RUN_CE, NAN, 3, 1) == 0 && v4_id > 0 &&
+		      bv_db_run_ensure(db, &v4_new, &v4_created, BV_RUN_CE, NAN, 3, 2, NAN, NAN, "m",
+				       3) == 0 &&
+		      v4_created && v4_new != v4_id,
+	      "init 2 of seed 3 is a run of its own: %s", bv_error_last());
 	bv_db_close(db);
 
 	/* an empty file gets the schema; READONLY refuses it */
@@ -811,7 +840,7 @@ static void crafted(const char *path, const char *sql)
 	int64_t id;
 	remove_db(path);
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0 &&
-		      bv_db_run_ensure(db, &id, NULL, BV_RUN_CE, NAN, 1, NAN, 1, "mlp:8", 1) == 0,
+		      bv_db_run_ensure(db, &id, NULL, BV_RUN_CE, NAN, 1, 1, NAN, 1, "mlp:8", 1) == 0,
 	      "%s", bv_error_last());
 	bv_db_close(db);
 	if (sql)
@@ -835,9 +864,9 @@ static void test_hostile_files(void)
 		 "'%s' has schema version -2147483648, which no bvtool writes (the database is damaged)",
 		 path);
 	refused_all(path, BV_EFORMAT, want);
-	crafted(path, "PRAGMA user_version = 5");
+	crafted(path, "PRAGMA user_version = 6");
 	snprintf(want, sizeof want,
-		 "'%s' has schema version 5, this bvtool reads up to %d: upgrade bvtool", path,
+		 "'%s' has schema version 6, this bvtool reads up to %d: upgrade bvtool", path,
 		 BV_DB_SCHEMA_VERSION);
 	refused_all(path, BV_EFORMAT, want);
 	sqlite3 *mem = NULL;
@@ -921,7 +950,10 @@ static void test_hostile_files(void)
 		      "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
 		      "DROP TABLE decompositions; DROP TABLE correlations; DROP TABLE runs;"
 		      "PRAGMA user_version = 1");
-	snprintf(want, sizeof want, "'%s' is a damaged bvtool database: it has no table 'runs'", path);
+	snprintf(want, sizeof want,
+		 "'%s' is a damaged bvtool database: its schema version 1 cannot be upgraded to %d "
+		 "(no such table: runs)",
+		 path, BV_DB_SCHEMA_VERSION);
 	refused(path, BV_DB_WRITE, BV_EFORMAT, want);
 	refused(path, BV_DB_CREATE, BV_EFORMAT, want);
 
@@ -936,7 +968,7 @@ static void test_hostile_files(void)
 	tmp_path(path, sizeof path, "v1-trigger.db");
 	crafted(path, "DROP VIEW dynamics_by_method; DROP TABLE dynamics; DROP VIEW run_accuracy; DROP VIEW regularization_samples; DROP VIEW sample_wide;"
 		      "DROP VIEW regularization_counts; DROP TABLE sample_stats;"
-		      "DROP TABLE decompositions; DROP TABLE correlations;"
+		      "DROP TABLE decompositions; DROP TABLE correlations;" UNDO_5_RUNS
 		      "CREATE TRIGGER quiet AFTER INSERT ON runs BEGIN DELETE FROM runs; END;"
 		      "PRAGMA user_version = 1");
 	snprintf(want, sizeof want,
@@ -1004,7 +1036,7 @@ static int child_create(const char *path, int seed)
 	int64_t id;
 	int rc = bv_db_open(&db, path, BV_DB_CREATE);
 	if (rc == 0)
-		rc = bv_db_run_ensure(db, &id, NULL, BV_RUN_CE, NAN, seed, NAN, 1, "mlp:", 1);
+		rc = bv_db_run_ensure(db, &id, NULL, BV_RUN_CE, NAN, seed, 1, NAN, 1, "mlp:", 1);
 	if (rc)
 		fprintf(stderr, "creating child %d: %s\n", seed, bv_error_last());
 	bv_db_close(db);
@@ -1022,8 +1054,8 @@ static void test_concurrency(const char *path)
 	CHECK(bv_db_open(&db, path, BV_DB_CREATE) == 0, "%s", bv_error_last());
 	if (!db)
 		return;
-	bv_db_run_ensure(db, &runs[0], NULL, BV_RUN_KD, 4, 1, 1, 1, "mlp:", 20);
-	bv_db_run_ensure(db, &runs[1], NULL, BV_RUN_KD, 4, 2, 1, 1, "mlp:", 20);
+	bv_db_run_ensure(db, &runs[0], NULL, BV_RUN_KD, 4, 1, 1, 1, 1, "mlp:", 20);
+	bv_db_run_ensure(db, &runs[1], NULL, BV_RUN_KD, 4, 2, 1, 1, 1, "mlp:", 20);
 	bv_db_close(db); /* never carry a connection across fork */
 	fflush(NULL);
 	for (int c = 0; c < 2; c++)
@@ -1087,7 +1119,7 @@ static void test_size(const char *path, const int *labels)
 		return;
 	sqlite3 *h = bv_db_handle(db);
 	bv_db_samples_put(db, "test", labels, n);
-	bv_db_run_ensure(db, &run, NULL, BV_RUN_KD, 4, 1, 1, 1, "mlp:", n_snap);
+	bv_db_run_ensure(db, &run, NULL, BV_RUN_KD, 4, 1, 1, 1, 1, "mlp:", n_snap);
 	sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 	const long long base = file_size(path);
 	float *z = malloc(sizeof(float) * (size_t)n * k);
@@ -1170,7 +1202,7 @@ int main(void)
 		test_samples(db, labels, n);
 		CHECK(bv_db_samples_put(db, "train", labels, n_train) == 0, "%s", bv_error_last());
 		test_inbag(db, 1, counts, 60000);
-		bv_db_run_ensure(db, &kd, NULL, BV_RUN_KD, 4, 1, 2.25, 1, "mlp:", 30);
+		bv_db_run_ensure(db, &kd, NULL, BV_RUN_KD, 4, 1, 1, 2.25, 1, "mlp:", 30);
 		test_snapshots(db, kd, labels, n, k, n_train);
 		bv_db_close(db);
 		db = NULL;

@@ -111,7 +111,7 @@ def main():
           f"the summary's first line: {out.splitlines()[:1]}")
     check("sparse" not in out, "6 recorded epochs are not sparse")
     con = sqlite3.connect(db)
-    check(con.execute("PRAGMA user_version").fetchone()[0] == 4, "schema version 4")
+    check(con.execute("PRAGMA user_version").fetchone()[0] == 5, "schema version 5")
     ref = compare(con, "test", "6 epochs")
     # the samples of this case include both kinds the brief names
     check(any(r[1] >= 2 for r in ref.values()), "some sample is forgotten at least twice")

@@ -38,14 +38,15 @@ typedef struct bv_grid {
 int bv_grid_parse_methods(bv_grid *g, const char *s);
 int bv_grid_parse_temps(bv_grid *g, const char *s);
 
-/* "kd T=4 seed 2", "ce seed 1": a cell as messages and displays name it. */
+/* "kd T=4 seed 2", "ce seed 1", "ce seed 1 init 2": a cell as messages and
+ * displays name it (init 1 is not named). */
 void bv_cell_label(char *out, size_t size, const bv_cell *c);
 
 /* ---- shards: a grid spread over machines (shard.c) ------------------------ */
 
 typedef struct bv_collect_cfg bv_collect_cfg;
 
-/* Every cell of cfg's grid in grid order (seed, then method, then temperature;
+/* Every cell of cfg's grid in grid order (seed, init, then method, then temperature;
  * run_id 0): the order of the run rows. *out is malloc'ed. */
 int bv_grid_cells(const bv_collect_cfg *cfg, bv_cell **out, int *n);
 /* The relative cost of a cell: 1 for a student's training; a soft cell whose
@@ -80,6 +81,7 @@ struct bv_collect_cfg {
 	int teacher_epochs, teacher_seed;
 	double teacher_lr;
 	int seeds;                 /* bootstrap replicas 1..seeds */
+	int inits;                 /* initialisations 1..inits of each replica (0 or 1: one) */
 	bv_grid grid;
 	/* the students' training; the teacher shares batch, augment and threads */
 	int epochs, batch, nesterov;

@@ -131,8 +131,8 @@ int bv_cell_train(bv_db *db, const bv_data *d, const char *spec, const bv_train_
 	bv_bootstrap_draw(idx, NULL, n, (unsigned long)cell->seed);
 	if ((rc = bv_model_new(&m, spec, d->shape, d->n_classes)) != 0)
 		goto done;
-	bv_model_init(m, (unsigned long)cell->seed);
-	cfg.seed = (unsigned long)cell->seed;
+	bv_model_init(m, bv_cell_train_seed(cell));
+	cfg.seed = bv_cell_train_seed(cell);
 	cfg.loss.method = cell->method;
 	if (!isnan(cell->temp))
 		cfg.loss.temp = (float)cell->temp;

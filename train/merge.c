@@ -29,7 +29,7 @@ static int own_key(const char *key)
 typedef struct done_cell {
 	bv_run_method method;
 	double temp;
-	int seed;
+	int seed, init;
 	int where;
 	int64_t id;
 } done_cell;
@@ -127,16 +127,17 @@ static int compare_settings(merge_ctx *m, const char *name, const bv_db_setting 
 	return 0;
 }
 
-static int same_cell(const done_cell *c, bv_run_method method, double temp, int seed)
+static int same_cell(const done_cell *c, const bv_run *r)
 {
-	return c->method == method && c->seed == seed &&
+	const double temp = r->temperature;
+	return c->method == r->method && c->seed == r->seed && c->init == r->init &&
 	       ((isnan(c->temp) && isnan(temp)) || c->temp == temp);
 }
 
 /* The cell of a run (as run id), in nn's terms: the names are the same. */
 static bv_cell run_cell(const bv_run *r, int64_t id)
 {
-	bv_cell c = {id, BV_METHOD_CE, r->temperature, r->seed};
+	bv_cell c = {id, BV_METHOD_CE, r->temperature, r->seed, r->init};
 	bv_method_parse(&c.method, bv_db_method_name(r->method), "method");
 	return c;
 }
@@ -175,7 +176,7 @@ static int list_cells(merge_ctx *m, bv_db *db, int where)
 		int k = 0;
 		if (r->status != BV_RUN_DONE)
 			continue;
-		while (k < m->n_cells && !same_cell(&m->cells[k], r->method, r->temperature, r->seed))
+		while (k < m->n_cells && !same_cell(&m->cells[k], r))
 			k++;
 		if (k < m->n_cells) {
 			int same = 0;
@@ -195,7 +196,7 @@ static int list_cells(merge_ctx *m, bv_db *db, int where)
 			m->cells = c;
 			m->cap = cap;
 		}
-		m->cells[m->n_cells++] = (done_cell){r->method, r->temperature, r->seed, where, r->id};
+		m->cells[m->n_cells++] = (done_cell){r->method, r->temperature, r->seed, r->init, where, r->id};
 	}
 	free(runs);
 	return rc;
@@ -493,7 +494,8 @@ static int merge_shard(merge_ctx *m, bv_db *db, const target_paths *tp, int si,
 		const bv_run *r = &runs[i];
 		int64_t id = 0;
 		bv_run have;
-		if ((rc = bv_db_run_find(db, &id, r->method, r->temperature, r->seed)) != 0)
+		if ((rc = bv_db_run_find(db, &id, r->method, r->temperature, r->seed,
+					     r->init)) != 0)
 			break;
 		if (id && (rc = bv_db_run_get(db, &have, id)) != 0)
 			break;
@@ -502,7 +504,7 @@ static int merge_shard(merge_ctx *m, bv_db *db, const target_paths *tp, int si,
 			/* the grid stays visible: bvtool status lists the cell as not done */
 			if (!id)
 				rc = bv_db_run_ensure(db, &id, NULL, r->method, r->temperature, r->seed,
-						      r->alpha, r->gamma, r->model, r->epochs);
+						      r->init, r->alpha, r->gamma, r->model, r->epochs);
 			continue;
 		}
 		const int is_teacher = r->method == BV_RUN_TEACHER;

@@ -78,6 +78,10 @@ void bv_cell_label(char *out, size_t size, const bv_cell *c)
 		bv_number_format(temp, sizeof temp, c->temp);
 		snprintf(out, size, "%s T=%s seed %d", bv_method_name(c->method), temp, c->seed);
 	}
+	if (c->init > 1) {
+		const size_t len = strlen(out);
+		snprintf(out + len, size > len ? size - len : 0, " init %d", c->init);
+	}
 }
 
 void bv_collect_student_cfg(bv_train_cfg *out, const bv_collect_cfg *cfg)
@@ -101,14 +105,16 @@ void bv_collect_student_cfg(bv_train_cfg *out, const bv_collect_cfg *cfg)
 
 void bv_ckpt_name(char *out, size_t size, const char *db_base, const bv_cell *c)
 {
-	char temp[40] = "";
+	char temp[40] = "", init[24] = "";
 	if (!isnan(c->temp)) {
 		temp[0] = '-';
 		temp[1] = 'T';
 		bv_number_format(temp + 2, sizeof temp - 2, c->temp);
 	}
-	snprintf(out, size, "%s.ckpt/run-%lld-%s%s-s%d.ckpt", db_base, (long long)c->run_id,
-		 bv_method_name(c->method), temp, c->seed);
+	if (c->init > 1)
+		snprintf(init, sizeof init, "-i%d", c->init);
+	snprintf(out, size, "%s.ckpt/run-%lld-%s%s-s%d%s.ckpt", db_base, (long long)c->run_id,
+		 bv_method_name(c->method), temp, c->seed, init);
 }
 
 void bv_plan_ckpt_name(char *out, size_t size, const bv_plan *plan, const bv_cell *c)
@@ -226,7 +232,7 @@ static int ensure_rows(bv_plan *plan)
 		if (o->shard_count > 0 && shard_of[i] != o->shard_index)
 			continue;
 		if ((rc = run_method(&rm, c.method)) != 0 ||
-		    (rc = bv_db_run_ensure(plan->db, &c.run_id, NULL, rm, c.temp, c.seed, o->alpha,
+		    (rc = bv_db_run_ensure(plan->db, &c.run_id, NULL, rm, c.temp, c.seed, c.init, o->alpha,
 					   o->gamma, o->student_spec, o->epochs)) != 0 ||
 		    (rc = bv_db_run_get(plan->db, &run, c.run_id)) != 0)
 			break;

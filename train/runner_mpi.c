@@ -109,7 +109,7 @@ static int cell_find(bv_db *db, bv_cell *c)
 	bv_run_method rm;
 	int rc;
 	if ((rc = bv_db_method_parse(&rm, bv_method_name(c->method))) != 0 ||
-	    (rc = bv_db_run_find(db, &c->run_id, rm, c->temp, c->seed)) != 0)
+	    (rc = bv_db_run_find(db, &c->run_id, rm, c->temp, c->seed, c->init)) != 0)
 		return rc;
 	if (c->run_id == 0) {
 		char label[64];
@@ -119,13 +119,13 @@ static int cell_find(bv_db *db, bv_cell *c)
 	return 0;
 }
 
-/* The cell of (method, temperature, seed) in the grid, or -1. */
-static int cell_index(const job *j, bv_run_method m, double temp, int seed)
+/* The cell of (method, temperature, seed, init) in the grid, or -1. */
+static int cell_index(const job *j, bv_run_method m, double temp, int seed, int init)
 {
 	for (int i = 0; i < j->n_cells; i++) {
 		const bv_cell *c = &j->cells[i];
 		bv_run_method cm;
-		if (c->seed != seed || bv_db_method_parse(&cm, bv_method_name(c->method)) != 0 ||
+		if (c->seed != seed || c->init != init || bv_db_method_parse(&cm, bv_method_name(c->method)) != 0 ||
 		    cm != m)
 			continue;
 		if ((isnan(c->temp) && isnan(temp)) || c->temp == temp)
@@ -194,7 +194,8 @@ static void mark_done_in(const job *j, const char *path, unsigned char *done)
 	for (int k = 0; k < n; k++) {
 		if (runs[k].status != BV_RUN_DONE || runs[k].method == BV_RUN_TEACHER)
 			continue;
-		const int i = cell_index(j, runs[k].method, runs[k].temperature, runs[k].seed);
+		const int i = cell_index(j, runs[k].method, runs[k].temperature, runs[k].seed,
+				     runs[k].init);
 		if (i >= 0)
 			done[i] = 1;
 	}

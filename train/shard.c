@@ -1,6 +1,6 @@
 /*
  * Shards of a grid: which cells a `collect --shard I/N` runs. The cells are
- * listed in grid order (seed, then method, then temperature: the order of the
+ * listed in grid order (seed, init, then method, then temperature: the order of the
  * run rows), each with a cost, and dealt out by the longest-processing-time
  * rule: costliest first (ties in grid order), each to the shard with the least
  * cost so far (ties to the lowest shard). The rule depends on nothing but the
@@ -22,16 +22,20 @@ int bv_grid_cells(const bv_collect_cfg *cfg, bv_cell **out, int *n)
 		per_seed += g->methods[mi] == BV_METHOD_CE ? 1 : g->n_temps;
 	*out = NULL;
 	*n = 0;
-	bv_cell *c = calloc((size_t)cfg->seeds * (size_t)(per_seed ? per_seed : 1), sizeof *c);
+	const int inits = cfg->inits > 0 ? cfg->inits : 1;
+	bv_cell *c = calloc((size_t)cfg->seeds * (size_t)inits * (size_t)(per_seed ? per_seed : 1),
+			    sizeof *c);
 	if (!c)
 		return bv_error_set(BV_ENOMEM, "out of memory for the grid");
 	for (int seed = 1; seed <= cfg->seeds; seed++)
-		for (int mi = 0; mi < g->n_methods; mi++) {
-			const bv_method m = g->methods[mi];
-			const int nt = m == BV_METHOD_CE ? 1 : g->n_temps;
-			for (int ti = 0; ti < nt; ti++)
-				c[k++] = (bv_cell){0, m, m == BV_METHOD_CE ? NAN : g->temps[ti], seed};
-		}
+		for (int init = 1; init <= inits; init++)
+			for (int mi = 0; mi < g->n_methods; mi++) {
+				const bv_method m = g->methods[mi];
+				const int nt = m == BV_METHOD_CE ? 1 : g->n_temps;
+				for (int ti = 0; ti < nt; ti++)
+					c[k++] = (bv_cell){0, m, m == BV_METHOD_CE ? NAN : g->temps[ti],
+							   seed, init};
+			}
 	*out = c;
 	*n = k;
 	return 0;

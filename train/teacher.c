@@ -87,7 +87,7 @@ int bv_plan_teacher(bv_plan *plan, bv_collect_event_fn on_event, void *ctx)
 	char rel[1024], abs[2048];
 	float *logits = NULL;
 	int rc;
-	if ((rc = bv_db_run_ensure(plan->db, &id, NULL, BV_RUN_TEACHER, NAN, 0, NAN, NAN,
+	if ((rc = bv_db_run_ensure(plan->db, &id, NULL, BV_RUN_TEACHER, NAN, 0, 1, NAN, NAN,
 				   o->teacher_spec, o->teacher_epochs)) != 0 ||
 	    (rc = bv_db_run_get(plan->db, &run, id)) != 0)
 		return rc;

@@ -185,8 +185,22 @@ typedef struct bv_cell {
 	int64_t run_id;
 	bv_method method;
 	double temp;        /* NAN for ce */
-	int seed;           /* replica number, >= 1 */
+	int seed;           /* replica number (the bootstrap draw), >= 1 */
+	int init;           /* its initialisation, 1..M (collect --inits M) */
 } bv_cell;
+
+/* The seed of a cell's weights, batch order, augmentation and dropout: the
+ * replica number for init 1 (every cell before --inits, and all of an
+ * --inits 1 grid), seed + (init - 1) * BV_INIT_SEED_STRIDE otherwise (seeds
+ * stay below the stride, so no two cells share one). The bootstrap draw is
+ * the replica number's whatever the init. */
+#define BV_INIT_SEED_STRIDE 100000
+static inline unsigned long bv_cell_train_seed(const bv_cell *c)
+{
+	/* init 0 (a cell written without one) is init 1 */
+	return (unsigned long)c->seed +
+	       (c->init > 1 ? (unsigned long)(c->init - 1) * BV_INIT_SEED_STRIDE : 0);
+}
 
 /* Progress of a cell, after each epoch. */
 typedef void (*bv_cell_progress_fn)(void *ctx, const bv_cell *cell, const bv_epoch_stats *st);
