@@ -195,17 +195,19 @@ static int find_k(exp_ctx *x)
 	return 0;
 }
 
-/* A run's stem: "kd_T4_s1", "ce_s1", "teacher". */
+/* A run's stem: "kd_T4_s1", "ce_s1", "ce_s1_i2" (init 2), "teacher". */
 static void stem(char *out, size_t size, const bv_run *r)
 {
-	char t[32];
+	char t[32], i[24] = "";
+	if (r->init > 1)
+		snprintf(i, sizeof i, "_i%d", r->init);
 	if (r->method == BV_RUN_TEACHER) {
 		snprintf(out, size, "teacher");
 	} else if (isnan(r->temperature)) {
-		snprintf(out, size, "%s_s%d", bv_db_method_name(r->method), r->seed);
+		snprintf(out, size, "%s_s%d%s", bv_db_method_name(r->method), r->seed, i);
 	} else {
 		bv_number_format(t, sizeof t, r->temperature);
-		snprintf(out, size, "%s_T%s_s%d", bv_db_method_name(r->method), t, r->seed);
+		snprintf(out, size, "%s_T%s_s%d%s", bv_db_method_name(r->method), t, r->seed, i);
 	}
 }
 
@@ -306,6 +308,7 @@ static int export_run(exp_ctx *x, const bv_run *r, bv_mf_run *f)
 	f->alpha = r->alpha;
 	f->gamma = r->gamma;
 	f->seed = r->seed;
+	f->init = r->init;
 	f->seconds = r->seconds;
 	f->planned_epochs = r->epochs;
 	if (r->model[0] && !(f->model = xdup(r->model)))

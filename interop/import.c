@@ -53,6 +53,11 @@ static void run_label(imp_run *r)
 		snprintf(r->label, sizeof r->label, "%s seed %d", name, f->seed);
 		snprintf(r->key, sizeof r->key, "%s-s%d", name, f->seed);
 	}
+	if (f->init > 1) {
+		size_t l = strlen(r->label), k = strlen(r->key);
+		snprintf(r->label + l, sizeof r->label - l, " init %d", f->init);
+		snprintf(r->key + k, sizeof r->key - k, "-i%d", f->init);
+	}
 }
 
 /* ---- reading the arrays ------------------------------------------------------- */

@@ -85,6 +85,7 @@ static int diff_run(char *out, size_t size, const char *w, const bv_mf_run *a, c
 	    diff_real(out, size, mf_key(k, w, "alpha"), a->alpha, b->alpha) ||
 	    diff_real(out, size, mf_key(k, w, "gamma"), a->gamma, b->gamma) ||
 	    diff_int(out, size, mf_key(k, w, "seed"), a->seed, b->seed) ||
+	    diff_int(out, size, mf_key(k, w, "init"), a->init, b->init) ||
 	    diff_str(out, size, mf_key(k, w, "model"), a->model, b->model) ||
 	    diff_int(out, size, mf_key(k, w, "n_epochs"), a->n_epochs, b->n_epochs))
 		return 1;
@@ -388,6 +389,9 @@ static int build_run(json_t **out, const bv_mf_run *r, int teacher, const char *
 			rc = put_real(o, "gamma", r->gamma, path, w);
 		if (!rc)
 			rc = put_int(o, "seed", r->seed, path);
+		/* written for inits only: a manifest of one init reads as before */
+		if (!rc && r->init > 1)
+			rc = put_int(o, "init", r->init, path);
 	}
 	if (!rc)
 		rc = put_str(o, "model", r->model, path, w);

@@ -101,10 +101,11 @@ PY
 }
 
 # snapshots_sum DB: a checksum of every snapshot keyed by its cell (method,
-# temperature, seed, epoch, split), whatever the run ids: two databases with
-# the same sum hold the same snapshots byte for byte (collect --jobs, shards
-# and merge, MPI, Slurm).
+# temperature, seed, init, epoch, split), whatever the run ids: two databases
+# with the same sum hold the same snapshots byte for byte (collect --jobs,
+# shards and merge, MPI, Slurm).
 snapshots_sum() {
-	sqlite3 "$1" "SELECT r.method, IFNULL(r.temperature, ''), r.seed, s.epoch, s.split, hex(s.logits)
-	              FROM snapshots s JOIN runs r ON r.id = s.run_id ORDER BY 1, 2, 3, 4, 5" | cksum
+	sqlite3 "$1" "SELECT r.method, IFNULL(r.temperature, ''), r.seed, r.init, s.epoch, s.split,
+	              hex(s.logits) FROM snapshots s JOIN runs r ON r.id = s.run_id
+	              ORDER BY 1, 2, 3, 4, 5, 6" | cksum
 }
