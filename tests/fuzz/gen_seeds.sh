@@ -7,8 +7,9 @@
 #                                 decomposed (test split, every epoch, with
 #                                 correlations) and its dynamics; the seed of
 #                                 fuzz_db_sql and fuzz_writers (BV_FUZZ_SEED_DB)
-#   corpus/fuzz_db/train.db       ce, kd-filter at T 4 with the training split
-#                                 recorded, decomposed on train and oob
+#   corpus/fuzz_db/train.db       ce, kd-filter at T 4, 2 inits of each seed,
+#                                 with the training split recorded, decomposed
+#                                 on train and oob (the variance split by source)
 #   corpus/fuzz_db/collected.db   as decomposed.db before decompose
 # (pages of 4 KB instead of bvtool's 16 KB: the same database, a quarter the size)
 # The SQL and writer seeds (corpus/fuzz_db_sql, corpus/fuzz_writers) are
@@ -28,7 +29,7 @@ common="--data idx:$tmp/data --teacher mlp:16 --teacher-epochs 2 --student mlp:8
 # shellcheck disable=SC2086
 "$bvtool" collect --db "$tmp/collected.db" $common --methods ce,kd,wsl --temps 2,4,8 >/dev/null
 # shellcheck disable=SC2086
-"$bvtool" collect --db "$tmp/train.db" $common --methods ce,kd-filter --temps 4 --record-train >/dev/null
+"$bvtool" collect --db "$tmp/train.db" $common --methods ce,kd-filter --temps 4 --record-train --inits 2 >/dev/null
 sqlite3 "$tmp/collected.db" "PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
 cp "$tmp/collected.db" "$tmp/decomposed.db"
 "$bvtool" decompose --db "$tmp/decomposed.db" --bootstrap 5 >/dev/null
