@@ -552,10 +552,15 @@ int bv_report_db(bv_db *db, bv_buf *f, const char *format)
 	}
 
 	/* ---- paired differences */
+	int inits = 0; /* a collection with inits pairs per (seed, init) */
+	for (int i = 0; i < r.n_groups; i++)
+		for (int j = 0; j < r.groups[i].n; j++)
+			inits |= (r.groups[i].seeds[j] & 0xffffffff) > 1;
 	if (fm == FMT_MD)
-		bprintf(f, "\n## Paired differences at the last epoch\n\nPer seed (the same bootstrap replica, "
+		bprintf(f, "\n## Paired differences at the last epoch\n\nPer %s (the same bootstrap replica, "
 			   "initial weights and batch order), in percentage points; 95%% t interval of the "
-			   "mean.\n\n| comparison | T | seeds | mean | 95%% interval |\n|---|---|---|---|---|\n");
+			   "mean.\n\n| comparison | T | seeds | mean | 95%% interval |\n|---|---|---|---|---|\n",
+			inits ? "(seed, init)" : "seed");
 	int n_out = 0;
 	const acc_group *ce = NULL;
 	for (int i = 0; i < r.n_groups; i++)
