@@ -414,35 +414,52 @@ static int export_runs(exp_ctx *x)
 
 /* ---- decompositions: per-sample statistics ------------------------------------- */
 
+/* the last two only for a selection whose variance was split by source (inits) */
 static const char *const stat_cols[] = {"sample_idx", "bias",	"variance", "loss",
 					"regularization", "n_seeds", "p_true", "acc",
-					"wsl_weight", "teacher_p_true"};
-enum { N_STAT_COLS = 10 };
+					"wsl_weight", "teacher_p_true", "var_init", "var_data"};
+enum { N_STAT_COLS = 10, N_STAT_COLS_SPLIT = 12 };
 
 static int write_stats_one(exp_ctx *x, double temp, int epoch, const char *split, const char *method,
 			   json_t *files)
 {
 	sqlite3_stmt *st;
-	int rc = bv_db_prepare(x->db, &st,
-			       "SELECT sample_idx, bias, variance, loss, regularization, n_seeds, p_true, "
-			       "acc, wsl_weight, teacher_p_true FROM sample_stats WHERE temperature = ?1 "
-			       "AND epoch = ?2 AND split = ?3 AND method = ?4 ORDER BY sample_idx");
-	if (rc)
-		return rc;
-	sqlite3_bind_double(st, 1, temp);
-	sqlite3_bind_int(st, 2, epoch);
-	sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, method, -1, SQLITE_STATIC);
+	static const char where[] = " FROM sample_stats WHERE temperature = ?1 AND epoch = ?2 AND "
+				    "split = ?3 AND method = ?4";
+	int cols = N_STAT_COLS, rc;
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: is any row's variance split? pass 1: the rows */
+		char sql[512];
+		snprintf(sql, sizeof sql, "%s%s%s",
+			 pass ? "SELECT sample_idx, bias, variance, loss, regularization, n_seeds, "
+				"p_true, acc, wsl_weight, teacher_p_true, var_init, var_data"
+			      : "SELECT count(*)",
+			 where, pass ? " ORDER BY sample_idx" : " AND var_init IS NOT NULL");
+		if ((rc = bv_db_prepare(x->db, &st, sql)) != 0)
+			return rc;
+		sqlite3_bind_double(st, 1, temp);
+		sqlite3_bind_int(st, 2, epoch);
+		sqlite3_bind_text(st, 3, split, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, method, -1, SQLITE_STATIC);
+		if (pass)
+			break;
+		if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+			sqlite3_finalize(st);
+			return bv_db_error(x->db);
+		}
+		cols = sqlite3_column_int64(st, 0) > 0 ? N_STAT_COLS_SPLIT : N_STAT_COLS;
+		sqlite3_finalize(st);
+	}
 	bv_buf csv, vals;
 	bv_buf_init(&csv);
 	bv_buf_init(&vals);
-	for (int c = 0; c < N_STAT_COLS; c++) {
+	for (int c = 0; c < cols; c++) {
 		bv_buf_append(&csv, stat_cols[c], strlen(stat_cols[c]));
-		bv_buf_append(&csv, c + 1 < N_STAT_COLS ? "," : "\n", 1);
+		bv_buf_append(&csv, c + 1 < cols ? "," : "\n", 1);
 	}
 	int64_t n = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		for (int c = 0; c < N_STAT_COLS; c++) {
+		for (int c = 0; c < cols; c++) {
 			double v = sqlite3_column_type(st, c) == SQLITE_NULL ? NAN
 									     : sqlite3_column_double(st, c);
 			bv_buf_append(&vals, &v, sizeof v);
@@ -450,7 +467,7 @@ static int write_stats_one(exp_ctx *x, double temp, int epoch, const char *split
 			if (!isnan(v))
 				snprintf(text, sizeof text, c == 0 || c == 4 || c == 5 ? "%.0f" : "%.17g", v);
 			bv_buf_append(&csv, text, strlen(text));
-			bv_buf_append(&csv, c + 1 < N_STAT_COLS ? "," : "\n", 1);
+			bv_buf_append(&csv, c + 1 < cols ? "," : "\n", 1);
 		}
 		n++;
 	}
@@ -467,7 +484,7 @@ static int write_stats_one(exp_ctx *x, double temp, int epoch, const char *split
 	char t[32], stemname[160], name[200], path[1300];
 	bv_number_format(t, sizeof t, temp);
 	snprintf(stemname, sizeof stemname, "stats/%s_T%s_e%d_%s", split, t, epoch, method);
-	const int64_t shape[2] = {n, N_STAT_COLS};
+	const int64_t shape[2] = {n, cols};
 	snprintf(name, sizeof name, "%s.npy", stemname);
 	if ((rc = path_in(path, sizeof path, x, name)) != 0 ||
 	    (rc = bv_npy_write(path, "<f8", 2, shape, vals.data)) != 0)

@@ -6,7 +6,7 @@
 # and names them (status, collect's lines, checkpoint files); decompose then
 # splits every row, and says so; draws with unequal inits are not split; two
 # shards merged are the one-machine collection; export then import keeps the
-# inits.
+# inits, and export's stats/ holds the split's two columns only when split.
 # Needs BVTOOL, BV_TMP, sqlite3 and Fashion-MNIST.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -84,6 +84,10 @@ assert "... = one machine" [ "$(snapshots_sum m.db)" = "$(snapshots_sum b.db)" ]
 # --- export and import keep the inits
 "$bv" export --db b.db --out x >/dev/null
 assert "export names init 2 files _i2" [ -e x/ce_s1_i2_test.npy ] || ls x >&2
+assert "... and the split's columns in stats/" [ "$(head -n 1 x/stats/test_T4_e2_kd.csv)" = "sample_idx,bias,variance,loss,regularization,n_seeds,p_true,acc,wsl_weight,teacher_p_true,var_init,var_data" ]
+assert "... as 12 columns of the .npy" /usr/bin/python3 -c "import numpy as n, sys; sys.exit(n.load('x/stats/test_T4_e2_kd.npy').shape[1] != 12)"
+"$bv" export --db c.db --out xc >/dev/null
+assert "without a split, stats/ keeps its 10 columns" [ "$(head -n 1 xc/stats/test_T4_e2_kd.csv)" = "sample_idx,bias,variance,loss,regularization,n_seeds,p_true,acc,wsl_weight,teacher_p_true" ]
 run "$bv" import --db i.db x
 assert "import of an export with inits (status $status: $(head -n 1 "$err"))" [ "$status" = 0 ]
 assert "... the same snapshots" [ "$(snapshots_sum i.db)" = "$(snapshots_sum b.db)" ]
