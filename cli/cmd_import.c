@@ -74,7 +74,12 @@ int cmd_export(const cli_cmd *cmd, int argc, char **argv)
 	bv_export_summary s;
 	if ((rc = bv_export(db_path, out, &s)) != 0)
 		return cli_fail(rc);
-	printf("export: %d run%s (%.1f MB of logits) and %d statistics file%s written to '%s'\n",
-	       s.runs, s.runs == 1 ? "" : "s", s.bytes / 1e6, s.stats, s.stats == 1 ? "" : "s", out);
+	char dyn[64] = "";
+	if (s.dynamics > 0)
+		snprintf(dyn, sizeof dyn, " and %d dynamics file%s", s.dynamics,
+			 s.dynamics == 1 ? "" : "s");
+	printf("export: %d run%s (%.1f MB of logits)%s %d statistics file%s%s written to '%s'\n",
+	       s.runs, s.runs == 1 ? "" : "s", s.bytes / 1e6, s.dynamics > 0 ? "," : " and", s.stats,
+	       s.stats == 1 ? "" : "s", dyn, out);
 	return BV_EXIT_OK;
 }

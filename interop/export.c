@@ -420,6 +420,69 @@ static const char *const stat_cols[] = {"sample_idx", "bias",	"variance", "loss"
 					"wsl_weight", "teacher_p_true", "var_init", "var_data"};
 enum { N_STAT_COLS = 10, N_STAT_COLS_SPLIT = 12 };
 
+/* The rows of st (cols doubles each; NULL as NaN) as "<stem>.npy", a float64
+ * (n, cols) array, and "<stem>.csv" with the header names (the columns of
+ * int_mask as whole numbers, NULL as an empty field); st is finalized. */
+static int write_table(exp_ctx *x, sqlite3_stmt *st, int cols, const char *const *names,
+		       unsigned int_mask, const char *fstem)
+{
+	bv_buf csv, vals;
+	int rc;
+	bv_buf_init(&csv);
+	bv_buf_init(&vals);
+	for (int c = 0; c < cols; c++) {
+		bv_buf_append(&csv, names[c], strlen(names[c]));
+		bv_buf_append(&csv, c + 1 < cols ? "," : "\n", 1);
+	}
+	int64_t n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (int c = 0; c < cols; c++) {
+			double v = sqlite3_column_type(st, c) == SQLITE_NULL ? NAN
+									     : sqlite3_column_double(st, c);
+			bv_buf_append(&vals, &v, sizeof v);
+			char text[40] = "";
+			if (!isnan(v))
+				snprintf(text, sizeof text, int_mask >> c & 1 ? "%.0f" : "%.17g", v);
+			bv_buf_append(&csv, text, strlen(text));
+			bv_buf_append(&csv, c + 1 < cols ? "," : "\n", 1);
+		}
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rc = bv_db_error(x->db);
+		goto done;
+	}
+	rc = 0;
+	if (csv.failed || vals.failed) {
+		rc = bv_error_set(BV_ENOMEM, "out of memory for %s", fstem);
+		goto done;
+	}
+	char name[300], path[1400];
+	const int64_t shape[2] = {n, cols};
+	snprintf(name, sizeof name, "%s.npy", fstem);
+	if ((rc = path_in(path, sizeof path, x, name)) != 0 ||
+	    (rc = bv_npy_write(path, "<f8", 2, shape, vals.data)) != 0)
+		goto done;
+	snprintf(name, sizeof name, "%s.csv", fstem);
+	if ((rc = path_in(path, sizeof path, x, name)) == 0)
+		rc = bv_write_file_atomic(path, csv.data, csv.len);
+done:
+	bv_buf_release(&csv);
+	bv_buf_release(&vals);
+	return rc;
+}
+
+/* A file pair's entry in the manifest's extras: {key: value, npy, csv}. */
+static int list_files(json_t *files, const char *key, const char *value, const char *fstem)
+{
+	json_t *entry = json_pack("{s:s, s:s+, s:s+}", key, value, "npy", fstem, ".npy", "csv", fstem,
+				  ".csv");
+	if (!entry || json_array_append_new(files, entry) != 0)
+		return bv_error_set(BV_ENOMEM, "out of memory");
+	return 0;
+}
+
 static int write_stats_one(exp_ctx *x, double temp, int epoch, const char *split, const char *method,
 			   json_t *files)
 {
@@ -450,60 +513,15 @@ static int write_stats_one(exp_ctx *x, double temp, int epoch, const char *split
 		cols = sqlite3_column_int64(st, 0) > 0 ? N_STAT_COLS_SPLIT : N_STAT_COLS;
 		sqlite3_finalize(st);
 	}
-	bv_buf csv, vals;
-	bv_buf_init(&csv);
-	bv_buf_init(&vals);
-	for (int c = 0; c < cols; c++) {
-		bv_buf_append(&csv, stat_cols[c], strlen(stat_cols[c]));
-		bv_buf_append(&csv, c + 1 < cols ? "," : "\n", 1);
-	}
-	int64_t n = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		for (int c = 0; c < cols; c++) {
-			double v = sqlite3_column_type(st, c) == SQLITE_NULL ? NAN
-									     : sqlite3_column_double(st, c);
-			bv_buf_append(&vals, &v, sizeof v);
-			char text[40] = "";
-			if (!isnan(v))
-				snprintf(text, sizeof text, c == 0 || c == 4 || c == 5 ? "%.0f" : "%.17g", v);
-			bv_buf_append(&csv, text, strlen(text));
-			bv_buf_append(&csv, c + 1 < cols ? "," : "\n", 1);
-		}
-		n++;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		rc = bv_db_error(x->db);
-		goto done;
-	}
-	rc = 0;
-	if (csv.failed || vals.failed) {
-		rc = bv_error_set(BV_ENOMEM, "out of memory for the statistics of %s", method);
-		goto done;
-	}
-	char t[32], stemname[160], name[200], path[1300];
+	char t[32], fstem[160];
 	bv_number_format(t, sizeof t, temp);
-	snprintf(stemname, sizeof stemname, "stats/%s_T%s_e%d_%s", split, t, epoch, method);
-	const int64_t shape[2] = {n, cols};
-	snprintf(name, sizeof name, "%s.npy", stemname);
-	if ((rc = path_in(path, sizeof path, x, name)) != 0 ||
-	    (rc = bv_npy_write(path, "<f8", 2, shape, vals.data)) != 0)
-		goto done;
-	snprintf(name, sizeof name, "%s.csv", stemname);
-	if ((rc = path_in(path, sizeof path, x, name)) != 0 ||
-	    (rc = bv_write_file_atomic(path, csv.data, csv.len)) != 0)
-		goto done;
-	json_t *entry = json_pack("{s:s, s:s+, s:s+}", "method", method, "npy", stemname, ".npy",
-				  "csv", stemname, ".csv");
-	if (!entry || json_array_append_new(files, entry) != 0) {
-		rc = bv_error_set(BV_ENOMEM, "out of memory");
-		goto done;
-	}
+	snprintf(fstem, sizeof fstem, "stats/%s_T%s_e%d_%s", split, t, epoch, method);
+	/* sample_idx, regularization, n_seeds are whole numbers */
+	if ((rc = write_table(x, st, cols, stat_cols, 1u << 0 | 1u << 4 | 1u << 5, fstem)) != 0 ||
+	    (rc = list_files(files, "method", method, fstem)) != 0)
+		return rc;
 	x->sum.stats++;
-done:
-	bv_buf_release(&csv);
-	bv_buf_release(&vals);
-	return rc;
+	return 0;
 }
 
 static int write_stats(exp_ctx *x, json_t *list)
@@ -551,6 +569,62 @@ done:
 	return rc;
 }
 
+/* ---- training dynamics: per run and split --------------------------------------- */
+
+static const char *const dyn_cols[] = {"sample_idx",  "first_learned", "forgetting", "correctness",
+				       "confidence", "variability",   "n_epochs"};
+
+/* Every (run, split) of the dynamics table, of the runs export writes (done
+ * students), as dynamics/<run stem>_<split>.npy and .csv, listed in the extras. */
+static int write_dynamics(exp_ctx *x, json_t *list)
+{
+	sqlite3_stmt *st, *rows;
+	int rc = bv_db_prepare(x->db, &st,
+			       "SELECT DISTINCT d.run_id, d.split FROM dynamics d JOIN runs r ON "
+			       "r.id = d.run_id WHERE r.status = 'done' ORDER BY d.run_id, d.split");
+	if (rc)
+		return rc;
+	char dir[1200];
+	if ((rc = path_in(dir, sizeof dir, x, "dynamics")) != 0)
+		goto done;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const int64_t id = sqlite3_column_int64(st, 0);
+		char split[16], run_stem[64], fstem[160];
+		bv_run r;
+		bv_db_safe_text(split, sizeof split, sqlite3_column_text(st, 1));
+		if ((rc = bv_db_run_get(x->db, &r, id)) != 0)
+			goto done;
+		stem(run_stem, sizeof run_stem, &r);
+		snprintf(fstem, sizeof fstem, "dynamics/%s_%s", run_stem, split);
+		if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+			rc = bv_error_set(BV_EIO, "cannot create '%s': %s", dir, strerror(errno));
+			goto done;
+		}
+		if ((rc = bv_db_prepare(x->db, &rows,
+					"SELECT sample_idx, first_learned, forgetting, correctness, "
+					"confidence, variability, n_epochs FROM dynamics WHERE run_id = ?1 "
+					"AND split = ?2 ORDER BY sample_idx")) != 0)
+			goto done;
+		sqlite3_bind_int64(rows, 1, id);
+		sqlite3_bind_text(rows, 2, split, -1, SQLITE_TRANSIENT);
+		/* sample_idx, first_learned, forgetting, n_epochs are whole numbers */
+		if ((rc = write_table(x, rows, 7, dyn_cols, 1u << 0 | 1u << 1 | 1u << 2 | 1u << 6,
+				      fstem)) != 0 ||
+		    (rc = list_files(list, "run", run_stem, fstem)) != 0)
+			goto done;
+		json_t *last = json_array_get(list, json_array_size(list) - 1);
+		if (json_object_set_new(last, "split", json_string(split)) != 0) {
+			rc = bv_error_set(BV_ENOMEM, "out of memory");
+			goto done;
+		}
+		x->sum.dynamics++;
+	}
+	rc = rc == SQLITE_DONE ? 0 : bv_db_error(x->db);
+done:
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* The collection's config rows, as an object of the extras. */
 static int config_json(exp_ctx *x, json_t *obj)
 {
@@ -585,7 +659,7 @@ int bv_export(const char *db_path, const char *out_dir, bv_export_summary *out)
 	memset(&x, 0, sizeof x);
 	int exists = 0, made = 0, rc;
 	char path[1200];
-	json_t *config = NULL, *decomps = NULL;
+	json_t *config = NULL, *decomps = NULL, *dyn = NULL;
 	if ((rc = check_out(out_dir, &exists)) != 0 ||
 	    (rc = bv_db_open(&x.db, db_path, BV_DB_READONLY)) != 0)
 		goto done;
@@ -614,16 +688,20 @@ int bv_export(const char *db_path, const char *out_dir, bv_export_summary *out)
 		goto done;
 	config = json_object();
 	decomps = json_array();
+	dyn = json_array();
 	x.extras = json_object();
-	if (!config || !decomps || !x.extras) {
+	if (!config || !decomps || !dyn || !x.extras) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory");
 		goto done;
 	}
-	if ((rc = config_json(&x, config)) != 0 || (rc = write_stats(&x, decomps)) != 0)
+	if ((rc = config_json(&x, config)) != 0 || (rc = write_stats(&x, decomps)) != 0 ||
+	    (rc = write_dynamics(&x, dyn)) != 0)
 		goto done;
 	json_object_set_new(x.extras, "exported_by", json_string("bvtool " BV_VERSION));
 	json_object_set(x.extras, "config", config);
 	json_object_set(x.extras, "decompositions", decomps);
+	if (json_array_size(dyn) > 0)
+		json_object_set(x.extras, "dynamics", dyn);
 	if (!(x.m.extras = json_dumps(x.extras, JSON_COMPACT | JSON_REAL_PRECISION(17)))) {
 		rc = bv_error_set(BV_ENOMEM, "out of memory");
 		goto done;
@@ -647,6 +725,7 @@ done:
 		remove_tree(x.tmp);
 	json_decref(config);
 	json_decref(decomps);
+	json_decref(dyn);
 	json_decref(x.extras);
 	free(x.buf);
 	bv_manifest_free(&x.m);

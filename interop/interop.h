@@ -70,6 +70,7 @@ int bv_import(const char *db_path, const char *dir, const bv_import_opts *o,
 typedef struct bv_export_summary {
 	int runs;            /* complete runs written, the teacher included */
 	int stats;           /* (decomposition, method) statistics files written */
+	int dynamics;        /* (run, split) training dynamics files written */
 	int64_t bytes;       /* logit bytes written */
 } bv_export_summary;
 

@@ -95,6 +95,31 @@ q re.db "UPDATE runs SET status = 'failed' WHERE id = $ce1"
 "$bv" collect --db re.db $G >/dev/null
 assert "... none once collect has trained it again" [ "$(q re.db "SELECT count(*) FROM dynamics WHERE run_id = $ce1")" = 0 ]
 
+# --- export writes the rows, one file pair per (run, split), as the table holds them
+run "$bv" export --db a.db --out x
+assert "export with dynamics (status $status: $(head -n 1 "$err"))" [ "$status" = 0 ]
+assert "... says how many dynamics files" grep -q " and 4 dynamics files written to 'x'" "$out"
+assert "... kd T=4 seed 2's rows in dynamics/kd_T4_s2_test.csv and .npy, exactly" /usr/bin/python3 -c "
+import csv, math, sqlite3, sys
+import numpy as np
+con = sqlite3.connect('a.db')
+want = con.execute('SELECT sample_idx, first_learned, forgetting, correctness, confidence, variability, '
+                   'n_epochs FROM dynamics d JOIN runs r ON r.id = d.run_id WHERE r.method = \\'kd\\' '
+                   'AND r.seed = 2 AND d.split = \\'test\\' ORDER BY sample_idx').fetchall()
+rows = list(csv.reader(open('x/dynamics/kd_T4_s2_test.csv')))[1:]
+a = np.load('x/dynamics/kd_T4_s2_test.npy')
+ok = len(rows) == len(want) == a.shape[0] and a.shape[1] == 7
+for w, r, v in zip(want, rows, a):
+    for x, t, f in zip(w, r, v):
+        ok = ok and ((x is None and t == '' and math.isnan(f)) or (x is not None and float(t) == x == f))
+sys.exit(not ok)"
+assert "... listed in the manifest" /usr/bin/python3 -c "
+import json, sys
+d = json.load(open('x/manifest.json'))['dynamics']
+sys.exit(not any(e['run'] == 'kd_T4_s2' and e['split'] == 'test' and e['npy'] == 'dynamics/kd_T4_s2_test.npy' for e in d))"
+run "$bv" import --db back.db x
+assert "... and import reads that export (status $status: $(head -n 1 "$err"))" [ "$status" = 0 ]
+
 cd /
 rm -rf "$t"
 finish
