@@ -21,24 +21,10 @@ import tempfile
 
 import numpy as np
 
-checks = failed = 0
+import bvcheck
+from bvcheck import bvtool, check
+
 max_diff = 0.0
-
-
-def check(cond, msg):
-    global checks, failed
-    checks += 1
-    if not cond:
-        failed += 1
-        print("FAIL:", msg)
-
-
-def bvtool(*args):
-    p = subprocess.run([BV, *args], capture_output=True, text=True)
-    if p.returncode != 0:
-        print("FAIL: bvtool", " ".join(args), "exit", p.returncode, p.stderr.strip())
-        sys.exit(1)
-    return p.stdout
 
 
 def reference(con, split):
@@ -162,10 +148,10 @@ def main():
     compare(con, "test", "epochs 2 and 5")
     con.close()
 
-    print(f"test_dynamics: {checks} checks, {failed} failed; largest difference {max_diff:.3g}")
-    return 1 if failed else 0
+    print(f"test_dynamics: {bvcheck.checks} checks, {bvcheck.failed} failed; largest difference {max_diff:.3g}")
+    return 1 if bvcheck.failed else 0
 
 
 if __name__ == "__main__":
-    BV = os.path.join(sys.argv[1], "bvtool")
+    bvcheck.BV = os.path.join(sys.argv[1], "bvtool")
     sys.exit(main())

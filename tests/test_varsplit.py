@@ -24,16 +24,10 @@ import tempfile
 
 import numpy as np
 
-checks = failed = 0
+import bvcheck
+from bvcheck import bvtool, check
+
 max_diff = 0.0
-
-
-def check(cond, msg):
-    global checks, failed
-    checks += 1
-    if not cond:
-        failed += 1
-        print("FAIL:", msg)
 
 
 def close(a, b, msg, tol=1e-12):
@@ -41,14 +35,6 @@ def close(a, b, msg, tol=1e-12):
     d = abs(a - b)
     max_diff = max(max_diff, d)
     check(d <= tol * max(1.0, abs(b)), f"{msg}: {a!r} vs NumPy {b!r}")
-
-
-def bvtool(*args):
-    p = subprocess.run([BV, *args], capture_output=True, text=True)
-    if p.returncode != 0:
-        print("FAIL: bvtool", " ".join(args), "exit", p.returncode, p.stderr.strip())
-        sys.exit(1)
-    return p.stdout
 
 
 def lse(x, axis):
@@ -114,11 +100,10 @@ def compare(con, split, draws, M, epoch, T):
 
 
 def main():
-    global BV
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         sys.exit(2)
-    BV = os.path.join(os.path.abspath(sys.argv[1]), "bvtool")
+    bvcheck.BV = os.path.join(os.path.abspath(sys.argv[1]), "bvtool")
     common = ["--train-subset", "1000", "--teacher", "mlp:32", "--teacher-epochs", "2",
               "--student", "mlp:8", "--epochs", "3", "--methods", "ce,kd", "--temps", "4",
               "--jobs", "2"]
@@ -155,8 +140,8 @@ def main():
             check(total > 0 and bad == 0, f"one init: {bad} of {total} rows have a split")
             seeds = con.execute("SELECT DISTINCT seeds FROM decompositions").fetchall()
             check(seeds == [("1,2",)], f"one init: decompositions.seeds {seeds}")
-    print(f"test_varsplit: {checks} checks, {failed} failed; largest difference {max_diff:.3g}")
-    sys.exit(1 if failed else 0)
+    print(f"test_varsplit: {bvcheck.checks} checks, {bvcheck.failed} failed; largest difference {max_diff:.3g}")
+    sys.exit(1 if bvcheck.failed else 0)
 
 
 if __name__ == "__main__":
